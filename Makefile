@@ -1,0 +1,33 @@
+# Two entry points that work on a fresh machine with only Python:
+#   make demo   set up, then train the matchup-specific model on the built-in simulated season
+#   make test   set up, then run the test suite (what CI runs)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow benchmark clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/lineup-numpyro train --model matchup --out runs/demo --overwrite
+	$(BIN)/lineup-numpyro summary runs/demo
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow -q
+
+benchmark: setup
+	$(BIN)/python benchmarks/train_matchup.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

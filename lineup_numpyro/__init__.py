@@ -1,0 +1,12 @@
+"""Bayesian NBA lineup models (Brill, Hughes & Waldbaum 2023) in JAX/NumPyro.
+
+Importing the package enables float64 in JAX (the sufficient-statistics algebra
+needs it) but performs no JAX operation, so `runtime.configure_jax` can still set
+the number of host devices afterwards.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+__version__ = "0.1.0"

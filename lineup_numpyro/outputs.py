@@ -1,0 +1,272 @@
+"""What a training run leaves in its run directory, under the Stan names of ../shared/MODELS.md.
+
+    posterior.nc        ArviZ InferenceData: posterior, sample_stats, constant_data (n per matchup)
+    coefficients.csv    parameter,mean,sd,5%,50%,95%,r_hat,ess_bulk,ess_tail,mcse_mean,n_possessions,no_data
+    diagnostics.json    convergence, divergences, tree depth, timings, per-matchup verdicts
+    run_config.json     the RunConfig, data source, package versions and device
+    status.json         'running' while the run works, then 'complete' or 'failed'
+
+Every file is written to a temporary name and renamed, so none is ever half-written; a run
+is finished only when status.json says 'complete'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from . import names
+from .config import RunConfig
+from .sampling import SamplingResult
+from .suffstats import SuffStats
+
+RHAT_MAX = 1.01
+ESS_MIN = 400
+PACKAGES = ("lineup-numpyro", "numpyro", "jax", "jaxlib", "arviz", "numpy", "pandas", "optax", "typer")
+
+POSTERIOR = "posterior.nc"
+COEFFICIENTS = "coefficients.csv"
+DIAGNOSTICS = "diagnostics.json"
+RUN_CONFIG = "run_config.json"
+STATUS = "status.json"
+
+
+class RunDirError(RuntimeError):
+    """A run directory that cannot be used (exists already, incomplete, unreadable)."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, obj: object) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return versions
+
+
+def to_inference_data(result: SamplingResult, model: str, stats: SuffStats, attrs: dict | None = None) -> az.InferenceData:
+    """Posterior with Stan names and 1-based matchup/archetype coordinates, plus sampler stats."""
+    dims = names.POSTERIOR_DIMS[model]
+    posterior = {var: result.samples[var] for var in dims}
+    coords = dict(names.COORDS)
+    idata = az.from_dict(
+        posterior=posterior,
+        sample_stats=result.stats,
+        constant_data={"n_possessions": stats.n.astype(np.int64)},
+        coords=coords,
+        dims={**{v: list(d) for v, d in dims.items()}, "n_possessions": ["matchup"]},
+        attrs={"model": model, "inference_library": "numpyro", **(attrs or {})},
+    )
+    labels = np.asarray(names.MATCHUP_LABELS)
+    for group in ("posterior", "constant_data"):
+        idata[group] = idata[group].assign_coords(matchup_label=("matchup", labels))
+    return idata
+
+
+def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
+    """One row per scalar parameter, in Stan's order and names."""
+    post = idata.posterior
+    rhat, ess_bulk = az.rhat(post), az.ess(post, method="bulk")
+    ess_tail, mcse = az.ess(post, method="tail"), az.mcse(post, method="mean")
+    n_matchup = idata.constant_data["n_possessions"].values
+    rows = []
+    for var, dims in names.POSTERIOR_DIMS[model].items():
+        draws = post[var].values  # (chains, draws, *shape)
+        flat = draws.reshape(draws.shape[0] * draws.shape[1], -1)
+        q05, q50, q95 = np.quantile(flat, [0.05, 0.5, 0.95], axis=0)
+        shape = draws.shape[2:]
+        for j, index in enumerate(np.ndindex(*shape)):
+            n = int(n_matchup[index[0]]) if dims and dims[0] == "matchup" else None
+            rows.append(
+                {
+                    "parameter": names.stan_name(var, index),
+                    "mean": flat[:, j].mean(),
+                    "sd": flat[:, j].std(ddof=1),
+                    "5%": q05[j],
+                    "50%": q50[j],
+                    "95%": q95[j],
+                    "r_hat": float(rhat[var].values.reshape(-1)[j]),
+                    "ess_bulk": float(ess_bulk[var].values.reshape(-1)[j]),
+                    "ess_tail": float(ess_tail[var].values.reshape(-1)[j]),
+                    "mcse_mean": float(mcse[var].values.reshape(-1)[j]),
+                    "n_possessions": n,
+                    "no_data": n == 0,
+                }
+            )
+    table = pd.DataFrame(rows)
+    table["n_possessions"] = table["n_possessions"].astype("Int64")
+    return table
+
+
+def _matchup_of(parameter: str) -> int | None:
+    """0-based matchup of a matchup-indexed Stan name, None for global parameters."""
+    if "[" not in parameter:
+        return None
+    var = parameter.split("[")[0]
+    first = int(parameter.split("[")[1].rstrip("]").split(",")[0])
+    for dims in names.POSTERIOR_DIMS.values():
+        if var in dims and dims[var] and dims[var][0] == "matchup":
+            return first - 1
+    return None
+
+
+def diagnostics(idata: az.InferenceData, table: pd.DataFrame, result: SamplingResult, model: str) -> dict:
+    """Convergence summary: worst R-hat and ESS, divergences, tree depth, timings, per matchup."""
+    stats = result.stats
+    n_draws = stats["diverging"].size
+    n_div = int(stats["diverging"].sum())
+    at_max = float(np.mean(stats["tree_depth"] >= result.config.max_tree_depth))
+    worst_rhat = table.loc[table["r_hat"].idxmax()]
+    worst_ess = table.loc[table["ess_bulk"].idxmin()]
+    converged = bool(worst_rhat["r_hat"] <= RHAT_MAX and worst_ess["ess_bulk"] >= ESS_MIN and n_div == 0)
+    report = {
+        "model": model,
+        "method": "nuts",
+        "chains": result.config.chains,
+        "warmup": result.config.warmup,
+        "draws": result.config.draws,
+        "chain_method": result.chain_method,
+        "max_rhat": float(worst_rhat["r_hat"]),
+        "max_rhat_parameter": worst_rhat["parameter"],
+        "min_ess_bulk": float(worst_ess["ess_bulk"]),
+        "min_ess_bulk_parameter": worst_ess["parameter"],
+        "min_ess_tail": float(table["ess_tail"].min()),
+        "divergences": {"count": n_div, "percent": 100.0 * n_div / n_draws},
+        "max_tree_depth": {"limit": result.config.max_tree_depth, "share_at_limit": at_max},
+        "mean_step_size": float(np.mean(stats["step_size"][:, -1])),
+        "timing": {
+            "compile_s": result.timing.compile_s,
+            "warmup_s": result.timing.warmup_s,
+            "sampling_s": result.timing.sampling_s,
+            "total_s": result.timing.total_s,
+        },
+        "thresholds": {"r_hat_max": RHAT_MAX, "ess_bulk_min": ESS_MIN},
+        "converged": converged,
+        "matchups": _matchup_verdicts(table) if model != "simplified" else [],
+    }
+    return report
+
+
+def _matchup_verdicts(table: pd.DataFrame) -> list[dict]:
+    matchup = table["parameter"].map(_matchup_of)
+    verdicts = []
+    for m in range(names.N_MATCHUPS):
+        rows = table[matchup == m]
+        n = int(rows["n_possessions"].iloc[0])
+        max_rhat, min_ess = float(rows["r_hat"].max()), float(rows["ess_bulk"].min())
+        if n == 0:
+            verdict = "no data"
+        elif max_rhat <= RHAT_MAX and min_ess >= ESS_MIN:
+            verdict = "converged"
+        else:
+            verdict = "not converged"
+        verdicts.append(
+            {"matchup": m + 1, "label": names.MATCHUP_LABELS[m], "n_possessions": n,
+             "max_rhat": max_rhat, "min_ess_bulk": min_ess, "verdict": verdict}
+        )
+    return verdicts
+
+
+def prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
+    """Create `run_dir` (refusing to clobber an existing run unless `overwrite`)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: exists and is not a directory")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"{run_dir}: already holds files; choose another --out or pass --overwrite")
+        for name in (POSTERIOR, COEFFICIENTS, DIAGNOSTICS, RUN_CONFIG, STATUS):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def set_status(run_dir: Path, state: str, **details: object) -> None:
+    write_json(run_dir / STATUS, {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **details})
+
+
+def read_status(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / STATUS
+    if not path.exists():
+        raise RunDirError(f"{run_dir}: not a run directory (no {STATUS})")
+    return json.loads(path.read_text())
+
+
+def write_outputs(
+    run_dir: Path, result: SamplingResult, config: RunConfig, stats: SuffStats, source: str
+) -> dict:
+    """Write posterior, coefficients, diagnostics and run record; returns the diagnostics."""
+    idata = to_inference_data(result, config.model, stats, attrs={"likelihood": config.likelihood})
+    table = coefficient_table(idata, config.model)
+    report = diagnostics(idata, table, result, config.model)
+    report["likelihood"] = config.likelihood
+    with atomic_path(run_dir / POSTERIOR) as tmp:
+        idata.to_netcdf(str(tmp))
+    with atomic_path(run_dir / COEFFICIENTS) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_json(run_dir / DIAGNOSTICS, report)
+    record = {
+        "config": config.to_dict(),
+        "data": {"source": source, "n_possessions": stats.total,
+                 "matchups_with_data": int((stats.n > 0).sum())},
+        "versions": package_versions(),
+        "command": sys.argv,
+    }
+    write_json(run_dir / RUN_CONFIG, record)
+    return report
+
+
+def load_run(run_dir: str | Path) -> tuple[dict, dict, pd.DataFrame | None, dict | None]:
+    """(status, run record, coefficient table, diagnostics); the last two None if not written."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory")
+    status = read_status(run_dir)
+    record = json.loads((run_dir / RUN_CONFIG).read_text()) if (run_dir / RUN_CONFIG).exists() else {}
+    table = pd.read_csv(run_dir / COEFFICIENTS) if (run_dir / COEFFICIENTS).exists() else None
+    diag = json.loads((run_dir / DIAGNOSTICS).read_text()) if (run_dir / DIAGNOSTICS).exists() else None
+    return status, record, table, diag
+
+
+def largest_effects(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """The k archetype coefficients with the largest posterior means (matchups with data only)."""
+    effects = table[table["parameter"].str.match(r"beta_(off|def)\[") & ~table["no_data"].astype(bool)]
+    return effects.sort_values("mean", ascending=False).head(k)

@@ -1,0 +1,43 @@
+"""JAX start-up settings that must be made before the first JAX operation.
+
+XLA fixes the number of CPU devices when its backend starts; chains run in parallel only
+if there are at least as many devices as chains. Call `configure_jax` first thing (the CLI
+does); afterwards it can only report what it could not change.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import numpyro
+from jax._src import xla_bridge
+
+from .config import default_host_devices
+
+
+def configure_jax(platform: str = "cpu", chains: int = 4, host_devices: int | None = None) -> None:
+    """Select the platform and (on CPU) one host device per core and at least one per chain."""
+    jax.config.update("jax_enable_x64", True)
+    if xla_bridge.backends_are_initialized():
+        if platform == "cpu" and jax.local_device_count() < chains:
+            warnings.warn(
+                f"JAX started before configure_jax: {jax.local_device_count()} device(s) for {chains} "
+                "chains, so 'parallel' chains will run one after another",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return
+    if platform == "cpu":
+        numpyro.set_host_device_count(host_devices or default_host_devices(chains))
+        jax.config.update("jax_platforms", "cpu")
+    elif platform == "gpu":
+        jax.config.update("jax_platforms", "cuda")
+    else:
+        raise ValueError(f"unknown platform {platform!r}; expected 'cpu' or 'gpu'")
+
+
+def device_summary() -> dict:
+    """What JAX is running on, for the run record."""
+    devices = jax.devices()
+    return {"platform": devices[0].platform, "device_kind": devices[0].device_kind, "count": len(devices)}

@@ -1,0 +1,137 @@
+"""A semi-synthetic season: real-shaped lineups, outcomes drawn from a model with known parameters.
+
+Lineups are five players per side, each with an archetype (rare archetypes are rare, as in
+the real samples) and a DARKO-like skill; z[a] sums the skills of the side's players of
+archetype a, so most of a row's 16 z columns are exactly 0. Matchup sizes are log-normal,
+as uneven as the real data, and some matchups can be left empty. The outcome is Gaussian
+from the chosen model, so that parameter recovery is a fair test of the sampler.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import names
+from .data import Possessions
+
+DEFAULT_POSSESSIONS = 96_837
+DEFAULT_SEED = 2023
+# Share of players per archetype, matched to how often each archetype is on the floor in
+# ../shared/data/quick_sample_10k.csv (archetypes 0 and 3 almost never appear).
+ARCHETYPE_SHARES = np.array([0.004, 0.122, 0.122, 0.004, 0.206, 0.147, 0.128, 0.267])
+SIGMA = 0.56  # sd of points per possession in the real samples
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The parameters the outcomes were drawn from, by site name (Stan layout, 0-based arrays)."""
+
+    model: str
+    params: dict[str, np.ndarray]
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "params": {k: np.asarray(v).tolist() for k, v in self.params.items()}}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Truth:
+        return cls(obj["model"], {k: np.asarray(v, dtype=np.float64) for k, v in obj["params"].items()})
+
+
+def _true_params(model: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Effects of a few hundredths of a point per DARKO point, of both signs' worth of spread."""
+    m, a = names.N_MATCHUPS, names.N_ARCHETYPES
+    if model == "simplified":
+        return {
+            "beta_0": np.array(0.18),
+            "beta_off": rng.uniform(0.01, 0.06, a),
+            "beta_def": rng.uniform(0.01, 0.06, a),
+            "sigma": np.array(SIGMA),
+        }
+    if model == "matchup":
+        return {
+            "beta_0": rng.normal(0.18, 0.04, m),
+            "beta_off": rng.uniform(0.01, 0.08, (m, a)),
+            "beta_def": rng.uniform(0.01, 0.08, (m, a)),
+            "sigma": np.array(SIGMA),
+        }
+    if model == "hierarchical":
+        mu_0, tau_0 = 0.18, 0.04
+        mu_off, mu_def = np.log(rng.uniform(0.015, 0.05, a)), np.log(rng.uniform(0.015, 0.05, a))
+        tau_off, tau_def = rng.uniform(0.2, 0.5, a), rng.uniform(0.2, 0.5, a)
+        e_0, e_off, e_def = rng.normal(size=m), rng.normal(size=(m, a)), rng.normal(size=(m, a))
+        return {
+            "mu_0": np.array(mu_0), "tau_0": np.array(tau_0),
+            "mu_off": mu_off, "tau_off": tau_off, "mu_def": mu_def, "tau_def": tau_def,
+            "e_0": e_0, "e_off": e_off, "e_def": e_def, "sigma": np.array(SIGMA),
+            "beta_0": mu_0 + tau_0 * e_0,
+            "beta_off": np.exp(mu_off + tau_off * e_off),
+            "beta_def": np.exp(mu_def + tau_def * e_def),
+        }
+    raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
+
+
+def _matchup_sizes(n: int, empty: int, rng: np.random.Generator) -> np.ndarray:
+    """Possessions per matchup: log-normal shares (a 20x spread), `empty` of them zero."""
+    weights = rng.lognormal(0.0, 0.9, names.N_MATCHUPS)
+    if empty:
+        weights[rng.choice(names.N_MATCHUPS, size=empty, replace=False)] = 0.0
+    return rng.multinomial(n, weights / weights.sum())
+
+
+def _side_skills(n: int, mean: float, sd: float, rng: np.random.Generator) -> np.ndarray:
+    """(n, 8) summed skill per archetype for five players drawn per possession."""
+    archetypes = rng.choice(names.N_ARCHETYPES, size=(n, 5), p=ARCHETYPE_SHARES / ARCHETYPE_SHARES.sum())
+    skills = rng.normal(mean, sd, size=(n, 5))
+    z = np.zeros((n, names.N_ARCHETYPES))
+    np.add.at(z, (np.repeat(np.arange(n), 5), archetypes.ravel()), skills.ravel())
+    return z
+
+
+def simulate_season(
+    n_possessions: int = DEFAULT_POSSESSIONS,
+    model: str = "matchup",
+    seed: int = DEFAULT_SEED,
+    empty_matchups: int = 0,
+) -> tuple[Possessions, Truth]:
+    """Possessions drawn from `model` with parameters drawn once from `seed`."""
+    if n_possessions < 1:
+        raise ValueError(f"n_possessions must be at least 1, got {n_possessions}")
+    if not 0 <= empty_matchups < names.N_MATCHUPS:
+        raise ValueError(f"empty_matchups must lie in 0..{names.N_MATCHUPS - 1}, got {empty_matchups}")
+    rng = np.random.default_rng(seed)
+    params = _true_params(model, rng)
+    sizes = _matchup_sizes(n_possessions, empty_matchups, rng)
+    matchup = rng.permutation(np.repeat(np.arange(names.N_MATCHUPS), sizes))
+    z_off = _side_skills(n_possessions, 0.3, 1.8, rng)
+    z_def = _side_skills(n_possessions, 0.1, 1.2, rng)
+    b = np.concatenate([np.atleast_1d(params["beta_0"])[..., None], params["beta_off"], params["beta_def"]], axis=-1)
+    b_rows = b[matchup] if b.ndim == 2 else b[None, :]
+    x = np.concatenate([np.ones((n_possessions, 1)), z_off, -z_def], axis=1)
+    y = np.sum(x * b_rows, axis=1) + rng.normal(0.0, float(params["sigma"]), n_possessions)
+    data = Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=None, source=f"simulated:{model}:{seed}")
+    return data, Truth(model, params)
+
+
+def truth_path(data_path: str | Path) -> Path:
+    """Where the true parameters of a simulated file are saved: beside it, '<file>.truth.json'."""
+    data_path = Path(data_path)
+    return data_path.with_name(data_path.name + ".truth.json")
+
+
+def write_season(data: Possessions, truth: Truth, path: str | Path) -> None:
+    """Write the possessions (CSV or Parquet by suffix) and the truth beside them, atomically."""
+    from .outputs import atomic_path
+
+    path = Path(path)
+    frame = data.to_frame("label")
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+    with atomic_path(truth_path(path)) as tmp:
+        tmp.write_text(json.dumps(truth.to_json(), indent=1))

@@ -1,0 +1,139 @@
+"""Per-matchup sufficient statistics of the Gaussian likelihood, in one streaming pass.
+
+For matchup m with design rows X_m (n_m x 17) and outcomes y_m, the log-likelihood of any
+coefficient vector b_m depends on the data only through n_m, X_m'X_m, X_m'y_m and y_m'y_m
+(../shared/MODELS.md). Accumulated in float64: the quadratic form subtracts large numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import names
+from .data import DataError, DataWarning, Possessions, iter_chunks
+
+FEW_POSSESSIONS = 50  # below this a matchup's 17 coefficients lean mostly on the prior
+
+
+@dataclass(frozen=True)
+class SuffStats:
+    """n: (M,), xtx: (M, 17, 17), xty: (M, 17), yty: (M,), all float64, M = 36 matchups."""
+
+    n: np.ndarray
+    xtx: np.ndarray
+    xty: np.ndarray
+    yty: np.ndarray
+
+    @classmethod
+    def zeros(cls) -> SuffStats:
+        m, p = names.N_MATCHUPS, names.N_FEATURES
+        return cls(np.zeros(m), np.zeros((m, p, p)), np.zeros((m, p)), np.zeros(m))
+
+    @classmethod
+    def from_possessions(cls, data: Possessions) -> SuffStats:
+        """Statistics of one in-memory batch, grouping rows by matchup."""
+        x = data.design()
+        order = np.argsort(data.matchup, kind="stable")
+        counts = np.bincount(data.matchup, minlength=names.N_MATCHUPS)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        stats = cls.zeros()
+        for m in np.flatnonzero(counts):
+            rows = order[bounds[m] : bounds[m + 1]]
+            xm, ym = x[rows], data.y[rows]
+            stats.n[m] = counts[m]
+            stats.xtx[m] = xm.T @ xm
+            stats.xty[m] = xm.T @ ym
+            stats.yty[m] = ym @ ym
+        return stats
+
+    def __add__(self, other: SuffStats) -> SuffStats:
+        return SuffStats(self.n + other.n, self.xtx + other.xtx, self.xty + other.xty, self.yty + other.yty)
+
+    @property
+    def total(self) -> int:
+        return int(self.n.sum())
+
+    @property
+    def sum_y(self) -> np.ndarray:
+        """Sum of outcomes per matchup (x_0 = 1, so it is X'y's first entry)."""
+        return self.xty[:, 0]
+
+    def empty_matchups(self) -> np.ndarray:
+        """0-based ids of matchups without possessions."""
+        return np.flatnonzero(self.n == 0)
+
+
+def accumulate(chunks: Iterable[Possessions]) -> SuffStats:
+    """Sum the statistics of each chunk; memory stays that of one chunk."""
+    stats = SuffStats.zeros()
+    for chunk in chunks:
+        stats = stats + SuffStats.from_possessions(chunk)
+    return stats
+
+
+def from_file(path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000) -> SuffStats:
+    """One streaming pass over a possession file (works for files larger than memory)."""
+    return accumulate(iter_chunks(path, seasons, chunksize))
+
+
+def degenerate_data_messages(stats: SuffStats, source: str) -> list[str]:
+    """Plain-language notes on data the models can fit but an analyst should know about."""
+    notes: list[str] = []
+    present = np.flatnonzero(stats.n > 0)
+    label = names.MATCHUP_LABELS
+    if len(present) == 1:
+        notes.append(
+            f"{source}: every possession is in matchup {label[present[0]]}; the matchup-specific and "
+            "hierarchical models cannot learn how matchups differ"
+        )
+    if constant_outcome(stats):
+        value = stats.sum_y.sum() / stats.total
+        notes.append(f"{source}: the outcome is the same ({value:g}) in every possession; there is nothing to learn")
+    empty = stats.empty_matchups()
+    if 0 < len(empty) < names.N_MATCHUPS:
+        notes.append(
+            f"{source}: {len(empty)} of {names.N_MATCHUPS} matchups have no possessions "
+            f"({', '.join(label[m] for m in empty)}); their coefficients are reported as 'no data'"
+        )
+    few = [m for m in present if stats.n[m] < FEW_POSSESSIONS]
+    if few:
+        notes.append(
+            f"{source}: {len(few)} matchup(s) have fewer than {FEW_POSSESSIONS} possessions "
+            f"({', '.join(f'{label[m]}: {int(stats.n[m])}' for m in few)}); "
+            "their coefficients will mostly reflect the prior"
+        )
+    xx = stats.xtx.sum(axis=0)
+    for j in range(1, names.N_FEATURES):
+        if xx[j, j] == 0:
+            col = (names.Z_OFF + names.Z_DEF)[j - 1]
+            notes.append(f"{source}: {col} is 0 in every possession; its coefficient is learned from the prior only")
+    return notes
+
+
+def constant_outcome(stats: SuffStats) -> bool:
+    """True when every outcome is equal (variance zero up to rounding)."""
+    n = stats.total
+    mean = stats.sum_y.sum() / n
+    var = stats.yty.sum() / n - mean**2
+    return bool(var <= 1e-12 * max(1.0, mean**2))
+
+
+def warn_degenerate(stats: SuffStats, source: str) -> None:
+    for note in degenerate_data_messages(stats, source):
+        warnings.warn(note, DataWarning, stacklevel=2)
+
+
+def require_fittable(stats: SuffStats, source: str) -> None:
+    """Raise DataError for data whose posterior is improper (a constant outcome lets sigma -> 0)."""
+    if constant_outcome(stats):
+        value = stats.sum_y.sum() / stats.total
+        raise DataError(
+            f"{source}, column '{names.OUTCOME}': every possession has outcome {value:g}; "
+            "the model's noise scale sigma would collapse to 0 (improper posterior). "
+            "Expected varying points per possession; check how the file was made"
+        )
