@@ -5,8 +5,12 @@ needs it) but performs no JAX operation, so `runtime.configure_jax` can still se
 the number of host devices afterwards.
 """
 
+import warnings
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
+# ArviZ 0.23 announces its 1.0 refactor on import; we pin <0.24, so the notice is noise.
+warnings.filterwarnings("ignore", message="ArviZ is undergoing", category=FutureWarning)
 
 __version__ = "0.1.0"

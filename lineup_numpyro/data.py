@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import csv
 import difflib
+import importlib
+import io
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -92,32 +95,139 @@ class Possessions:
         return pd.DataFrame(frame)
 
 
-def _where(path: Path, row: int | None = None, column: str | None = None, csv_file: bool = True) -> str:
-    """'file, row r (line l), column c' with whatever parts are known."""
-    parts = [str(path)]
-    if row is not None:
-        parts.append(f"row {row} (line {row + 1})" if csv_file else f"row {row}")
-    if column is not None:
-        parts.append(f"column '{column}'")
-    return ", ".join(parts)
+@dataclass(frozen=True)
+class _Source:
+    """The file being read: where to point error messages."""
+
+    path: Path
+    csv_file: bool
+    header: tuple[str, ...]
+
+    def where(self, row: int | None = None, column: str | None = None, line: int | None = None) -> str:
+        """'file, row r (line l), column c' with whatever parts are known."""
+        parts = [str(self.path)]
+        if row is not None:
+            parts.append(f"row {row} (line {line})" if line is not None else f"row {row}")
+        elif line is not None:
+            parts.append(f"line {line}")
+        if column is not None:
+            parts.append(f"column '{column}'")
+        return ", ".join(parts)
+
+    def record(self, row: int) -> tuple[int, list[str]] | None:
+        """(line, raw fields) of CSV data row `row` (1-based), or None (Parquet, not found)."""
+        if not self.csv_file:
+            return None
+        for r, line, fields in _csv_records(self.path):
+            if r == row:
+                return line, fields
+        return None
+
+    def cell_error(self, row: int, column: str, describe: Callable[[str | None], str], expected: str) -> DataError:
+        """DataError for a bad cell: the exact line and the cell's text for CSV, or a short row.
+
+        describe(raw) words the problem, given the cell's text as written in the CSV (None
+        when it is not known, as for Parquet).
+        """
+        found = self.record(row)
+        if found is None:
+            return DataError(f"{self.where(row, column)}: {describe(None)}; expected {expected}")
+        line, fields = found
+        n = len(self.header)
+        if len(fields) < n:
+            return DataError(
+                f"{self.where(row, line=line)}: the line has only {len(fields)} of the {n} fields named in the "
+                f"header (it stops after column '{self.header[len(fields) - 1]}'); expected {n} comma-separated "
+                "fields. Was the line cut short or the file truncated?"
+            )
+        raw = fields[self.header.index(column)].strip() if column in self.header else None
+        return DataError(f"{self.where(row, column, line)}: {describe(raw)}; expected {expected}")
+
+
+_COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed as pandas does for .gz, .bz2 and .xz."""
+    module = _COMPRESSED.get(path.suffix.lower())
+    if module is None:
+        return open(path, "rb")
+    return importlib.import_module(module).open(path, "rb")
+
+
+def _open_text(path: Path, errors: str = "strict") -> IO[str]:
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", errors=errors, newline="")
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """(data row, first line, fields) of each CSV record after the header, numbered as pandas
+    numbers them (blank lines skipped). Only used to word error messages."""
+    with _open_text(path, errors="replace") as fh:
+        reader = csv.reader(fh, skipinitialspace=True)
+        next(reader, None)
+        row, last_line = 0, reader.line_num
+        for fields in reader:
+            first_line, last_line = last_line + 1, reader.line_num
+            if len(fields) <= 1 and not "".join(fields).strip():
+                continue
+            row += 1
+            yield row, first_line, fields
+
+
+def _not_utf8(path: Path) -> DataError:
+    """DataError naming the line (and column) of the first byte that is not UTF-8."""
+    header: list[str] = []
+    row = 0
+    with _open_binary(path) as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                byte = line[exc.start : exc.start + 1].hex()
+                where = f"{path}, line {line_no}"
+                if line_no > 1:
+                    where = f"{path}, row {row + 1} (line {line_no})"
+                    if b'"' not in line:
+                        field = line[: exc.start].count(b",")
+                        if field < len(header):
+                            where += f", column '{header[field]}'"
+                return DataError(
+                    f"{where}: byte 0x{byte} is not UTF-8 (the file looks saved as Windows-1252 or Latin-1); "
+                    "expected a UTF-8 text file (re-save it as 'CSV UTF-8')"
+                )
+            if line_no == 1:
+                header = [h.strip() for h in next(csv.reader([text]), [])]
+            elif text.strip():
+                row += 1
+    return DataError(f"{path}: not a UTF-8 text file; expected UTF-8")
 
 
 def _file_format(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".parquet", ".pq"):
         return "parquet"
-    if ".csv" in suffixes or ".tsv" in suffixes or ".txt" in suffixes:
+    if suffixes and suffixes[-1] in _COMPRESSED:
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] in (".csv", ".tsv", ".txt"):
         return "csv"
-    raise DataError(f"{path}: unsupported file type '{path.suffix}'; expected .csv (optionally .gz) or .parquet")
+    raise DataError(
+        f"{path}: unsupported file type '{path.suffix}'; expected .csv (optionally .gz, .bz2 or .xz) or .parquet"
+    )
 
 
 def _read_csv_header(path: Path) -> list[str]:
-    """The header row, checked for emptiness, delimiter and duplicates."""
+    """The header row, checked for emptiness and delimiter."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with _open_text(path) as fh:
             header = next(csv.reader(fh), None)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    except (OSError, EOFError, ValueError) as exc:  # gzip.BadGzipFile, lzma.LZMAError, truncated archive
+        raise DataError(
+            f"{path}: cannot decompress the file ({exc}); expected a {path.suffix} compressed CSV file"
+        ) from None
     if header is None or not any(h.strip() for h in header):
         raise DataError(f"{path}: the file is empty; expected a header row and possessions")
     if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
@@ -129,22 +239,35 @@ def _read_csv_header(path: Path) -> list[str]:
     return [h.strip() for h in header]
 
 
-def _check_columns(path: Path, columns: Sequence[str], seasons: Sequence[str]) -> None:
-    """Required columns present, no duplicates, no misspelled expected column."""
+def _looks_like_data(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return bool(_LABEL_RE.match(name))
+    return True
+
+
+def _check_columns(path: Path, columns: Sequence[str], seasons: Sequence[str], csv_file: bool = True) -> None:
+    """Header present, required columns present, no duplicates, no misspelled expected column."""
+    where = f"{path}, line 1" if csv_file else str(path)
+    expected = names.REQUIRED_COLUMNS + names.OPTIONAL_COLUMNS
+    if not set(columns) & set(expected) and any(_looks_like_data(c) for c in columns):
+        shown = ", ".join(repr(c) for c in columns[:4]) + (", ..." if len(columns) > 4 else "")
+        raise DataError(
+            f"{where}: the first line looks like data ({shown}), not a header; expected a header row naming "
+            f"the columns {', '.join(names.REQUIRED_COLUMNS)} (any order)"
+        )
     seen: set[str] = set()
     for col in columns:
         if col in seen:
-            raise DataError(f"{path}, line 1: column '{col}' appears more than once in the header")
+            raise DataError(f"{where}: column '{col}' appears more than once in the header; expected each column once")
         seen.add(col)
-    expected = names.REQUIRED_COLUMNS + names.OPTIONAL_COLUMNS
     unknown = [c for c in columns if c not in expected]
     absent = [c for c in expected if c not in seen]
     for col in unknown:
         match = difflib.get_close_matches(col, absent, n=1, cutoff=0.8)
         if match:
-            raise DataError(
-                f"{_where(path, column=col)}: unknown column; did you mean '{match[0]}'?"
-            )
+            raise DataError(f"{where}, column '{col}': unknown column; did you mean '{match[0]}'?")
     missing = [c for c in names.REQUIRED_COLUMNS if c not in seen]
     if missing:
         raise DataError(
@@ -152,42 +275,67 @@ def _check_columns(path: Path, columns: Sequence[str], seasons: Sequence[str]) -
             f"expected {', '.join(names.REQUIRED_COLUMNS)} (any order)"
         )
     if seasons and names.SEASON not in seen:
-        raise DataError(f"{path}: a season filter was given but the file has no '{names.SEASON}' column")
+        raise DataError(
+            f"{path}: a season filter ({', '.join(seasons)}) was given but the file has no '{names.SEASON}' "
+            "column; expected a 'season' column, or no season filter"
+        )
     if unknown:
         warnings.warn(f"{path}: ignoring column(s) {', '.join(unknown)}", DataWarning, stacklevel=3)
 
 
-def _numeric(path: Path, frame: pd.DataFrame, col: str, row0: int, csv_file: bool) -> np.ndarray:
+def _show(value: object) -> str:
+    """A cell value for a message: 7 not 7.0 or np.float64(7.0), 'abc' quoted."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return repr(value)
+    return str(int(f)) if np.isfinite(f) and f == int(f) else f"{f:g}"
+
+
+def _describe_nonfinite(value: object) -> Callable[[str | None], str]:
+    def describe(raw: str | None) -> str:
+        if raw is None:  # Parquet: only the parsed value is known
+            if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+                return "missing value (null or NaN)"
+            if isinstance(value, str):
+                return f"{value!r} is not a number"
+            return f"{_show(value)} is not a finite number"
+        if not raw:
+            return "empty cell"
+        try:
+            float(raw)
+        except ValueError:
+            return f"'{raw}' is not a number"
+        return f"'{raw}' is not a finite number"
+
+    return describe
+
+
+def _numeric(src: _Source, frame: pd.DataFrame, col: str, row0: int, limit: float | None = None) -> np.ndarray:
     """Column `col` as finite float64, or a DataError at its first bad row."""
     raw = frame[col]
-    values = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
+    numeric = pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)
+    values = raw if numeric else pd.to_numeric(raw, errors="coerce")
     values = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.argmax(bad))
-        original = raw.iloc[i]
-        row = row0 + i + 1
-        if pd.isna(original) or (isinstance(original, str) and not original.strip()):
-            what = "missing value (empty or NaN)"
-        elif isinstance(original, str) and pd.isna(pd.to_numeric(original, errors="coerce")) and not re.match(
-            r"^\s*[-+]?(nan|inf|infinity)\s*$", original, re.IGNORECASE
-        ):
-            what = f"'{original}' is not a number"
-        else:
-            what = f"{original} is not a finite number"
-        raise DataError(f"{_where(path, row, col, csv_file)}: {what}; expected a finite number")
-    limit = MAX_ABS_OUTCOME if col == names.OUTCOME else MAX_ABS_Z
+        raise src.cell_error(row0 + i + 1, col, _describe_nonfinite(raw.iloc[i]), "a finite number")
+    if limit is None:
+        limit = MAX_ABS_OUTCOME if col == names.OUTCOME else MAX_ABS_Z
     big = np.abs(values) > limit
     if big.any():
         i = int(np.argmax(big))
-        raise DataError(
-            f"{_where(path, row0 + i + 1, col, csv_file)}: {values[i]:g} is implausibly large; "
-            f"expected |value| <= {limit:g}"
+        v = values[i]
+        raise src.cell_error(
+            row0 + i + 1, col, lambda raw: f"{raw if raw else f'{v:g}'} is implausibly large", f"|value| <= {limit:g}"
         )
     return values
 
 
-def _matchups(path: Path, frame: pd.DataFrame, row0: int, csv_file: bool) -> np.ndarray:
+def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
     """Matchup ids 0-35 from either "o_vs_d" labels or integers."""
     raw = frame[names.MATCHUP]
     n_sc, n_m = names.N_SUPERCLUSTERS, names.N_MATCHUPS
@@ -209,41 +357,76 @@ def _matchups(path: Path, frame: pd.DataFrame, row0: int, csv_file: bool) -> np.
     bad = out < 0
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(
-            f"{_where(path, row0 + i + 1, names.MATCHUP, csv_file)}: invalid matchup {values[i]!r}; "
-            f"expected '<off>_vs_<def>' with superclusters 0-{n_sc - 1}, or an integer 0-{n_m - 1}"
+        value = values[i]
+
+        def describe(cell: str | None) -> str:
+            if cell is None:
+                missing = value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+                return "missing matchup (null)" if missing else f"invalid matchup {_show(value)}"
+            return f"invalid matchup '{cell}'" if cell else "empty cell (no matchup)"
+
+        raise src.cell_error(
+            row0 + i + 1, names.MATCHUP, describe,
+            f"'<off>_vs_<def>' with superclusters 0-{n_sc - 1}, or an integer 0-{n_m - 1}",
         )
     if names.OFF_SUPERCLUSTER in frame and names.DEF_SUPERCLUSTER in frame:
-        off = _numeric(path, frame, names.OFF_SUPERCLUSTER, row0, csv_file)
-        dfn = _numeric(path, frame, names.DEF_SUPERCLUSTER, row0, csv_file)
+        sc = {}
+        for col in (names.OFF_SUPERCLUSTER, names.DEF_SUPERCLUSTER):
+            v = _numeric(src, frame, col, row0, limit=float(n_sc))
+            wrong = (v != np.round(v)) | (v < 0) | (v >= n_sc)
+            if wrong.any():
+                i = int(np.argmax(wrong))
+                raise src.cell_error(
+                    row0 + i + 1, col, lambda raw, x=v[i]: f"{raw or _show(x)} is not a supercluster",
+                    f"an integer 0-{n_sc - 1}",
+                )
+            sc[col] = v
+        off, dfn = sc[names.OFF_SUPERCLUSTER], sc[names.DEF_SUPERCLUSTER]
         mismatch = off * n_sc + dfn != out
         if mismatch.any():
             i = int(np.argmax(mismatch))
-            raise DataError(
-                f"{_where(path, row0 + i + 1, names.MATCHUP, csv_file)}: matchup {values[i]!r} disagrees with "
-                f"{names.OFF_SUPERCLUSTER}={off[i]:g}, {names.DEF_SUPERCLUSTER}={dfn[i]:g}; "
-                f"expected matchup = off * {n_sc} + def"
+            raise src.cell_error(
+                row0 + i + 1, names.MATCHUP,
+                lambda raw: (
+                    f"matchup {raw or _show(values[i])} disagrees with {names.OFF_SUPERCLUSTER}={_show(off[i])}, "
+                    f"{names.DEF_SUPERCLUSTER}={_show(dfn[i])} (which make matchup {_show(off[i] * n_sc + dfn[i])}"
+                    f" = {names.matchup_label(int(off[i] * n_sc + dfn[i]))})"
+                ),
+                f"matchup_id = off_supercluster * {n_sc} + def_supercluster",
             )
     return out
 
 
-def _validate_frame(path: Path, frame: pd.DataFrame, row0: int, csv_file: bool) -> Possessions:
-    y = _numeric(path, frame, names.OUTCOME, row0, csv_file)
-    z_off = np.column_stack([_numeric(path, frame, c, row0, csv_file) for c in names.Z_OFF])
-    z_def = np.column_stack([_numeric(path, frame, c, row0, csv_file) for c in names.Z_DEF])
-    matchup = _matchups(path, frame, row0, csv_file)
+def _validate_frame(src: _Source, frame: pd.DataFrame, row0: int) -> Possessions:
+    y = _numeric(src, frame, names.OUTCOME, row0)
+    z_off = np.column_stack([_numeric(src, frame, c, row0) for c in names.Z_OFF])
+    z_def = np.column_stack([_numeric(src, frame, c, row0) for c in names.Z_DEF])
+    matchup = _matchups(src, frame, row0)
     season = None
     if names.SEASON in frame:
         season = frame[names.SEASON].astype("string").str.strip().fillna("").to_numpy(dtype=object)
-    return Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=season, source=str(path))
+    return Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=season, source=str(src.path))
 
 
-def _raw_chunks(path: Path, seasons: Sequence[str], chunksize: int) -> Iterator[tuple[pd.DataFrame, bool]]:
-    """DataFrame chunks of the file after the header checks, with 'is CSV' flags."""
+def _field_count_error(src: _Source, fallback: str) -> DataError:
+    """DataError for the first CSV record whose number of fields differs from the header's."""
+    n = len(src.header)
+    for row, line, fields in _csv_records(src.path):
+        if len(fields) != n:
+            return DataError(
+                f"{src.where(row, line=line)}: the line has {len(fields)} fields but the header has {n}; "
+                f"expected {n} comma-separated fields (a stray comma, or an unquoted comma inside a value?)"
+            )
+    return DataError(f"{src.path}: malformed CSV ({fallback}); expected {n} comma-separated fields per line")
+
+
+def _raw_chunks(path: Path, seasons: Sequence[str], chunksize: int) -> Iterator[tuple[pd.DataFrame, _Source]]:
+    """DataFrame chunks of the file after the header checks, each with its source."""
     fmt = _file_format(path)
     if fmt == "csv":
         header = _read_csv_header(path)
-        _check_columns(path, header, seasons)
+        _check_columns(path, header, seasons, csv_file=True)
+        src = _Source(path, True, tuple(header))
         dtype = {names.MATCHUP: str, names.SEASON: str}
         try:
             reader = pd.read_csv(
@@ -251,21 +434,25 @@ def _raw_chunks(path: Path, seasons: Sequence[str], chunksize: int) -> Iterator[
             )
             for chunk in reader:
                 chunk.columns = [str(c).strip() for c in chunk.columns]
-                yield chunk, True
+                yield chunk, src
         except pd.errors.ParserError as exc:
-            line = re.search(r"line (\d+)", str(exc))
-            where = f"{path}, line {line.group(1)}" if line else str(path)
-            raise DataError(f"{where}: malformed CSV ({exc}); expected {len(header)} fields per line") from None
+            raise _field_count_error(src, str(exc).strip()) from None
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
+        except (OSError, EOFError) as exc:  # a compressed file that ends early or is corrupt
+            raise DataError(f"{path}: cannot read the file ({exc}); expected a complete CSV file") from None
     else:
         import pyarrow.parquet as pq
 
         try:
             pfile = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises several types for unreadable files
-            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-        _check_columns(path, pfile.schema_arrow.names, seasons)
+            raise DataError(f"{path}: not a readable Parquet file ({exc}); expected a Parquet file") from None
+        columns = pfile.schema_arrow.names
+        _check_columns(path, columns, seasons, csv_file=False)
+        src = _Source(path, False, tuple(columns))
         for batch in pfile.iter_batches(batch_size=chunksize):
-            yield batch.to_pandas(), False
+            yield batch.to_pandas(), src
 
 
 def iter_chunks(
@@ -282,12 +469,14 @@ def iter_chunks(
     if path.is_dir():
         raise DataError(f"{path}: is a directory; expected a CSV or Parquet file")
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty; expected a header row and possessions")
+        raise DataError(f"{path}: the file is empty (0 bytes); expected a header row and possessions")
+    if chunksize < 1:
+        raise ValueError(f"chunksize must be at least 1, got {chunksize}")
     wanted = set(seasons)
     rows_read = rows_kept = 0
     seen_seasons: set[str] = set()
-    for frame, csv_file in _raw_chunks(path, seasons, chunksize):
-        chunk = _validate_frame(path, frame, rows_read, csv_file)
+    for frame, src in _raw_chunks(path, seasons, chunksize):
+        chunk = _validate_frame(src, frame, rows_read)
         rows_read += len(chunk)
         if wanted:
             assert chunk.season is not None  # _check_columns guarantees the column
@@ -301,11 +490,13 @@ def iter_chunks(
         if len(chunk):
             yield chunk
     if rows_read == 0:
-        raise DataError(f"{path}: the file has a header but no possessions")
+        raise DataError(f"{path}: the file has column names but no possessions; expected at least one data row")
     if rows_kept == 0:
+        present = sorted(s for s in seen_seasons if s)
+        blank = " and rows with no season" if "" in seen_seasons else ""
         raise DataError(
             f"{path}, column '{names.SEASON}': no possession in season(s) {', '.join(sorted(wanted))}; "
-            f"the file has {', '.join(sorted(seen_seasons))}"
+            f"the file has {', '.join(present) or 'no named season'}{blank}"
         )
 
 

@@ -7,6 +7,8 @@ does); afterwards it can only report what it could not change.
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 
 import jax
@@ -29,12 +31,19 @@ def configure_jax(platform: str = "cpu", chains: int = 4, host_devices: int | No
             )
         return
     if platform == "cpu":
-        numpyro.set_host_device_count(host_devices or default_host_devices(chains))
+        wanted = host_devices or default_host_devices(chains)
+        numpyro.set_host_device_count(max(wanted, _requested_host_devices()))
         jax.config.update("jax_platforms", "cpu")
     elif platform == "gpu":
         jax.config.update("jax_platforms", "cuda")
     else:
         raise ValueError(f"unknown platform {platform!r}; expected 'cpu' or 'gpu'")
+
+
+def _requested_host_devices() -> int:
+    """The host device count an earlier call (or the user's XLA_FLAGS) asked for, else 0."""
+    match = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    return int(match.group(1)) if match else 0
 
 
 def device_summary() -> dict:

@@ -108,7 +108,7 @@ def simulate_season(
     matchup = rng.permutation(np.repeat(np.arange(names.N_MATCHUPS), sizes))
     z_off = _side_skills(n_possessions, 0.3, 1.8, rng)
     z_def = _side_skills(n_possessions, 0.1, 1.2, rng)
-    b = np.concatenate([np.atleast_1d(params["beta_0"])[..., None], params["beta_off"], params["beta_def"]], axis=-1)
+    b = np.concatenate([np.asarray(params["beta_0"])[..., None], params["beta_off"], params["beta_def"]], axis=-1)
     b_rows = b[matchup] if b.ndim == 2 else b[None, :]
     x = np.concatenate([np.ones((n_possessions, 1)), z_off, -z_def], axis=1)
     y = np.sum(x * b_rows, axis=1) + rng.normal(0.0, float(params["sigma"]), n_possessions)

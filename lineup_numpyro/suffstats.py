@@ -84,12 +84,14 @@ def from_file(path: str | Path, seasons: Sequence[str] = (), chunksize: int = 20
 def degenerate_data_messages(stats: SuffStats, source: str) -> list[str]:
     """Plain-language notes on data the models can fit but an analyst should know about."""
     notes: list[str] = []
+    if stats.total == 0:
+        return [f"{source}: there are no possessions; there is nothing to learn"]
     present = np.flatnonzero(stats.n > 0)
     label = names.MATCHUP_LABELS
     if len(present) == 1:
         notes.append(
-            f"{source}: every possession is in matchup {label[present[0]]}; the matchup-specific and "
-            "hierarchical models cannot learn how matchups differ"
+            f"{source}: every possession is in matchup {label[present[0]]} (matchup_id {present[0]}); "
+            "the matchup-specific and hierarchical models cannot learn how matchups differ"
         )
     if constant_outcome(stats):
         value = stats.sum_y.sum() / stats.total
@@ -116,8 +118,10 @@ def degenerate_data_messages(stats: SuffStats, source: str) -> list[str]:
 
 
 def constant_outcome(stats: SuffStats) -> bool:
-    """True when every outcome is equal (variance zero up to rounding)."""
+    """True when every outcome is equal (variance zero up to rounding); False without possessions."""
     n = stats.total
+    if n == 0:
+        return False
     mean = stats.sum_y.sum() / n
     var = stats.yty.sum() / n - mean**2
     return bool(var <= 1e-12 * max(1.0, mean**2))
@@ -130,6 +134,8 @@ def warn_degenerate(stats: SuffStats, source: str) -> None:
 
 def require_fittable(stats: SuffStats, source: str) -> None:
     """Raise DataError for data whose posterior is improper (a constant outcome lets sigma -> 0)."""
+    if stats.total == 0:
+        raise DataError(f"{source}: there are no possessions; expected at least one possession to fit")
     if constant_outcome(stats):
         value = stats.sum_y.sum() / stats.total
         raise DataError(

@@ -1,0 +1,218 @@
+"""lineup-numpyro: the command line, a thin layer over the library's functions.
+
+Errors in the input end the command with exit code 2 and one line naming the file, row
+and column; warnings about the data are printed and the command goes on.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lineup_numpyro import __version__
+
+app = typer.Typer(
+    help="Bayesian NBA lineup models (Brill, Hughes & Waldbaum 2023) fitted with NumPyro.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+
+
+class Model(str, Enum):
+    simplified = "simplified"
+    matchup = "matchup"
+    hierarchical = "hierarchical"
+
+
+class LikelihoodKind(str, Enum):
+    suffstats = "suffstats"
+    rows = "rows"
+
+
+class ChainMethod(str, Enum):
+    parallel = "parallel"
+    vectorized = "vectorized"
+    sequential = "sequential"
+
+
+class PlatformKind(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from lineup_numpyro.data import DataError
+    from lineup_numpyro.outputs import RunDirError
+
+    return (DataError, RunDirError, ValueError)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"lineup-numpyro {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    warnings.showwarning = _show_warning
+
+
+@app.command()
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to write (posterior.nc, coefficients.csv, ...).")],
+    model: Annotated[Model, typer.Option(help="Which model to fit.")] = Model.matchup,
+    data: Annotated[
+        Optional[Path], typer.Option(help="Possessions (CSV or Parquet). Default: the built-in simulated season.")
+    ] = None,
+    season: Annotated[
+        Optional[str], typer.Option(help="Keep only these seasons, comma-separated (e.g. 2020-21,2021-22).")
+    ] = None,
+    likelihood: Annotated[
+        LikelihoodKind, typer.Option(help="suffstats (exact, fast) or rows (row-by-row, as in Stan).")
+    ] = LikelihoodKind.suffstats,
+    chains: Annotated[int, typer.Option(min=1, help="Number of chains.")] = 4,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
+    draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")] = 0,
+    target_accept: Annotated[float, typer.Option(min=0.0, max=1.0, help="NUTS target acceptance rate.")] = 0.9,
+    max_tree_depth: Annotated[int, typer.Option(min=1, help="NUTS maximum tree depth.")] = 10,
+    dense_mass: Annotated[bool, typer.Option(help="Adapt a dense mass matrix instead of a diagonal one.")] = False,
+    chain_method: Annotated[
+        ChainMethod, typer.Option(help="parallel: one chain per device (CPU core); vectorized; sequential.")
+    ] = ChainMethod.parallel,
+    platform: Annotated[PlatformKind, typer.Option(help="cpu, or gpu (CUDA) when one is there.")] = PlatformKind.cpu,
+    progress: Annotated[
+        Optional[bool], typer.Option(help="Show a progress bar (default: when writing to a terminal).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
+) -> None:
+    """Fit a model with NUTS and write its run directory."""
+    from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+    from lineup_numpyro.data import parse_seasons
+    from lineup_numpyro.train import train as run_training
+
+    try:
+        config = RunConfig(
+            model=model.value,
+            likelihood=likelihood.value,
+            data=DataConfig(path=str(data) if data else None, seasons=parse_seasons(season)),
+            sampler=SamplerConfig(
+                chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=target_accept,
+                max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method.value,
+                platform=platform.value, progress_bar=sys.stderr.isatty() if progress is None else progress,
+            ),
+        )
+        report = run_training(config, out_dir, overwrite=overwrite)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    except RuntimeError as exc:
+        if platform is PlatformKind.gpu and "backend" in str(exc).lower():
+            _fail(f"no usable GPU: {exc}. Install the CUDA build of JAX (see runpod/) or use --platform cpu")
+        raise
+    _print_summary(out_dir)
+    if not report["converged"]:
+        err.print("[yellow]warning:[/] the run did not meet the convergence thresholds; see diagnostics.json")
+
+
+@app.command()
+def simulate(
+    out_file: Annotated[Path, typer.Option("--out", help="File to write (.csv or .parquet); truth goes beside it.")],
+    possessions: Annotated[int, typer.Option(min=1, help="Number of possessions.")] = 96_837,
+    model: Annotated[Model, typer.Option(help="Model the outcomes are drawn from.")] = Model.matchup,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 2023,
+    empty_matchups: Annotated[int, typer.Option(min=0, max=35, help="Matchups left without possessions.")] = 0,
+) -> None:
+    """Write a semi-synthetic season drawn from known parameters (saved as FILE.truth.json)."""
+    from lineup_numpyro.simulate import simulate_season, truth_path, write_season
+
+    try:
+        data, truth = simulate_season(possessions, model.value, seed, empty_matchups)
+        write_season(data, truth, out_file)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    out.print(f"wrote {len(data):,} possessions to {out_file} and the true parameters to {truth_path(out_file)}")
+
+
+@app.command()
+def summary(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    top: Annotated[int, typer.Option(min=1, help="How many of the largest effects to list.")] = 10,
+) -> None:
+    """Show a run's diagnostics and its largest archetype effects."""
+    try:
+        complete = _print_summary(run_dir, top)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    if not complete:
+        raise typer.Exit(1)
+
+
+def _print_summary(run_dir: Path, top: int = 10) -> bool:
+    """Print the tables; returns whether the run is complete."""
+    from lineup_numpyro.outputs import largest_effects, load_run
+
+    status, record, table, diag = load_run(run_dir)
+    if status["state"] != "complete" or diag is None or table is None:
+        detail = f": {status['error']}" if status.get("error") else ""
+        err.print(f"[bold red]{run_dir}: this run is {status['state']}, not complete{detail}[/]; its outputs are partial")
+        return False
+    t = Table(title=f"{run_dir}: {diag['model']} model ({diag.get('likelihood', '')}), {diag['method'].upper()}")
+    t.add_column("diagnostic")
+    t.add_column("value", justify="right")
+    data = record.get("data", {})
+    t.add_row("possessions", f"{data.get('n_possessions', 0):,}")
+    t.add_row("chains x draws", f"{diag['chains']} x {diag['draws']} (+{diag['warmup']} warm-up, {diag['chain_method']})")
+    t.add_row("max R-hat", f"{diag['max_rhat']:.4f} ({diag['max_rhat_parameter']})")
+    t.add_row("min ESS bulk", f"{diag['min_ess_bulk']:.0f} ({diag['min_ess_bulk_parameter']})")
+    t.add_row("min ESS tail", f"{diag['min_ess_tail']:.0f}")
+    div = diag["divergences"]
+    t.add_row("divergences", f"{div['count']} ({div['percent']:.2f}%)")
+    t.add_row("at max tree depth", f"{100 * diag['max_tree_depth']['share_at_limit']:.1f}%")
+    tm = diag["timing"]
+    t.add_row("time", f"{tm['total_s']:.1f} s (compile {tm['compile_s']:.1f}, warm-up {tm['warmup_s']:.1f}, "
+              f"sampling {tm['sampling_s']:.1f})")
+    if diag["matchups"]:
+        counts: dict[str, int] = {}
+        for m in diag["matchups"]:
+            counts[m["verdict"]] = counts.get(m["verdict"], 0) + 1
+        t.add_row("matchups", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    t.add_row("verdict", "[green]converged[/]" if diag["converged"] else "[red]not converged[/]")
+    out.print(t)
+    eff = Table(title=f"largest {top} archetype effects (posterior mean, 90% interval)")
+    for col in ("parameter", "mean", "5%", "95%", "r_hat", "ess_bulk"):
+        eff.add_column(col, justify="left" if col == "parameter" else "right")
+    for _, row in largest_effects(table, top).iterrows():
+        eff.add_row(row["parameter"], f"{row['mean']:.4f}", f"{row['5%']:.4f}", f"{row['95%']:.4f}",
+                    f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}")
+    out.print(eff)
+    return True
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,99 @@
+"""The command line, end to end: simulate -> train -> summary (bad input: test_data.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from lineup_numpyro import outputs
+from lineup_numpyro.data import load_possessions
+from lineup_numpyro.simulate import truth_path
+
+runner = CliRunner()
+QUICK = ["--chains", "2", "--warmup", "150", "--draws", "100", "--no-progress"]
+CONSOLE_SCRIPT = Path(sys.executable).parent / "lineup-numpyro"
+
+
+@pytest.fixture(scope="module")
+def season(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "season.csv"
+    result = runner.invoke(app, ["simulate", "--out", str(path), "--possessions", "3000", "--model", "simplified",
+                                 "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_simulate_writes_data_and_truth(season, tmp_path):
+    data = load_possessions(season)
+    assert len(data) == 3000
+    truth = json.loads(truth_path(season).read_text())
+    assert truth["model"] == "simplified" and len(truth["params"]["beta_off"]) == 8
+    again = tmp_path / "again.parquet"
+    assert runner.invoke(app, ["simulate", "--out", str(again), "--possessions", "3000", "--model", "simplified",
+                               "--seed", "3"]).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(season), pd.read_parquet(again), check_exact=False, rtol=1e-12)
+
+
+def test_train_then_summary(season, tmp_path):
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--model", "simplified", "--data", str(season), "--out", str(run_dir), *QUICK])
+    assert result.exit_code == 0, result.output
+    assert "max R-hat" in result.output and "beta_off[" in result.output
+    result = runner.invoke(app, ["summary", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "divergences" in result.output and "largest" in result.output
+
+
+def test_train_on_builtin_season(tmp_path):
+    result = runner.invoke(app, ["train", "--model", "simplified", "--out", str(tmp_path / "r"), *QUICK])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "r" / outputs.RUN_CONFIG).read_text())
+    assert record["data"]["n_possessions"] == 96_837 and "built-in" in record["data"]["source"]
+    assert (tmp_path / "r" / "true_params.json").exists()
+
+
+def test_summary_of_incomplete_run_says_so(tmp_path):
+    outputs.set_status(tmp_path, "running")
+    result = runner.invoke(app, ["summary", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "running, not complete" in result.output
+
+
+def test_summary_of_missing_run(tmp_path):
+    result = runner.invoke(app, ["summary", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "no such run directory" in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "simulate", "summary"])
+def test_help_is_complete(command):
+    result = runner.invoke(app, [command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    expected = {
+        "train": ["--model", "--data", "--season", "--out", "--likelihood", "--chains", "--warmup", "--draws", "--seed",
+                  "--target-accept", "--max-tree-depth", "--dense-mass", "--chain-method", "--platform", "--overwrite"],
+        "simulate": ["--out", "--possessions", "--model", "--seed", "--empty-matchups"],
+        "summary": ["RUN_DIR", "--top"],
+    }[command]
+    for option in expected:
+        assert option.lower() in result.output.lower(), option
+
+
+def test_console_script_runs_chains_in_parallel(season, tmp_path):
+    """A fresh process: the CLI sets one XLA device per chain before JAX starts."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [str(CONSOLE_SCRIPT), "train", "--model", "simplified", "--data", str(season), "--out", str(run_dir),
+         "--chains", "4", "--warmup", "100", "--draws", "100", "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    diag = json.loads((run_dir / outputs.DIAGNOSTICS).read_text())
+    assert diag["chain_method"] == "parallel" and diag["chains"] == 4
+    assert "not enough devices" not in proc.stderr

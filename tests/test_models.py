@@ -1,0 +1,72 @@
+"""The suffstats and rows likelihoods define the same posterior density, for every model."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer.util import initialize_model
+
+from lineup_numpyro import names
+from lineup_numpyro.models import RowsLikelihood, SuffStatsLikelihood, get_model
+from lineup_numpyro.simulate import simulate_season
+from lineup_numpyro.suffstats import SuffStats
+
+N_POINTS = 20
+
+
+@pytest.fixture(scope="module")
+def season():
+    data, _ = simulate_season(4_000, seed=11, empty_matchups=2)
+    return data
+
+
+def potential_and_grad(model_name, likelihood, seed=0):
+    """NumPyro's potential energy (negative log density, unconstrained) and its gradient."""
+    info = initialize_model(jax.random.PRNGKey(seed), get_model(model_name), model_args=(likelihood,))
+    potential = jax.jit(jax.value_and_grad(info.potential_fn))
+    return potential, info.param_info.z
+
+
+@pytest.mark.parametrize("model_name", names.MODELS)
+def test_suffstats_and_rows_agree(model_name, season):
+    ss = SuffStatsLikelihood.from_stats(SuffStats.from_possessions(season))
+    rows = RowsLikelihood.from_possessions(season)
+    pot_ss, z0 = potential_and_grad(model_name, ss)
+    pot_rows, _ = potential_and_grad(model_name, rows)
+    rng = np.random.default_rng(5)
+    for _ in range(N_POINTS):
+        # random unconstrained points around the origin, as NUTS explores them
+        z = {k: jnp.asarray(rng.normal(0.0, 1.0, np.shape(v))) for k, v in z0.items()}
+        u_ss, g_ss = pot_ss(z)
+        u_rows, g_rows = pot_rows(z)
+        assert np.isfinite(float(u_ss))
+        np.testing.assert_allclose(float(u_ss), float(u_rows), rtol=1e-8)
+        for k in z:
+            scale = np.max(np.abs(np.asarray(g_rows[k]))) + 1e-300
+            np.testing.assert_allclose(np.asarray(g_ss[k]), np.asarray(g_rows[k]), rtol=1e-8, atol=1e-8 * scale)
+
+
+@pytest.mark.parametrize("model_name", names.MODELS)
+def test_sites_carry_the_stan_names(model_name, season):
+    from numpyro.handlers import seed, trace
+
+    ss = SuffStatsLikelihood.from_stats(SuffStats.from_possessions(season))
+    tr = trace(seed(get_model(model_name), 0)).get_trace(ss)
+    for var, dims in names.POSTERIOR_DIMS[model_name].items():
+        shape = tuple(len(names.COORDS[d]) for d in dims)
+        assert tr[var]["value"].shape == shape, var
+
+
+def test_suffstats_loglik_matches_scipy(season):
+    """The quadratic-form likelihood equals the sum of normal log densities."""
+    from scipy.stats import norm
+
+    ss = SuffStatsLikelihood.from_stats(SuffStats.from_possessions(season))
+    rng = np.random.default_rng(0)
+    b = rng.normal(0, 0.05, (names.N_MATCHUPS, names.N_FEATURES))
+    sigma = 0.6
+    mu = np.sum(season.design() * b[season.matchup], axis=1)
+    expected = norm.logpdf(season.y, mu, sigma).sum()
+    np.testing.assert_allclose(float(ss.log_likelihood(jnp.asarray(b), sigma)), expected, rtol=1e-10)

@@ -1,0 +1,144 @@
+"""A training run's directory: every file present, complete, under Stan names."""
+
+from __future__ import annotations
+
+import json
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from lineup_numpyro import names, outputs
+from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+from lineup_numpyro.simulate import simulate_season, write_season
+from lineup_numpyro.train import train
+
+QUICK = SamplerConfig(chains=2, warmup=200, draws=150, seed=1)
+EMPTY = 2
+
+
+@pytest.fixture(scope="module")
+def season_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "season.csv"
+    data, truth = simulate_season(6_000, model="matchup", seed=5, empty_matchups=EMPTY)
+    write_season(data, truth, path)
+    return path, data
+
+
+@pytest.fixture(scope="module", params=names.MODELS)
+def run(request, season_file, tmp_path_factory):
+    path, data = season_file
+    run_dir = tmp_path_factory.mktemp(request.param)
+    config = RunConfig(model=request.param, data=DataConfig(path=str(path)), sampler=QUICK)
+    with pytest.warns(UserWarning, match="no possessions"):
+        report = train(config, run_dir, overwrite=True)
+    return request.param, run_dir, report, data
+
+
+def test_run_directory_is_complete(run):
+    model, run_dir, _, _ = run
+    for name in (outputs.POSTERIOR, outputs.COEFFICIENTS, outputs.DIAGNOSTICS, outputs.RUN_CONFIG, outputs.STATUS):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert outputs.read_status(run_dir)["state"] == "complete"
+    assert not list(run_dir.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_posterior_netcdf_has_stan_names_and_coords(run):
+    model, run_dir, _, data = run
+    idata = az.from_netcdf(run_dir / outputs.POSTERIOR)
+    assert set(idata.posterior.data_vars) == set(names.POSTERIOR_DIMS[model])
+    for var, dims in names.POSTERIOR_DIMS[model].items():
+        assert idata.posterior[var].dims == ("chain", "draw", *dims)
+        assert idata.posterior[var].shape[:2] == (QUICK.chains, QUICK.draws)
+    if model != "simplified":
+        assert list(idata.posterior.coords["matchup"].values) == list(range(1, 37))
+        assert idata.posterior.coords["matchup_label"].values[7] == "1_vs_1"
+    assert list(idata.posterior.coords["archetype"].values) == list(range(1, 9))
+    for stat in ("diverging", "tree_depth", "n_steps", "lp", "step_size"):
+        assert idata.sample_stats[stat].shape == (QUICK.chains, QUICK.draws)
+    counts = np.bincount(data.matchup, minlength=36)
+    np.testing.assert_array_equal(idata.constant_data["n_possessions"].values, counts)
+
+
+def test_coefficients_csv(run):
+    model, run_dir, _, data = run
+    table = pd.read_csv(run_dir / outputs.COEFFICIENTS)
+    assert list(table.columns[:2]) == ["parameter", "mean"]
+    assert list(table.columns[2:]) == ["sd", "5%", "50%", "95%", "r_hat", "ess_bulk", "ess_tail", "mcse_mean",
+                                       "n_possessions", "no_data"]
+    n_params = sum(int(np.prod([len(names.COORDS[d]) for d in dims])) for dims in names.POSTERIOR_DIMS[model].values())
+    assert len(table) == n_params
+    assert (table["5%"] <= table["50%"]).all() and (table["50%"] <= table["95%"]).all()
+    if model == "simplified":
+        assert table["parameter"].tolist()[:3] == ["beta_0", "beta_off[1]", "beta_off[2]"]
+        assert not table["no_data"].any()
+        return
+    empty = np.flatnonzero(np.bincount(data.matchup, minlength=36) == 0)
+    flagged = table[table["no_data"]]
+    # beta_0 + 8 + 8 per empty matchup (and e_0, e_off, e_def for the hierarchical model)
+    per_matchup = 17 if model == "matchup" else 34
+    assert len(flagged) == per_matchup * len(empty)
+    m = empty[0] + 1
+    assert f"beta_0[{m}]" in set(flagged["parameter"]) and f"beta_off[{m},8]" in set(flagged["parameter"])
+    row = table.set_index("parameter").loc[f"beta_def[{m},3]"]
+    assert row["n_possessions"] == 0
+
+
+def test_diagnostics_json(run):
+    model, run_dir, report, _ = run
+    diag = json.loads((run_dir / outputs.DIAGNOSTICS).read_text())
+    assert diag == json.loads(json.dumps(report))
+    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "max_tree_depth", "timing", "converged"):
+        assert key in diag
+    assert set(diag["divergences"]) == {"count", "percent"}
+    assert set(diag["timing"]) == {"compile_s", "warmup_s", "sampling_s", "total_s"}
+    table = pd.read_csv(run_dir / outputs.COEFFICIENTS)
+    assert diag["max_rhat"] == pytest.approx(table["r_hat"].max(), rel=1e-5)
+    if model == "simplified":
+        assert diag["matchups"] == []
+    else:
+        verdicts = {m["label"]: m["verdict"] for m in diag["matchups"]}
+        assert len(verdicts) == 36 and list(verdicts.values()).count("no data") == EMPTY
+
+
+def test_run_record(run):
+    model, run_dir, _, _ = run
+    record = json.loads((run_dir / outputs.RUN_CONFIG).read_text())
+    assert record["config"]["model"] == model
+    assert record["config"]["sampler"]["draws"] == QUICK.draws
+    assert record["versions"]["numpyro"].startswith("0.")
+    assert record["data"]["matchups_with_data"] == 36 - EMPTY
+
+
+def test_existing_run_is_not_clobbered(run):
+    model, run_dir, _, _ = run
+    with pytest.raises(outputs.RunDirError, match="--overwrite"):
+        train(RunConfig(model=model, sampler=QUICK), run_dir)
+    assert outputs.read_status(run_dir)["state"] == "complete"
+
+
+def test_failed_run_is_marked_failed(tmp_path, monkeypatch):
+    import lineup_numpyro.train as train_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("sampler exploded")
+
+    monkeypatch.setattr(train_module, "sample_posterior", broken)
+    data, truth = simulate_season(500, model="simplified", seed=1)
+    write_season(data, truth, tmp_path / "d.csv")
+    with pytest.raises(RuntimeError, match="exploded"):
+        train(RunConfig(model="simplified", data=DataConfig(path=str(tmp_path / "d.csv")), sampler=QUICK),
+              tmp_path / "run")
+    status = outputs.read_status(tmp_path / "run")
+    assert status["state"] == "failed" and "exploded" in status["error"]
+    assert not (tmp_path / "run" / outputs.COEFFICIENTS).exists()
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(ZeroDivisionError):
+        with outputs.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            1 / 0
+    assert not target.exists() and list(tmp_path.iterdir()) == []

@@ -1,0 +1,58 @@
+"""The simulated season looks like the real samples and keeps its true parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lineup_numpyro import names
+from lineup_numpyro.simulate import DEFAULT_POSSESSIONS, Truth, simulate_season
+
+
+@pytest.fixture(scope="module")
+def season():
+    return simulate_season()
+
+
+def test_default_size_and_determinism(season):
+    data, truth = season
+    assert len(data) == DEFAULT_POSSESSIONS == 96_837
+    again, _ = simulate_season()
+    np.testing.assert_array_equal(data.y, again.y)
+
+
+def test_z_columns_shaped_like_real_data(season, shared_data):
+    data, _ = season
+    real = pd.read_csv(shared_data / "quick_sample_10k.csv")
+    real_z = real[list(names.Z_OFF + names.Z_DEF)].to_numpy()
+    sim_z = np.concatenate([data.z_off, data.z_def], axis=1)
+    real_nz, sim_nz = (real_z != 0).sum(axis=1).mean(), (sim_z != 0).sum(axis=1).mean()
+    assert abs(sim_nz - real_nz) < 1.0  # ~7.4 of 16 columns non-zero per row
+    # per-column presence within 0.1 of the real sample (rare archetypes stay rare)
+    np.testing.assert_allclose((sim_z != 0).mean(axis=0), (real_z != 0).mean(axis=0), atol=0.1)
+    lo, hi = np.percentile(sim_z[sim_z != 0], [1, 99])
+    assert -8 < lo < -1 and 1 < hi < 10
+
+
+def test_matchup_sizes_uneven(season):
+    data, _ = season
+    sizes = np.bincount(data.matchup, minlength=names.N_MATCHUPS)
+    assert sizes.min() > 0 and sizes.max() / sizes.min() > 5
+
+
+def test_empty_matchups_option():
+    data, _ = simulate_season(5_000, empty_matchups=4, seed=1)
+    assert (np.bincount(data.matchup, minlength=names.N_MATCHUPS) == 0).sum() == 4
+
+
+@pytest.mark.parametrize("model", names.MODELS)
+def test_truth_matches_model_and_round_trips(model):
+    data, truth = simulate_season(2_000, model=model, seed=2)
+    for var, dims in names.POSTERIOR_DIMS[model].items():
+        assert np.shape(truth.params[var]) == tuple(len(names.COORDS[d]) for d in dims), var
+    back = Truth.from_json(truth.to_json())
+    for var in truth.params:
+        np.testing.assert_array_equal(back.params[var], truth.params[var])
+    # the outcome is drawn around the model's mean with the stated noise
+    assert abs(np.std(data.y) - truth.params["sigma"]) < 0.1
