@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lineup_numpyro import __version__
@@ -53,12 +54,12 @@ class PlatformKind(str, Enum):
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -180,7 +181,8 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
     status, record, table, diag = load_run(run_dir)
     if status["state"] != "complete" or diag is None or table is None:
         detail = f": {status['error']}" if status.get("error") else ""
-        err.print(f"[bold red]{run_dir}: this run is {status['state']}, not complete{detail}[/]; its outputs are partial")
+        message = f"{run_dir}: this run is {status['state']}, not complete{detail}; its outputs are partial"
+        err.print(f"[bold red]{escape(message)}[/]", highlight=False, soft_wrap=True)
         return False
     t = Table(title=f"{run_dir}: {diag['model']} model ({diag.get('likelihood', '')}), {diag['method'].upper()}")
     t.add_column("diagnostic")

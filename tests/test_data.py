@@ -444,6 +444,30 @@ def test_corrupt_gzip(tmp_path, real_csv):
     assert message.startswith(f"{cut}: cannot read the file (") and message.endswith("expected a complete CSV file")
 
 
+def test_not_utf8_in_the_header(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((CORPUS / "good.csv").read_bytes().replace(b"outcome", b"outcom\xe9", 1))
+    assert load_error(path) == (
+        f"{path}, line 1: byte 0xe9 is not UTF-8 (the file looks saved as Windows-1252 or Latin-1); "
+        "expected a UTF-8 text file (re-save it as 'CSV UTF-8')"
+    )
+
+
+@pytest.mark.parametrize("content", ["\n", "\n\n  \n", " "])
+def test_blank_file_is_empty(tmp_path, content):
+    path = tmp_path / "blank.csv"
+    path.write_text(content)
+    assert load_error(path) == f"{path}: the file is empty; expected a header row and possessions"
+
+
+def test_header_then_blank_lines_has_no_possessions(tmp_path):
+    path = tmp_path / "blank_rows.csv"
+    path.write_text((CORPUS / "header_only.csv").read_text() + "\n\n\n")
+    assert load_error(path) == (
+        f"{path}: the file has column names but no possessions; expected at least one data row"
+    )
+
+
 def test_header_only_parquet(tmp_path, real_text):
     path = tmp_path / "empty.parquet"
     real_text.iloc[:0].to_parquet(path, index=False)
@@ -773,11 +797,6 @@ def test_cli_train_season_and_file_errors(tmp_path, args, message):
     assert_bad_input_exit(result, stderr, output, out_dir, f"{CORPUS}/{message}")
 
 
-@pytest.mark.xfail(
-    reason="cli._fail prints the message as Rich markup, so a '[name]' part of a path is swallowed; "
-    "it should escape the message (rich.markup.escape)",
-    strict=False,
-)
 def test_cli_error_shows_paths_with_brackets_verbatim(tmp_path_factory):
     folder = tmp_path_factory.mktemp("brackets") / "season[draft]"
     folder.mkdir()
