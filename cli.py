@@ -174,6 +174,76 @@ def summary(
         raise typer.Exit(1)
 
 
+class StanForm(str, Enum):
+    reference = "reference"
+    fast = "fast"
+
+
+@app.command()
+def parity(
+    model: Annotated[Model, typer.Option(help="Which model to check against its Stan file.")],
+    data: Annotated[Path, typer.Option(help="Possessions (CSV or Parquet) to check on.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write parity.json and the tables here.")] = None,
+    season: Annotated[Optional[str], typer.Option(help="Keep only these seasons, comma-separated.")] = None,
+    stan_form: Annotated[
+        StanForm, typer.Option(help="reference: the Stan file users trust; fast: its sufficient-statistics twin.")
+    ] = StanForm.reference,
+    points: Annotated[int, typer.Option(min=1, help="Random points for the density check.")] = 20,
+    posterior: Annotated[bool, typer.Option(help="Also sample both and compare the posteriors.")] = True,
+    chains: Annotated[int, typer.Option(min=1, help="Chains for each sampler.")] = 4,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
+    draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed (points, NumPyro and Stan).")] = 0,
+) -> None:
+    """Check that NumPyro and the Stan file define the same posterior (exit 1 if not)."""
+    from lineup_numpyro.config import SamplerConfig
+    from lineup_numpyro.data import load_possessions, parse_seasons
+    from lineup_numpyro.parity import StanUnavailable, run_parity, write_parity
+    from lineup_numpyro.runtime import configure_jax
+
+    configure_jax("cpu", chains)
+    try:
+        rows = load_possessions(data, parse_seasons(season))
+        report = run_parity(model.value, rows, stan_form.value,
+                            SamplerConfig(chains=chains, warmup=warmup, draws=draws, seed=seed), points, posterior)
+    except StanUnavailable as exc:
+        _fail(str(exc), code=3)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    if out_dir is not None:
+        write_parity(report, out_dir)
+    _print_parity(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _print_parity(report) -> None:  # noqa: ANN001
+    verdict = report.verdict()
+    t = Table(title=f"parity: {report.model} model, NumPyro vs models/{verdict['stan_file']}")
+    for col in ("check", "measured", "allowed", "result"):
+        t.add_column(col)
+    ok = {True: "[green]pass[/]", False: "[red]FAIL[/]"}
+    for lik, d in verdict["density"].items():
+        t.add_row(f"log density offset spread ({lik})", f"{d['offset_spread_rel']:.1e}", f"<= {d['tolerances'][0]:.0e}",
+                  ok[d["offset_spread_rel"] <= d["tolerances"][0]])
+        t.add_row(f"gradient rel. error ({lik})", f"{d['max_gradient_rel_error']:.1e}", f"<= {d['tolerances'][1]:.0e}",
+                  ok[d["max_gradient_rel_error"] <= d["tolerances"][1]])
+    p = verdict.get("posterior")
+    if p:
+        t.add_row(f"max |z| of means ({p['parameters']} parameters)", f"{p['max_z']:.2f} ({p['max_z_parameter']})",
+                  f"<= {p['z_bound']:.2f} (Bonferroni)", ok[p["max_z"] <= p["z_bound"]])
+        lo, hi = p["sd_ratio_range"]
+        alo, ahi = p["sd_ratio_allowed"]
+        t.add_row("sd ratio NumPyro/Stan", f"{lo:.3f} .. {hi:.3f}", f"{alo} .. {ahi}", ok[alo <= lo and hi <= ahi])
+        if p["sd_ratio_range_derived"]:
+            dlo, dhi = p["sd_ratio_range_derived"]
+            t.add_row("sd ratio, derived beta (heavy tails)", f"{dlo:.3f} .. {dhi:.3f}", "reported only", "")
+        t.add_row("max |mean diff| / sd_stan", f"{p['max_std_diff']:.3f}", "< 0.25 (reported)", ok[p["std_diff_below_0.25"]])
+        t.add_row("Stan divergences", str(p["stan_divergences"]), "", "")
+    t.add_row("verdict", "", "", ok[verdict["passed"]])
+    out.print(t)
+
+
 def _print_summary(run_dir: Path, top: int = 10) -> bool:
     """Print the tables; returns whether the run is complete."""
     from lineup_numpyro.outputs import largest_effects, load_run

@@ -63,6 +63,9 @@ POSTERIOR_DIMS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# Deterministic functions of the sampled parameters (Stan's transformed parameters).
+DERIVED: dict[str, tuple[str, ...]] = {"hierarchical": ("beta_0", "beta_off", "beta_def")}
+
 COORDS = {
     "matchup": list(range(1, N_MATCHUPS + 1)),
     "archetype": list(range(1, N_ARCHETYPES + 1)),

@@ -1,0 +1,177 @@
+"""NumPyro and the Stan files in models/ define the same posterior (lineup_numpyro.parity).
+
+Density parity is exact and runs for every model, Stan form and NumPyro likelihood.
+Posterior parity samples both on the real 10K sample; the row-wise matchup-specific and
+hierarchical Stan files are too slow for CI there (marked slow), their sufficient-statistics
+twins run instead.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from lineup_numpyro import models, parity
+from lineup_numpyro.config import SamplerConfig
+from lineup_numpyro.data import Possessions, load_possessions
+from lineup_numpyro.models import get_model, make_likelihood
+from lineup_numpyro.suffstats import SuffStats
+
+FORMS = [("simplified", "reference"), ("matchup", "reference"), ("matchup", "fast"), ("hierarchical", "reference"),
+         ("hierarchical", "fast")]
+
+
+@pytest.fixture(scope="module")
+def real_rows(shared_data) -> Possessions:
+    return load_possessions(shared_data / "quick_sample_10k.csv")
+
+
+@pytest.fixture(scope="module")
+def small_rows(real_rows) -> Possessions:
+    """2,000 real possessions: Stan's row-wise log_prob stays quick."""
+    keep = slice(0, 2_000)
+    return Possessions(real_rows.y[keep], real_rows.matchup[keep], real_rows.z_off[keep], real_rows.z_def[keep],
+                       None, real_rows.source)
+
+
+@pytest.fixture(scope="module")
+def stan_models(small_rows):
+    stats = SuffStats.from_possessions(small_rows)
+    return {(m, f): parity.build_stan(m, f, parity.stan_data(m, f, small_rows, stats)) for m, f in FORMS}
+
+
+@pytest.mark.parametrize("likelihood", ["suffstats", "rows"])
+@pytest.mark.parametrize(("model", "form"), FORMS)
+def test_density_parity(model, form, likelihood, small_rows, stan_models):
+    stats = SuffStats.from_possessions(small_rows)
+    result = parity.density_parity(get_model(model), make_likelihood(likelihood, stats, small_rows),
+                                   stan_models[(model, form)], n_points=20, seed=1)
+    assert len(result.table) == 20
+    assert result.offset_spread <= parity.DENSITY_RTOL
+    assert result.max_gradient_error <= parity.GRADIENT_RTOL
+    assert result.passed
+
+
+def wrong_prior_matchup(likelihood):
+    """The matchup model with beta_0's prior scale changed from 5 to 4."""
+    beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, 4.0).expand([models.M]).to_event(1))
+    beta_off = numpyro.sample("beta_off", dist.HalfNormal(5.0).expand([models.M, models.A]).to_event(2))
+    beta_def = numpyro.sample("beta_def", dist.HalfNormal(5.0).expand([models.M, models.A]).to_event(2))
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
+    likelihood.observe(models._coefficients(beta_0, beta_off, beta_def), sigma)
+
+
+def wrong_sign_simplified(likelihood):
+    """The pooled model with the defensive term added instead of subtracted."""
+    beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, 5.0))
+    beta_off = numpyro.sample("beta_off", dist.HalfNormal(5.0).expand([models.A]).to_event(1))
+    beta_def = numpyro.sample("beta_def", dist.HalfNormal(5.0).expand([models.A]).to_event(1))
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
+    likelihood.observe(models._coefficients(beta_0, beta_off, -beta_def), sigma)
+
+
+@pytest.mark.parametrize(("wrong", "model", "form", "caught_by"), [
+    (wrong_prior_matchup, "matchup", "fast", "prior probe"),  # the probe shows a prior difference plainly
+    (wrong_prior_matchup, "matchup", "reference", "prior probe"),
+    (wrong_sign_simplified, "simplified", "reference", "data"),  # z = 0 in the probe hides the sign
+])
+def test_harness_catches_a_wrong_model(wrong, model, form, caught_by, small_rows):
+    checks = parity.density_checks(model, small_rows, form, n_points=20, model_fn=wrong)
+    assert set(checks) == {"suffstats, data", "rows, data", "suffstats, prior probe", "rows, prior probe"}
+    for kind in ("suffstats", "rows"):
+        check = checks[f"{kind}, {caught_by}"]
+        assert not check.passed
+        assert check.offset_spread > 1e3 * parity.DENSITY_RTOL
+
+
+@pytest.mark.parametrize(("model", "form"), FORMS)
+def test_prior_probe_agrees(model, form):
+    probe = parity.prior_probe()
+    checks = parity.density_checks(model, probe, form, n_points=20)
+    assert all(c.passed for c in checks.values())
+
+
+POSTERIOR = SamplerConfig(chains=4, warmup=1000, draws=1000, seed=1)
+
+
+def check_posterior_parity(model, form, rows):
+    report = parity.run_parity(model, rows, form, POSTERIOR, n_points=20)
+    table = report.posterior.table
+    assert report.stan_divergences == 0
+    assert (table["z"] <= report.posterior.z_bound).all(), table.sort_values("z").tail(3)
+    sampled = table[~table["derived"]]
+    assert sampled["sd_ratio"].between(*parity.SD_RATIO_RANGE).all(), sampled.sort_values("sd_ratio")
+    assert report.passed
+    return report
+
+
+def test_posterior_parity_simplified(real_rows):
+    report = check_posterior_parity("simplified", "reference", real_rows)
+    assert len(report.posterior.table) == 18 and report.posterior.std_diff_passed
+
+
+def test_posterior_parity_matchup_fast_stan(real_rows):
+    report = check_posterior_parity("matchup", "fast", real_rows)
+    assert len(report.posterior.table) == 613
+
+
+def test_posterior_parity_hierarchical_fast_stan(real_rows):
+    report = check_posterior_parity("hierarchical", "fast", real_rows)
+    table = report.posterior.table
+    assert len(table) == 647 + 612 and table["derived"].sum() == 612
+
+
+@pytest.mark.slow
+def test_posterior_parity_hierarchical_reference_stan(real_rows):
+    check_posterior_parity("hierarchical", "reference", real_rows)  # ~10 minutes of Stan on 2 cores
+
+
+@pytest.mark.slow
+def test_posterior_parity_matchup_loop_form_stan(real_rows):
+    check_posterior_parity("matchup", "reference", real_rows)
+
+
+def test_posterior_parity_flags_a_shifted_posterior():
+    """Two samples of one distribution pass; shifting one by a few MCSE fails the z test."""
+    rng = np.random.default_rng(0)
+    a = {"beta_0": rng.normal(0.2, 0.01, (4, 1000)), "beta_off": np.abs(rng.normal(0.03, 0.01, (4, 1000, 8))),
+         "beta_def": np.abs(rng.normal(0.03, 0.01, (4, 1000, 8))), "sigma": rng.normal(0.56, 0.004, (4, 1000))}
+    b = {k: v[::-1] + 0.0 for k, v in a.items()}  # same draws, chains reordered
+    assert parity.posterior_parity(a, b, "simplified").passed
+    shifted = dict(b, beta_0=b["beta_0"] + 0.002)  # ~10 MCSE
+    result = parity.posterior_parity(a, shifted, "simplified")
+    assert not result.passed
+    assert result.table.set_index("parameter").loc["beta_0", "z"] > result.z_bound
+    wider = dict(b, sigma=0.56 + (b["sigma"] - 0.56) * 1.3)
+    assert not parity.posterior_parity(a, wider, "simplified").passed
+
+
+runner = CliRunner()
+
+
+def test_cli_parity_writes_tables_and_verdict(small_rows, stan_models, tmp_path):
+    path = tmp_path / "d.csv"
+    small_rows.to_frame().to_csv(path, index=False)
+    out = tmp_path / "parity"
+    result = runner.invoke(app, ["parity", "--model", "simplified", "--data", str(path), "--no-posterior",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads((out / "parity.json").read_text())
+    assert verdict["passed"] and verdict["stan_file"] == "simplified.stan"
+    assert set(verdict["density"]) == {"suffstats, data", "rows, data", "suffstats, prior probe", "rows, prior probe"}
+    assert "verdict" in result.output and "pass" in result.output
+
+
+def test_cli_parity_exits_1_when_models_differ(small_rows, stan_models, tmp_path, monkeypatch):
+    path = tmp_path / "d.csv"
+    small_rows.to_frame().to_csv(path, index=False)
+    monkeypatch.setitem(models.MODEL_FUNCTIONS, "simplified", wrong_sign_simplified)
+    result = runner.invoke(app, ["parity", "--model", "simplified", "--data", str(path), "--no-posterior"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.output
