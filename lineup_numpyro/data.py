@@ -27,7 +27,6 @@ from . import names
 # +-75, and a possession scores a handful of points. They also keep X'X far from overflow.
 MAX_ABS_Z = 1_000.0
 MAX_ABS_OUTCOME = 1_000.0
-TYPICAL_OUTCOME = (0.0, 8.0)
 
 _LABEL_RE = re.compile(r"^\s*(\d+)\s*_vs_\s*(\d+)\s*$")
 _INT_RE = re.compile(r"^\s*(\d+)(?:\.0*)?\s*$")

@@ -148,7 +148,7 @@ def _matchup_of(parameter: str) -> int | None:
     return None
 
 
-def diagnostics(idata: az.InferenceData, table: pd.DataFrame, result: SamplingResult, model: str) -> dict:
+def diagnostics(table: pd.DataFrame, result: SamplingResult, model: str) -> dict:
     """Convergence summary: worst R-hat and ESS, divergences, tree depth, timings, per matchup."""
     stats = result.stats
     n_draws = stats["diverging"].size
@@ -236,7 +236,7 @@ def write_outputs(
     """Write posterior, coefficients, diagnostics and run record; returns the diagnostics."""
     idata = to_inference_data(result, config.model, stats, attrs={"likelihood": config.likelihood})
     table = coefficient_table(idata, config.model)
-    report = diagnostics(idata, table, result, config.model)
+    report = diagnostics(table, result, config.model)
     report["likelihood"] = config.likelihood
     with atomic_path(run_dir / POSTERIOR) as tmp:
         idata.to_netcdf(str(tmp))
