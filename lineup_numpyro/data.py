@@ -40,6 +40,11 @@ class DataWarning(UserWarning):
     """Input that can be used but deserves an analyst's attention."""
 
 
+def design_matrix(z_off: np.ndarray, z_def: np.ndarray) -> np.ndarray:
+    """Design rows x_i = [1, z_off_i, -z_def_i] of the model (../shared/MODELS.md), (N, 17)."""
+    return np.concatenate([np.ones((z_off.shape[0], 1)), z_off, -z_def], axis=1)
+
+
 @dataclass(frozen=True)
 class Possessions:
     """Validated possessions, one row each.
@@ -60,7 +65,7 @@ class Possessions:
 
     def design(self) -> np.ndarray:
         """Design rows x_i = [1, z_off_i, -z_def_i], shape (N, 17), float64."""
-        return np.concatenate([np.ones((len(self), 1)), self.z_off, -self.z_def], axis=1)
+        return design_matrix(self.z_off, self.z_def)
 
     @classmethod
     def concat(cls, parts: Sequence[Possessions]) -> Possessions:

@@ -101,20 +101,21 @@ def to_inference_data(result: SamplingResult, model: str, stats: SuffStats, attr
     return idata
 
 
-def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
-    """One row per scalar parameter, in Stan's order and names."""
-    post = idata.posterior
-    rhat, ess_bulk = az.rhat(post), az.ess(post, method="bulk")
-    ess_tail, mcse = az.ess(post, method="tail"), az.mcse(post, method="mean")
-    n_matchup = idata.constant_data["n_possessions"].values
+def parameter_summary(posterior, model: str) -> pd.DataFrame:
+    """mean, sd, 5/50/95% quantiles, R-hat, ESS and MCSE of every scalar parameter of `model`.
+
+    `posterior` is an xarray Dataset of draws (chain, draw, ...) holding the model's sites;
+    rows come in Stan's order under Stan's names, with the 0-based matchup of each row
+    (None for parameters not indexed by matchup).
+    """
+    rhat, ess_bulk = az.rhat(posterior), az.ess(posterior, method="bulk")
+    ess_tail, mcse = az.ess(posterior, method="tail"), az.mcse(posterior, method="mean")
     rows = []
     for var, dims in names.POSTERIOR_DIMS[model].items():
-        draws = post[var].values  # (chains, draws, *shape)
+        draws = posterior[var].values  # (chains, draws, *shape)
         flat = draws.reshape(draws.shape[0] * draws.shape[1], -1)
         q05, q50, q95 = np.quantile(flat, [0.05, 0.5, 0.95], axis=0)
-        shape = draws.shape[2:]
-        for j, index in enumerate(np.ndindex(*shape)):
-            n = int(n_matchup[index[0]]) if dims and dims[0] == "matchup" else None
+        for j, index in enumerate(np.ndindex(*draws.shape[2:])):
             rows.append(
                 {
                     "parameter": names.stan_name(var, index),
@@ -127,12 +128,20 @@ def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
                     "ess_bulk": float(ess_bulk[var].values.reshape(-1)[j]),
                     "ess_tail": float(ess_tail[var].values.reshape(-1)[j]),
                     "mcse_mean": float(mcse[var].values.reshape(-1)[j]),
-                    "n_possessions": n,
-                    "no_data": n == 0,
+                    "matchup": index[0] if dims and dims[0] == "matchup" else None,
                 }
             )
-    table = pd.DataFrame(rows)
-    table["n_possessions"] = table["n_possessions"].astype("Int64")
+    return pd.DataFrame(rows)
+
+
+def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
+    """One row per scalar parameter, in Stan's order and names, with its matchup's data count."""
+    table = parameter_summary(idata.posterior, model)
+    n_matchup = idata.constant_data["n_possessions"].values
+    matchup = table.pop("matchup")
+    table["n_possessions"] = pd.array([None if m is None or pd.isna(m) else int(n_matchup[int(m)]) for m in matchup],
+                                      dtype="Int64")
+    table["no_data"] = (table["n_possessions"] == 0).fillna(False).astype(bool)
     return table
 
 

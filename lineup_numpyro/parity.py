@@ -164,18 +164,14 @@ def stan_draws(fit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
 
 
 def summarise(samples: dict[str, np.ndarray], model: str) -> pd.DataFrame:
-    """mean, sd and MCSE of every scalar parameter under its Stan name (ArviZ estimators)."""
+    """mean, sd, MCSE and bulk ESS of every scalar parameter, indexed by Stan name."""
     import arviz as az
 
-    rows = []
-    for var, dims in names.POSTERIOR_DIMS[model].items():
-        draws = np.asarray(samples[var])
-        flat = draws.reshape(draws.shape[0], draws.shape[1], -1)
-        for j, index in enumerate(np.ndindex(*draws.shape[2:])):
-            x = flat[:, :, j]
-            rows.append({"parameter": names.stan_name(var, index), "mean": x.mean(), "sd": x.std(ddof=1),
-                         "mcse": float(az.mcse(x, method="mean")), "ess_bulk": float(az.ess(x, method="bulk"))})
-    return pd.DataFrame(rows).set_index("parameter")
+    from .outputs import parameter_summary
+
+    posterior = az.convert_to_dataset({var: np.asarray(samples[var]) for var in names.POSTERIOR_DIMS[model]})
+    table = parameter_summary(posterior, model).set_index("parameter")
+    return table.rename(columns={"mcse_mean": "mcse"})
 
 
 def _sample_stan_here(model: str, form: str, data: dict, sampler) -> tuple[dict, dict]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import names
-from .data import Possessions
+from .data import Possessions, design_matrix
 
 DEFAULT_POSSESSIONS = 96_837
 DEFAULT_SEED = 2023
@@ -110,7 +110,7 @@ def simulate_season(
     z_def = _side_skills(n_possessions, 0.1, 1.2, rng)
     b = np.concatenate([np.asarray(params["beta_0"])[..., None], params["beta_off"], params["beta_def"]], axis=-1)
     b_rows = b[matchup] if b.ndim == 2 else b[None, :]
-    x = np.concatenate([np.ones((n_possessions, 1)), z_off, -z_def], axis=1)
+    x = design_matrix(z_off, z_def)
     y = np.sum(x * b_rows, axis=1) + rng.normal(0.0, float(params["sigma"]), n_possessions)
     data = Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=None, source=f"simulated:{model}:{seed}")
     return data, Truth(model, params)
