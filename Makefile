@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow benchmark clean
+.PHONY: setup demo test test-slow benchmark benchmark-stan clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test-slow: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/train_matchup.py
+
+# NumPyro against Stan on 10K..10M possessions (hours; see benchmarks/README.md)
+benchmark-stan: setup
+	$(BIN)/python benchmarks/run.py --out benchmarks/results/scaling
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

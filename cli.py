@@ -97,6 +97,11 @@ def train(
     likelihood: Annotated[
         LikelihoodKind, typer.Option(help="suffstats (exact, fast) or rows (row-by-row, as in Stan).")
     ] = LikelihoodKind.suffstats,
+    holdout: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="Hold out this share of the rows (seeded random split) "
+                                                    "for `validate`; 0: train on all.")
+    ] = 0.0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the random holdout split.")] = 0,
     chains: Annotated[int, typer.Option(min=1, help="Number of chains.")] = 4,
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
     draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
@@ -122,7 +127,8 @@ def train(
         config = RunConfig(
             model=model.value,
             likelihood=likelihood.value,
-            data=DataConfig(path=str(data) if data else None, seasons=parse_seasons(season)),
+            data=DataConfig(path=str(data) if data else None, seasons=parse_seasons(season),
+                            holdout_fraction=holdout, split_seed=split_seed),
             sampler=SamplerConfig(
                 chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=target_accept,
                 max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method.value,
@@ -215,6 +221,211 @@ def parity(
     _print_parity(report)
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _holdout_config(data: Optional[Path], season: Optional[str]):  # noqa: ANN202
+    """The DataConfig of --data/--season, or None (then the runs' own random split is used)."""
+    from lineup_numpyro.config import DataConfig
+    from lineup_numpyro.data import parse_seasons
+
+    if data is None:
+        if season:
+            _fail("--season selects seasons of --data; give --data too")
+        return None
+    return DataConfig(path=str(data), seasons=parse_seasons(season))
+
+
+@app.command()
+def validate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    data: Annotated[
+        Optional[Path], typer.Option(help="Held-out possessions. Default: the rows the run's --holdout split kept out.")
+    ] = None,
+    season: Annotated[Optional[str], typer.Option(help="Score only these seasons of --data, comma-separated.")] = None,
+    loo: Annotated[bool, typer.Option(help="Also compute PSIS-LOO on the training possessions.")] = True,
+) -> None:
+    """Score a run on possessions it did not see: MSE, RMSE, log predictive density, coverage."""
+    from lineup_numpyro.validation import VALIDATION, validate_run
+
+    holdout = _holdout_config(data, season)
+    try:
+        report = validate_run(run_dir, holdout, loo=loo)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    h = report["holdout"]
+    table = Table(title=f"{report['model']}: {h['n']:,} held-out possessions ({escape(h['source'])})")
+    for col in ("MSE", "RMSE", "mean log pred. density", "50% interval coverage", "90% interval coverage",
+                "outcome variance"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{h['mse']:.4f}", f"{h['rmse']:.4f}", f"{h['mlpd']:.4f}", f"{h['coverage_50']:.3f}",
+                  f"{h['coverage_90']:.3f}", f"{h['outcome_var']:.4f}")
+    out.print(table)
+    if loo:
+        lo = report["loo"]
+        out.print(f"PSIS-LOO on {lo['n']:,} training possessions: elpd_loo {lo['elpd_loo']:,.1f} "
+                  f"(se {lo['se']:.1f}), p_loo {lo['p_loo']:.1f}, {lo['n_high_k']} with Pareto k > "
+                  f"{lo['k_threshold']:.2f}")
+    out.print(f"wrote {run_dir / VALIDATION}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories fitted to the same data.")],
+    data: Annotated[
+        Optional[Path], typer.Option(help="Held-out possessions to score every run on. Default: the runs' "
+                                          "--holdout split, when they had one.")
+    ] = None,
+    season: Annotated[Optional[str], typer.Option(help="Score only these seasons of --data, comma-separated.")] = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="Write comparison.csv and comparison.json here.")
+    ] = None,
+) -> None:
+    """Rank models by PSIS-LOO (and holdout scores) and say which to use."""
+    from lineup_numpyro.comparison import compare_runs, write_comparison
+
+    holdout = _holdout_config(data, season)
+    try:
+        result = compare_runs(run_dirs, holdout)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    if out_dir is not None:
+        write_comparison(result, out_dir)
+    t = result.table
+    # one short label per run: the model where the models differ, else the directory's name
+    t = t.assign(run=t["model"] if t["model"].is_unique else [Path(r).name for r in t["run"]])
+    loo = Table(title=f"PSIS-LOO on {escape(result.training_data)}", box=None, pad_edge=False)
+    columns = {"run": "run", "elpd_loo": "elpd_loo", "elpd_diff": "elpd_diff", "se_diff": "se_diff",
+               "p_loo": "p_loo", "n_high_k": "high k", "divergences": "div", "verdict": "verdict"}
+    _add_rows(loo, t, columns)
+    out.print(loo)
+    if "holdout_mse" in t:
+        held = Table(title=f"held-out possessions: {escape(result.holdout_data)}", box=None,
+                     pad_edge=False)
+        _add_rows(held, t, {"run": "run", "holdout_n": "n", "holdout_mse": "MSE", "holdout_rmse": "RMSE",
+                            "holdout_mlpd": "mean lpd", "coverage_50": "50% cover", "coverage_90": "90% cover"})
+        out.print(held)
+    out.print(f"[bold]verdict:[/] {escape(result.verdict)}")
+    if out_dir is not None:
+        out.print(f"wrote {out_dir}/comparison.csv and comparison.json (full run paths)")
+
+
+def _add_rows(table: Table, frame, columns: dict[str, str]) -> None:  # noqa: ANN001
+    """Columns of `frame` under their display names; elpd-scale numbers to 0.1, scores to 4 places."""
+    one_decimal = {"elpd_loo", "se", "elpd_diff", "se_diff", "p_loo"}
+    cells = [[escape(str(row[c])) if not isinstance(row[c], float)
+              else f"{row[c]:,.1f}" if c in one_decimal else f"{row[c]:.4f}" for c in columns]
+             for _, row in frame.iterrows()]
+    for j, (col, title) in enumerate(columns.items()):
+        table.add_column(title, justify="left" if col in ("run", "verdict") else "right", no_wrap=True,
+                         min_width=max(len(title), *(len(r[j]) for r in cells)))
+    for r in cells:
+        table.add_row(*r)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A matchup or hierarchical run directory.")],
+    pooled: Annotated[Path, typer.Option(help="A simplified (pooled) run: the fallback for untrusted matchups.")],
+    out_file: Annotated[
+        Optional[Path], typer.Option("--out", help="CSV to write. Default: RUN_DIR/production_coefficients.csv.")
+    ] = None,
+    min_possessions: Annotated[
+        int, typer.Option(min=0, help="Matchups with fewer possessions take the pooled coefficients.")
+    ] = 200,
+) -> None:
+    """Write production coefficients: each matchup's own where it converged, the pooled ones otherwise."""
+    from lineup_numpyro.export import PRODUCTION, production_coefficients, write_production
+
+    target = out_file or run_dir / PRODUCTION
+    try:
+        table = production_coefficients(run_dir, pooled, min_possessions)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    write_production(table, target)
+    per_matchup = table.dropna(subset=["matchup"]).drop_duplicates("matchup")
+    counts = per_matchup["source"].value_counts()
+    out.print(", ".join(f"{n} matchups from the {escape(src)} run" for src, n in counts.items()))
+    for _, row in per_matchup[per_matchup["source"] == "simplified"].iterrows():
+        out.print(f"  matchup {row['matchup']} ({row['label']}): pooled, {escape(row['reason'])}")
+    out.print(f"wrote {target}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    comparison: Annotated[
+        Optional[Path], typer.Option(help="A `compare --out` directory (or its comparison.json) to include.")
+    ] = None,
+) -> None:
+    """Write RUN_DIR/report/report.html: diagnostics, rank, forest and predictive-check plots."""
+    from lineup_numpyro.report import write_report
+
+    try:
+        path = write_report(run_dir, comparison)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    out.print(f"wrote {path}")
+
+
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v.replace("_", "")) for v in text.split(",") if v.strip())
+    except ValueError:
+        _fail(f"{option} takes comma-separated whole numbers, got {text!r}")
+    return values
+
+
+@app.command()
+def benchmark(
+    out_dir: Annotated[Path, typer.Option("--out", help="Write results.json, results.md and scaling.png here.")] = Path(
+        "benchmarks/results/latest"),
+    model: Annotated[Model, typer.Option(help="Which model to fit.")] = Model.matchup,
+    sizes: Annotated[str, typer.Option(help="Possessions per simulated season, comma-separated.")] = (
+        "10000,96837,1000000,10000000"),
+    methods: Annotated[str, typer.Option(help="Comma-separated, from numpyro-suffstats, numpyro-rows, stan-loop, "
+                                              "stan-fast.")] = "numpyro-suffstats,numpyro-rows,stan-loop,stan-fast",
+    repeats: Annotated[int, typer.Option(min=1, help="Runs of each (size, method); the table shows medians.")] = 1,
+    budget: Annotated[float, typer.Option(min=1.0, help="Seconds one run may take; longer ones run fewer "
+                                                        "iterations or not at all, and say so.")] = 1200.0,
+    chains: Annotated[int, typer.Option(min=1, help="Chains, for every method.")] = 4,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
+    draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Sampler seed, for every method.")] = 1,
+    target_accept: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target acceptance, for every method.")] = 0.9,
+    platform: Annotated[PlatformKind, typer.Option(help="Where NumPyro runs (Stan always runs on the CPU).")] = (
+        PlatformKind.cpu),
+    data_dir: Annotated[Path, typer.Option(help="Where the simulated seasons are written once and reused.")] = Path(
+        "benchmarks/data"),
+    price_from: Annotated[Optional[Path], typer.Option(
+        help="results.json of an earlier benchmark on this machine, to price the runs (no new pilots).")] = None,
+) -> None:
+    """Time NumPyro against Stan on simulated seasons of several sizes (see benchmarks/README)."""
+    from lineup_numpyro.benchmark import TABLE, BenchmarkConfig, load_prices, run_benchmark
+    from lineup_numpyro.config import SamplerConfig
+
+    try:
+        config = BenchmarkConfig(
+            model=model.value, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            sizes=_int_list(sizes, "--sizes"), repeats=repeats, budget_s=budget, data_dir=data_dir,
+            sampler=SamplerConfig(chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=target_accept,
+                                  platform=platform.value),
+        )
+        prices = load_prices(price_from, config.model) if price_from else []
+    except (ValueError, OSError, KeyError) as exc:
+        _fail(str(exc) if not isinstance(exc, KeyError) else f"{price_from}: not a benchmark results.json")
+
+    def show(r: dict) -> None:
+        figures = (f"wall {r['wall_s']:.1f} s, min ESS_bulk/s {r['ess_bulk_min_per_s']:.2f}"
+                   if r["status"] in ("ok", "pilot") else r["status"])
+        if r["status"] == "pilot":
+            figures = f"pilot run to price it, {r['chains']}x({r['warmup']}+{r['draws']}): {figures}"
+        note = f" [{r['note']}]" if r.get("note") else ""
+        err.print(escape(f"repeat {r['repeat']}: {r['method']} on {r['n']:,} possessions: {figures}{note}"),
+                  highlight=False, soft_wrap=True)
+
+    run_benchmark(config, out_dir, on_result=show, prices=prices)
+    out.print((out_dir / TABLE).read_text(), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"wrote {out_dir}/results.json, results.md and scaling.png", highlight=False)
 
 
 def _print_parity(report) -> None:  # noqa: ANN001

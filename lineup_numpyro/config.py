@@ -39,11 +39,27 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the possessions come from; `path=None` means the built-in simulated season."""
+    """Where the possessions come from; `path=None` means the built-in simulated season.
+
+    `holdout_fraction` > 0 keeps that share of the rows (a seeded random split, see
+    data.Split) out of training, for `validate` to score the run on.
+    """
 
     path: str | None = None
     seasons: tuple[str, ...] = ()
     chunksize: int = 200_000
+    holdout_fraction: float = 0.0
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
+
+    def split(self, side: str = "train"):
+        """The data.Split of one side, or None when nothing is held out."""
+        from .data import Split
+
+        return Split(self.holdout_fraction, self.split_seed, side) if self.holdout_fraction > 0 else None
 
 
 @dataclass(frozen=True)

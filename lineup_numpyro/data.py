@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,13 @@ class Possessions:
             z_def=np.concatenate([p.z_def for p in parts]),
             season=np.concatenate([p.season for p in parts]) if has_season else None,
             source=parts[0].source,
+        )
+
+    def subset(self, keep: np.ndarray) -> Possessions:
+        """The possessions where `keep` (a boolean mask or indices) selects them."""
+        return Possessions(
+            y=self.y[keep], matchup=self.matchup[keep], z_off=self.z_off[keep], z_def=self.z_def[keep],
+            season=None if self.season is None else self.season[keep], source=self.source,
         )
 
     def to_frame(self, layout: str = "label") -> pd.DataFrame:
@@ -459,13 +466,54 @@ def _raw_chunks(path: Path, seasons: Sequence[str], chunksize: int) -> Iterator[
             yield batch.to_pandas(), src
 
 
+@dataclass(frozen=True)
+class Split:
+    """A seeded random split of a file's rows: about `fraction` of them are held out.
+
+    Row i (0-based, in file order, before any season filter) is held out when a hash of
+    (seed, i) falls below `fraction`; so the split does not depend on how the file is
+    chunked, and `side` picks the training rows or the held-out ones.
+    """
+
+    fraction: float
+    seed: int = 0
+    side: Literal["train", "holdout"] = "train"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"the holdout fraction must lie in (0, 1), got {self.fraction}")
+        if self.side not in ("train", "holdout"):
+            raise ValueError(f"side must be 'train' or 'holdout', got {self.side!r}")
+
+    def keep(self, row0: int, n: int) -> np.ndarray:
+        """Which of rows row0 .. row0 + n - 1 belong to this side, (n,) bool."""
+        u = _uniform_hash(np.arange(row0, row0 + n, dtype=np.uint64), self.seed)
+        held_out = u < self.fraction
+        return held_out if self.side == "holdout" else ~held_out
+
+    def other_side(self) -> Split:
+        return Split(self.fraction, self.seed, "holdout" if self.side == "train" else "train")
+
+
+def _uniform_hash(i: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per index: the splitmix64 finaliser of (seed, i)."""
+    with np.errstate(over="ignore"):
+        x = i * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed % 2**64) * np.uint64(0xD1B54A32D192ED03)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
 def iter_chunks(
-    path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000
+    path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000, split: Split | None = None
 ) -> Iterator[Possessions]:
-    """Validated chunks of possessions, filtered to `seasons` when given.
+    """Validated chunks of possessions, filtered to `seasons` and to one side of `split` when given.
 
     Raises DataError for a missing, empty or header-only file, bad columns or bad values,
-    and when the season filter leaves no possession.
+    and when the filters leave no possession.
     """
     path = Path(path)
     if not path.exists():
@@ -479,22 +527,30 @@ def iter_chunks(
     wanted = set(seasons)
     rows_read = rows_kept = 0
     seen_seasons: set[str] = set()
+    rows_in_seasons = 0
     for frame, src in _raw_chunks(path, seasons, chunksize):
         chunk = _validate_frame(src, frame, rows_read)
-        rows_read += len(chunk)
+        keep = np.ones(len(chunk), dtype=bool)
         if wanted:
             assert chunk.season is not None  # _check_columns guarantees the column
             seen_seasons.update(np.unique(chunk.season).tolist())
-            keep = np.isin(chunk.season, list(wanted))
-            chunk = Possessions(
-                y=chunk.y[keep], matchup=chunk.matchup[keep], z_off=chunk.z_off[keep],
-                z_def=chunk.z_def[keep], season=chunk.season[keep], source=chunk.source,
-            )
+            keep &= np.isin(chunk.season, list(wanted))
+        rows_in_seasons += int(keep.sum())
+        if split is not None:
+            keep &= split.keep(rows_read, len(chunk))
+        rows_read += len(chunk)
+        if not keep.all():
+            chunk = chunk.subset(keep)
         rows_kept += len(chunk)
         if len(chunk):
             yield chunk
     if rows_read == 0:
         raise DataError(f"{path}: the file has column names but no possessions; expected at least one data row")
+    if rows_kept == 0 and rows_in_seasons > 0 and split is not None:
+        raise DataError(
+            f"{path}: the {split.side} side of the random split (fraction {split.fraction}, seed {split.seed}) "
+            f"holds none of the {rows_in_seasons} possession(s); expected a larger file or another fraction"
+        )
     if rows_kept == 0:
         present = sorted(s for s in seen_seasons if s)
         blank = " and rows with no season" if "" in seen_seasons else ""
@@ -504,9 +560,10 @@ def iter_chunks(
         )
 
 
-def load_possessions(path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000) -> Possessions:
+def load_possessions(path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000,
+                     split: Split | None = None) -> Possessions:
     """All validated possessions of a file in memory (needed by the `rows` likelihood)."""
-    return Possessions.concat(list(iter_chunks(path, seasons, chunksize)))
+    return Possessions.concat(list(iter_chunks(path, seasons, chunksize, split)))
 
 
 def parse_seasons(text: str | None) -> tuple[str, ...]:

@@ -240,13 +240,19 @@ def read_status(run_dir: str | Path) -> dict:
 
 
 def write_outputs(
-    run_dir: Path, result: SamplingResult, config: RunConfig, stats: SuffStats, source: str
+    run_dir: Path, result: SamplingResult, config: RunConfig, stats: SuffStats, source: str,
+    data_s: float | None = None,
 ) -> dict:
-    """Write posterior, coefficients, diagnostics and run record; returns the diagnostics."""
+    """Write posterior, coefficients, diagnostics and run record; returns the diagnostics.
+
+    `data_s` is the time spent reading and validating the data, recorded with the sampler's.
+    """
     idata = to_inference_data(result, config.model, stats, attrs={"likelihood": config.likelihood})
     table = coefficient_table(idata, config.model)
     report = diagnostics(table, result, config.model)
     report["likelihood"] = config.likelihood
+    if data_s is not None:
+        report["timing"]["data_s"] = data_s
     with atomic_path(run_dir / POSTERIOR) as tmp:
         idata.to_netcdf(str(tmp))
     with atomic_path(run_dir / COEFFICIENTS) as tmp:

@@ -8,12 +8,11 @@ Two checks, both on the user's data:
 * posterior parity (statistical): both samplers' posterior means agree within Monte Carlo
   error (Bonferroni over parameters) and their posterior sds within 15%.
 
-Stan runs through PyStan 3 (`pip install -e .[stan]`); compiled models are cached by httpstan.
+Stan runs through PyStan 3 (`pip install -e .[stan]`), by way of stan_runner.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,58 +27,14 @@ from scipy.stats import norm
 from . import names
 from .data import Possessions
 from .models import Likelihood
+from .stan_runner import StanUnavailable, build_stan, sample_stan, stan_data, stan_file  # noqa: F401
 from .suffstats import SuffStats
 
-MODELS_DIR = Path(os.environ.get("LINEUP_STAN_MODELS", Path(__file__).resolve().parents[1] / "models"))
-STAN_FILES = {
-    ("simplified", "reference"): "simplified.stan",
-    ("matchup", "reference"): "matchup_specific.stan",
-    ("matchup", "fast"): "matchup_specific_fast.stan",
-    ("hierarchical", "reference"): "hierarchical.stan",
-    ("hierarchical", "fast"): "hierarchical_fast.stan",
-}
 DENSITY_RTOL = 1e-8
 GRADIENT_RTOL = 1e-6
 SD_RATIO_RANGE = (0.85, 1.15)
 FAMILY_ALPHA = 0.01  # family-wise false-alarm rate of the Bonferroni z test
 STD_DIFF_MAX = 0.25  # stat_comp_benchmarks' criterion |mean difference| / sd_stan
-
-
-class StanUnavailable(RuntimeError):
-    """PyStan is not installed or cannot compile."""
-
-
-def stan_file(model: str, form: str = "reference") -> Path:
-    try:
-        return MODELS_DIR / STAN_FILES[(model, form)]
-    except KeyError:
-        forms = sorted(f for m, f in STAN_FILES if m == model)
-        raise ValueError(f"no Stan file for model {model!r} in form {form!r}; forms: {', '.join(forms)}") from None
-
-
-def stan_data(model: str, form: str, rows: Possessions | None = None, stats: SuffStats | None = None) -> dict:
-    """The data block of the Stan file: rows for the reference files, statistics for the fast one."""
-    if form == "fast":
-        if stats is None:
-            raise ValueError("the fast Stan form needs sufficient statistics")
-        return {"M": names.N_MATCHUPS, "K": names.N_ARCHETYPES, "n": stats.n, "xtx": stats.xtx,
-                "xty": stats.xty, "yty": stats.yty}
-    if rows is None:
-        raise ValueError("the reference Stan files need the possessions in memory")
-    data = {"N": len(rows), "K": names.N_ARCHETYPES, "y": rows.y, "z_off": rows.z_off, "z_def": rows.z_def}
-    if model != "simplified":
-        data.update(M=names.N_MATCHUPS, matchup=rows.matchup + 1)
-    return data
-
-
-def build_stan(model: str, form: str, data: dict, seed: int = 0):
-    """Compile (or fetch from httpstan's cache) the Stan program with `data` bound."""
-    try:
-        import stan
-    except ImportError as exc:
-        raise StanUnavailable("PyStan is not installed; run `pip install -e .[stan]`") from exc
-    program = stan_file(model, form).read_text()
-    return stan.build(program, data={k: np.asarray(v).tolist() for k, v in data.items()}, random_seed=seed)
 
 
 def _stan_order(value: np.ndarray) -> np.ndarray:
@@ -141,28 +96,6 @@ def density_parity(
     return DensityParity(table, spread, max_grad, spread <= DENSITY_RTOL and max_grad <= GRADIENT_RTOL)
 
 
-def stan_draws(fit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(parameters, sampler stats) of a PyStan fit, each (chains, draws, ...)."""
-    chains = fit.num_chains
-
-    def by_chain(arr: np.ndarray) -> np.ndarray:
-        # PyStan stacks draws with the chain varying fastest along the last axis
-        arr = arr.reshape(*arr.shape[:-1], -1, chains)
-        return np.moveaxis(np.moveaxis(arr, -1, 0), -1, 1)
-
-    def scalar(name: str) -> np.ndarray:
-        return by_chain(np.asarray(fit[name])[0])  # PyStan gives scalars a leading axis of 1
-
-    params = {name: by_chain(np.asarray(fit[name])) if dims else scalar(name)
-              for name, dims in zip(fit.param_names, fit.dims)}
-    stats = {
-        "diverging": scalar("divergent__").astype(bool),
-        "tree_depth": scalar("treedepth__").astype(np.int64),
-        "lp": scalar("lp__"),
-    }
-    return params, stats
-
-
 def summarise(samples: dict[str, np.ndarray], model: str) -> pd.DataFrame:
     """mean, sd, MCSE and bulk ESS of every scalar parameter, indexed by Stan name."""
     import arviz as az
@@ -172,32 +105,6 @@ def summarise(samples: dict[str, np.ndarray], model: str) -> pd.DataFrame:
     posterior = az.convert_to_dataset({var: np.asarray(samples[var]) for var in names.POSTERIOR_DIMS[model]})
     table = parameter_summary(posterior, model).set_index("parameter")
     return table.rename(columns={"mcse_mean": "mcse"})
-
-
-def _sample_stan_here(model: str, form: str, data: dict, sampler) -> tuple[dict, dict]:
-    try:
-        stan_model = build_stan(model, form, data, seed=sampler.seed)
-        fit = stan_model.sample(num_chains=sampler.chains, num_warmup=sampler.warmup, num_samples=sampler.draws,
-                                delta=sampler.target_accept, max_depth=sampler.max_tree_depth)
-        return stan_draws(fit)
-    finally:
-        # httpstan keeps its forked chain processes alive; without this the process never exits
-        from httpstan import services_stub
-
-        services_stub.executor.shutdown(wait=True)
-
-
-def sample_stan(model: str, form: str, data: dict, sampler) -> tuple[dict, dict]:
-    """NUTS in Stan with `sampler`'s settings; (parameters, sampler stats), each (chains, draws, ...).
-
-    httpstan forks its chain processes, and forking a process whose JAX threads are running
-    can deadlock; so Stan samples from a freshly spawned interpreter that never started JAX.
-    """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_sample_stan_here, model, form, data, sampler).result()
 
 
 @dataclass(frozen=True)
@@ -314,10 +221,10 @@ def run_parity(model: str, rows: Possessions, form: str = "reference", sampler=N
     if not posterior:
         return ParityReport(model, form, density, None, None)
     stats = SuffStats.from_possessions(rows)
-    stan_samples, stan_stats = sample_stan(model, form, stan_data(model, form, rows, stats), sampler)
+    stan_fit = sample_stan(model, form, stan_data(model, form, rows, stats), sampler)
     ours = sample_posterior(get_model(model), make_likelihood("suffstats", stats), sampler)
-    return ParityReport(model, form, density, posterior_parity(ours.samples, stan_samples, model),
-                        int(stan_stats["diverging"].sum()))
+    return ParityReport(model, form, density, posterior_parity(ours.samples, stan_fit.samples, model),
+                        int(stan_fit.stats["diverging"].sum()))
 
 
 def write_parity(report: ParityReport, out_dir: str | Path) -> None:

@@ -10,6 +10,7 @@ from the chosen model, so that parameter recovery is a fair test of the sampler.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,12 +75,12 @@ def _true_params(model: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
 
 
-def _matchup_sizes(n: int, empty: int, rng: np.random.Generator) -> np.ndarray:
-    """Possessions per matchup: log-normal shares (a 20x spread), `empty` of them zero."""
+def _matchup_weights(empty: int, rng: np.random.Generator) -> np.ndarray:
+    """Share of possessions per matchup: log-normal (a 20x spread), `empty` of them zero."""
     weights = rng.lognormal(0.0, 0.9, names.N_MATCHUPS)
     if empty:
         weights[rng.choice(names.N_MATCHUPS, size=empty, replace=False)] = 0.0
-    return rng.multinomial(n, weights / weights.sum())
+    return weights / weights.sum()
 
 
 def _side_skills(n: int, mean: float, sd: float, rng: np.random.Generator) -> np.ndarray:
@@ -91,6 +92,25 @@ def _side_skills(n: int, mean: float, sd: float, rng: np.random.Generator) -> np
     return z
 
 
+def _check_season_args(n_possessions: int, empty_matchups: int) -> None:
+    if n_possessions < 1:
+        raise ValueError(f"n_possessions must be at least 1, got {n_possessions}")
+    if not 0 <= empty_matchups < names.N_MATCHUPS:
+        raise ValueError(f"empty_matchups must lie in 0..{names.N_MATCHUPS - 1}, got {empty_matchups}")
+
+
+def _possessions(n: int, params: dict, weights: np.ndarray, rng: np.random.Generator, source: str) -> Possessions:
+    """`n` possessions with matchups in the proportions `weights`, outcomes from `params`."""
+    matchup = rng.permutation(np.repeat(np.arange(names.N_MATCHUPS), rng.multinomial(n, weights)))
+    z_off = _side_skills(n, 0.3, 1.8, rng)
+    z_def = _side_skills(n, 0.1, 1.2, rng)
+    b = np.concatenate([np.asarray(params["beta_0"])[..., None], params["beta_off"], params["beta_def"]], axis=-1)
+    b_rows = b[matchup] if b.ndim == 2 else b[None, :]
+    x = design_matrix(z_off, z_def)
+    y = np.sum(x * b_rows, axis=1) + rng.normal(0.0, float(params["sigma"]), n)
+    return Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=None, source=source)
+
+
 def simulate_season(
     n_possessions: int = DEFAULT_POSSESSIONS,
     model: str = "matchup",
@@ -98,22 +118,33 @@ def simulate_season(
     empty_matchups: int = 0,
 ) -> tuple[Possessions, Truth]:
     """Possessions drawn from `model` with parameters drawn once from `seed`."""
-    if n_possessions < 1:
-        raise ValueError(f"n_possessions must be at least 1, got {n_possessions}")
-    if not 0 <= empty_matchups < names.N_MATCHUPS:
-        raise ValueError(f"empty_matchups must lie in 0..{names.N_MATCHUPS - 1}, got {empty_matchups}")
+    _check_season_args(n_possessions, empty_matchups)
     rng = np.random.default_rng(seed)
     params = _true_params(model, rng)
-    sizes = _matchup_sizes(n_possessions, empty_matchups, rng)
-    matchup = rng.permutation(np.repeat(np.arange(names.N_MATCHUPS), sizes))
-    z_off = _side_skills(n_possessions, 0.3, 1.8, rng)
-    z_def = _side_skills(n_possessions, 0.1, 1.2, rng)
-    b = np.concatenate([np.asarray(params["beta_0"])[..., None], params["beta_off"], params["beta_def"]], axis=-1)
-    b_rows = b[matchup] if b.ndim == 2 else b[None, :]
-    x = design_matrix(z_off, z_def)
-    y = np.sum(x * b_rows, axis=1) + rng.normal(0.0, float(params["sigma"]), n_possessions)
-    data = Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=None, source=f"simulated:{model}:{seed}")
-    return data, Truth(model, params)
+    weights = _matchup_weights(empty_matchups, rng)
+    return _possessions(n_possessions, params, weights, rng, f"simulated:{model}:{seed}"), Truth(model, params)
+
+
+def iter_season(
+    n_possessions: int, model: str = "matchup", seed: int = DEFAULT_SEED, empty_matchups: int = 0,
+    chunk: int = 1_000_000,
+) -> tuple[Truth, Iterator[Possessions]]:
+    """A season too large to hold at once: the truth, and the possessions in chunks of `chunk`.
+
+    The parameters and matchup shares are those `simulate_season` draws from the same seed,
+    and a season of at most `chunk` possessions is exactly the same data.
+    """
+    _check_season_args(n_possessions, empty_matchups)
+    rng = np.random.default_rng(seed)
+    params = _true_params(model, rng)
+    weights = _matchup_weights(empty_matchups, rng)
+    source = f"simulated:{model}:{seed}"
+
+    def chunks() -> Iterator[Possessions]:
+        for start in range(0, n_possessions, chunk):
+            yield _possessions(min(chunk, n_possessions - start), params, weights, rng, source)
+
+    return Truth(model, params), chunks()
 
 
 def truth_path(data_path: str | Path) -> Path:
@@ -135,3 +166,29 @@ def write_season(data: Possessions, truth: Truth, path: str | Path) -> None:
             frame.to_csv(tmp, index=False)
     with atomic_path(truth_path(path)) as tmp:
         tmp.write_text(json.dumps(truth.to_json(), indent=1))
+
+
+def write_season_parquet(chunks: Iterable[Possessions], truth: Truth, path: str | Path) -> int:
+    """Stream chunks of possessions into one Parquet file (and the truth beside it), atomically;
+    memory stays that of one chunk. Returns the number of possessions written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .outputs import atomic_path
+
+    path = Path(path)
+    total = 0
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for part in chunks:
+                table = pa.Table.from_pandas(part.to_frame("label"), preserve_index=False)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                total += len(part)
+        finally:
+            if writer is not None:
+                writer.close()
+    with atomic_path(truth_path(path)) as tmp:
+        tmp.write_text(json.dumps(truth.to_json(), indent=1))
+    return total

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import names
-from .data import DataError, DataWarning, Possessions, iter_chunks
+from .data import DataError, DataWarning, Possessions, Split, iter_chunks
 
 FEW_POSSESSIONS = 50  # below this a matchup's 17 coefficients lean mostly on the prior
 
@@ -76,9 +76,10 @@ def accumulate(chunks: Iterable[Possessions]) -> SuffStats:
     return stats
 
 
-def from_file(path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000) -> SuffStats:
+def from_file(path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000,
+              split: Split | None = None) -> SuffStats:
     """One streaming pass over a possession file (works for files larger than memory)."""
-    return accumulate(iter_chunks(path, seasons, chunksize))
+    return accumulate(iter_chunks(path, seasons, chunksize, split))
 
 
 def degenerate_data_messages(stats: SuffStats, source: str) -> list[str]:

@@ -6,6 +6,7 @@ behind; once sampling starts, status.json says whether the run is running, compl
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,22 +32,27 @@ class PreparedData:
 
 def prepare_data(config: RunConfig) -> PreparedData:
     """Read and validate the data of `config` (or simulate the built-in season)."""
+    split = config.data.split("train")
     if config.data.path is None:
         rows, truth = simulate_season()
+        if split is not None:
+            rows = rows.subset(split.keep(0, len(rows)))
         source = f"built-in simulated season ({len(rows):,} possessions, {rows.source})"
         return PreparedData(SuffStats.from_possessions(rows), rows if config.likelihood == "rows" else None,
                             source, truth.to_json())
     if config.likelihood == "rows":
-        rows = load_possessions(config.data.path, config.data.seasons, config.data.chunksize)
+        rows = load_possessions(config.data.path, config.data.seasons, config.data.chunksize, split)
         return PreparedData(SuffStats.from_possessions(rows), rows, str(config.data.path))
-    stats = from_file(config.data.path, config.data.seasons, config.data.chunksize)
+    stats = from_file(config.data.path, config.data.seasons, config.data.chunksize, split)
     return PreparedData(stats, None, str(config.data.path))
 
 
 def train(config: RunConfig, out: str | Path, overwrite: bool = False) -> dict:
     """Fit `config.model` and write its run directory; returns the diagnostics report."""
     configure_jax(config.sampler.platform, config.sampler.chains)
+    start = time.perf_counter()
     data = prepare_data(config)
+    data_s = time.perf_counter() - start
     warn_degenerate(data.stats, data.source)
     require_fittable(data.stats, data.source)
     run_dir = outputs.prepare_run_dir(out, overwrite)
@@ -56,7 +62,7 @@ def train(config: RunConfig, out: str | Path, overwrite: bool = False) -> dict:
         result = sample_posterior(get_model(config.model), likelihood, config.sampler)
         if data.truth is not None:
             outputs.write_json(run_dir / "true_params.json", data.truth)
-        report = outputs.write_outputs(run_dir, result, config, data.stats, data.source)
+        report = outputs.write_outputs(run_dir, result, config, data.stats, data.source, data_s)
     except BaseException as exc:
         outputs.set_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
         raise

@@ -92,7 +92,8 @@ def test_diagnostics_json(run):
     for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "max_tree_depth", "timing", "converged"):
         assert key in diag
     assert set(diag["divergences"]) == {"count", "percent"}
-    assert set(diag["timing"]) == {"compile_s", "warmup_s", "sampling_s", "total_s"}
+    assert set(diag["timing"]) == {"data_s", "compile_s", "warmup_s", "sampling_s", "total_s"}
+    assert 0 < diag["timing"]["data_s"] < diag["timing"]["total_s"]
     table = pd.read_csv(run_dir / outputs.COEFFICIENTS)
     assert diag["max_rhat"] == pytest.approx(table["r_hat"].max(), rel=1e-5)
     if model == "simplified":

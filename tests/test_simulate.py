@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from lineup_numpyro import names
-from lineup_numpyro.simulate import DEFAULT_POSSESSIONS, Truth, simulate_season
+from lineup_numpyro.data import load_possessions
+from lineup_numpyro.simulate import (DEFAULT_POSSESSIONS, Truth, iter_season, simulate_season, truth_path,
+                                      write_season_parquet)
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +58,30 @@ def test_truth_matches_model_and_round_trips(model):
         np.testing.assert_array_equal(back.params[var], truth.params[var])
     # the outcome is drawn around the model's mean with the stated noise
     assert abs(np.std(data.y) - truth.params["sigma"]) < 0.1
+
+
+def test_iter_season_is_the_same_season_when_it_fits_one_chunk():
+    data, truth = simulate_season(3_000, model="hierarchical", seed=5, empty_matchups=2)
+    truth2, chunks = iter_season(3_000, model="hierarchical", seed=5, empty_matchups=2, chunk=3_000)
+    (only,) = list(chunks)
+    for field in ("y", "matchup", "z_off", "z_def"):
+        np.testing.assert_array_equal(getattr(only, field), getattr(data, field))
+    for var in truth.params:
+        np.testing.assert_array_equal(truth2.params[var], truth.params[var])
+
+
+def test_large_season_streams_to_parquet(tmp_path):
+    truth, chunks = iter_season(25_000, seed=4, empty_matchups=3, chunk=10_000)
+    path = tmp_path / "big.parquet"
+    assert write_season_parquet(chunks, truth, path) == 25_000
+    data = load_possessions(path)
+    assert len(data) == 25_000 and truth_path(path).exists()
+    sizes = np.bincount(data.matchup, minlength=names.N_MATCHUPS)
+    assert (sizes == 0).sum() == 3  # the same matchups are empty in every chunk
+    # chunks are fresh draws, not copies of the first
+    assert not np.array_equal(data.y[:5_000], data.y[10_000:15_000])
+    # the outcome still follows the truth: residual sd is sigma
+    b = np.concatenate([truth.params["beta_0"][:, None], truth.params["beta_off"], truth.params["beta_def"]], axis=1)
+    mean = np.einsum("ij,ij->i", data.design(), b[data.matchup])
+    sigma = float(truth.params["sigma"])
+    assert abs(np.std(data.y - mean) - sigma) < 5 * sigma / np.sqrt(2 * len(data))  # 5 standard errors

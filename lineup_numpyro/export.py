@@ -1,0 +1,93 @@
+"""Production coefficients: per matchup, the matchup-level fit where it can be trusted and the
+pooled model's coefficients otherwise.
+
+A matchup's own coefficients are used when its parameters converged (every R-hat <= 1.01,
+every ESS_bulk >= 400), it has at least `min_possessions` possessions and the run had no
+divergent transitions; otherwise the pooled (simplified) run's. The table keeps the
+original project's `parameter,mean` columns first, so its downstream code reads it, and
+says for every row which run it came from and why.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from . import names
+from .outputs import ESS_MIN, RHAT_MAX, RunDirError, atomic_path, load_run
+
+MIN_POSSESSIONS = 200  # fewer possessions than this and a matchup's own estimate is mostly prior
+PRODUCTION = "production_coefficients.csv"
+COLUMNS = ("parameter", "mean", "sd", "5%", "50%", "95%", "matchup", "label", "source", "reason")
+
+
+def _complete_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame, dict]:
+    status, record, table, diag = load_run(run_dir)
+    if status.get("state") != "complete" or table is None or diag is None:
+        raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to export")
+    return record, table.set_index("parameter"), diag
+
+
+def _reason(verdict: dict, divergences: int, min_possessions: int) -> str | None:
+    """Why matchup `verdict` falls back to the pooled model; None when its own fit is used."""
+    n = verdict["n_possessions"]
+    if n == 0:
+        return "no possessions in this matchup"
+    if n < min_possessions:
+        return f"{n} possessions < {min_possessions}"
+    if divergences:
+        return f"the run had {divergences} divergent transitions"
+    if verdict["max_rhat"] > RHAT_MAX:
+        return f"not converged: R-hat {verdict['max_rhat']:.3f} > {RHAT_MAX}"
+    if verdict["min_ess_bulk"] < ESS_MIN:
+        return f"not converged: ESS_bulk {verdict['min_ess_bulk']:.0f} < {ESS_MIN}"
+    return None
+
+
+def production_coefficients(run_dir: str | Path, pooled_dir: str | Path,
+                            min_possessions: int = MIN_POSSESSIONS) -> pd.DataFrame:
+    """The per-matchup coefficient table (see the module docstring), in Stan names."""
+    record, table, diag = _complete_run(run_dir)
+    pooled_record, pooled, pooled_diag = _complete_run(pooled_dir)
+    if diag["model"] not in ("matchup", "hierarchical"):
+        raise RunDirError(f"{run_dir}: a {diag['model']} run; export takes a matchup or hierarchical run")
+    if pooled_diag["model"] != "simplified":
+        raise RunDirError(f"{pooled_dir}: a {pooled_diag['model']} run; --pooled takes a simplified run")
+    if not pooled_diag["converged"]:
+        raise RunDirError(f"{pooled_dir}: the pooled run did not converge (max R-hat "
+                          f"{pooled_diag['max_rhat']:.3f}, min ESS_bulk {pooled_diag['min_ess_bulk']:.0f}); "
+                          "it cannot serve as the fallback")
+    divergences = int(diag["divergences"]["count"])
+    stats = ["mean", "sd", "5%", "50%", "95%"]
+    rows = []
+    for verdict in diag["matchups"]:
+        m = verdict["matchup"]  # 1-based
+        why_not = _reason(verdict, divergences, min_possessions)
+        source = "simplified" if why_not else diag["model"]
+        reason = why_not or (f"converged: R-hat {verdict['max_rhat']:.3f}, ESS_bulk {verdict['min_ess_bulk']:.0f}, "
+                             f"{verdict['n_possessions']} possessions")
+        own = [f"beta_0[{m}]", *(f"beta_{side}[{m},{a}]" for side in ("off", "def")
+                                 for a in range(1, names.N_ARCHETYPES + 1))]
+        fallback = ["beta_0", *(f"beta_{side}[{a}]" for side in ("off", "def")
+                                for a in range(1, names.N_ARCHETYPES + 1))]
+        for name, pooled_name in zip(own, fallback):
+            values = pooled.loc[pooled_name, stats] if why_not else table.loc[name, stats]
+            rows.append({"parameter": name, **values.to_dict(), "matchup": m, "label": verdict["label"],
+                         "source": source, "reason": reason})
+    sigma = table.loc["sigma", stats].to_dict()
+    rows.append({"parameter": "sigma", **sigma, "matchup": None, "label": "", "source": diag["model"],
+                 "reason": "noise scale of the matchup-level run"})
+    out = pd.DataFrame(rows, columns=list(COLUMNS))
+    out["matchup"] = out["matchup"].astype("Int64")
+    mine, theirs = (r.get("data", {}).get("source") for r in (record, pooled_record))
+    if mine != theirs:
+        warnings.warn(f"the runs were fitted to different data ({run_dir}: {mine}; {pooled_dir}: {theirs})",
+                      UserWarning, stacklevel=2)
+    return out
+
+
+def write_production(table: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")

@@ -1,0 +1,252 @@
+"""A run's report: RUN_DIR/report/report.html and its figures as PNG files beside it.
+
+Sections: convergence diagnostics and per-matchup verdicts; rank plots (ArviZ) of the
+parameters with the worst R-hat; forest plots of the archetype effects per matchup; a
+posterior predictive check (the outcomes' distribution on a sample of possessions, and
+each matchup's mean outcome, from the sufficient statistics so any size of data works);
+the run's validation.json and a comparison, when there are. The report is written to a
+temporary directory and swapped in whole, so a failed report never looks complete.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from . import names
+from .data import Possessions
+from .outputs import POSTERIOR, RunDirError, load_run
+from .suffstats import SuffStats
+from .validation import VALIDATION, Posterior, data_config_of, describe, posterior_of, run_data
+
+REPORT_DIR, REPORT = "report", "report.html"
+WORST = 4  # parameters shown in the rank plots
+PPC_ROWS = 20_000  # possessions sampled for the distribution check
+PPC_DRAWS = 100  # posterior draws replicated for it
+DPI = 110
+
+
+def _matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")
+    _matplotlib().close(fig)
+    return path.name
+
+
+def _element(posterior, parameter: str):
+    """The (chain, draw) DataArray of one Stan-named scalar, e.g. beta_off[3,2]."""
+    var = parameter.split("[")[0]
+    if "[" not in parameter:
+        return posterior[var]
+    index = [int(i) for i in parameter[len(var) + 1:-1].split(",")]
+    return posterior[var].sel(dict(zip(posterior[var].dims[2:], index)))  # coordinates are 1-based
+
+
+def rank_plot(idata: az.InferenceData, table: pd.DataFrame, path: Path) -> str:
+    """ArviZ rank plots (with the traces) of the WORST parameters by R-hat."""
+    worst = table.sort_values("r_hat", ascending=False)["parameter"].head(WORST)
+    ds = az.convert_to_dataset({p: _element(idata.posterior, p).values for p in worst})
+    axes = az.plot_trace(ds, kind="rank_bars", compact=False, figsize=(11, 3.0 * len(worst)),
+                         backend_kwargs={"layout": "constrained"})
+    r_hat = table.set_index("parameter")["r_hat"]
+    for row, parameter in zip(np.atleast_2d(axes), worst):
+        for ax in row:
+            ax.set_title(f"{parameter} (R-hat {r_hat[parameter]:.3f})", fontsize=10)
+            ax.xaxis.label.set_size(9)
+            ax.yaxis.label.set_size(9)
+    fig = np.ravel(axes)[0].figure
+    fig.suptitle("parameters with the highest R-hat: draws (left) and rank histograms per chain (right)")
+    return _save(fig, path)
+
+
+def forest_plot(idata: az.InferenceData, side: str, path: Path) -> str:
+    """90% intervals of beta_<side>[m, a]: one panel per archetype, one row per matchup."""
+    plt = _matplotlib()
+    var = f"beta_{side}"
+    post = idata.posterior[[var]].assign_coords(matchup=list(names.MATCHUP_LABELS))
+    fig, axes = plt.subplots(2, 4, figsize=(14, 14), sharex=True)
+    for a, ax in zip(names.COORDS["archetype"], np.ravel(axes)):
+        az.plot_forest(post.sel(archetype=a), combined=True, hdi_prob=0.9, ax=ax, textsize=8,
+                       labeller=az.labels.NoVarLabeller())
+        ax.set_title(f"{var}[·,{a}] (archetype {a})", fontsize=10)
+    fig.suptitle(f"{var}: posterior mean and 90% interval per matchup (offence_vs_defence supercluster)", y=1.0)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _sample_rows(chunks: Iterator[Possessions], total: int, seed: int = 0) -> tuple[SuffStats, Possessions]:
+    """Statistics of every possession, and a uniform sample of about PPC_ROWS of them."""
+    rng = np.random.default_rng(seed)
+    share = min(1.0, PPC_ROWS / max(total, 1))
+    stats, kept = SuffStats.zeros(), []
+    for chunk in chunks:
+        stats = stats + SuffStats.from_possessions(chunk)
+        kept.append(chunk.subset(rng.random(len(chunk)) < share) if share < 1 else chunk)
+    return stats, Possessions.concat(kept)
+
+
+def ppc_plots(post: Posterior, stats: SuffStats, rows: Possessions, dist_path: Path, means_path: Path,
+              seed: int = 0) -> tuple[str, str]:
+    """The outcomes' cumulative distribution against PPC_DRAWS replicated ones (ArviZ), and
+    each matchup's observed mean outcome against its posterior predictive 90% interval."""
+    from .validation import predicted_means
+
+    plt = _matplotlib()
+    rng = np.random.default_rng(seed)
+    draws = rng.choice(post.n_draws, size=min(PPC_DRAWS, post.n_draws), replace=False)
+    few = Posterior(post.model, post.coef[draws], post.sigma[draws], post.reff)
+    mu = predicted_means(few, rows)
+    y_rep = mu + few.sigma[:, None] * rng.standard_normal(mu.shape)
+    idata = az.from_dict(posterior_predictive={"y": y_rep[None]}, observed_data={"y": rows.y})
+    ax = az.plot_ppc(idata, kind="cumulative", num_pp_samples=len(draws), figsize=(8, 4.5), random_seed=seed)
+    ax = np.ravel(ax)[0]
+    ax.set_title(f"outcome: observed (black) and {len(draws)} replicated data sets, {len(rows):,} possessions")
+    ax.set_xlabel("points on the possession")
+    dist = _save(ax.figure, dist_path)
+
+    # a matchup's mean outcome: sum_i x_i . b_m / n_m, with sum_i x_i = X'X[m, 0, :] (x_0 = 1)
+    present = np.flatnonzero(stats.n > 0)
+    n = stats.n[present]
+    mean_mu = np.einsum("mk,smk->sm", stats.xtx[present, 0, :], post.coef[:, present, :]) / n
+    rep = mean_mu + post.sigma[:, None] / np.sqrt(n) * rng.standard_normal(mean_mu.shape)
+    lo, hi = np.quantile(rep, [0.05, 0.95], axis=0)
+    observed = stats.sum_y[present] / n
+    inside = (observed >= lo) & (observed <= hi)
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    x = np.arange(len(present))
+    ax.vlines(x, lo, hi, color="tab:blue", lw=3, alpha=0.5, label="posterior predictive 90%")
+    ax.scatter(x[inside], observed[inside], color="black", zorder=3, s=18, label="observed")
+    ax.scatter(x[~inside], observed[~inside], color="tab:red", zorder=3, s=24, label="observed, outside 90%")
+    ax.set_xticks(x, [names.MATCHUP_LABELS[m] for m in present], rotation=90, fontsize=8)
+    ax.set_ylabel("mean points per possession")
+    ax.set_title(f"mean outcome per matchup: {inside.sum()} of {len(present)} inside their 90% predictive interval")
+    ax.legend(fontsize=8)
+    return dist, _save(fig, means_path)
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t", na_rep="")
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Replace directory `target` by `tmp` (the old one is removed only after the rename)."""
+    old = target.with_name(f".{target.name}.old.{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_report(run_dir: str | Path, comparison: str | Path | None = None) -> Path:
+    """Write RUN_DIR/report/ (report.html and PNGs); returns the path of report.html."""
+    run_dir = Path(run_dir)
+    status, record, table, diag = load_run(run_dir)
+    if status.get("state") != "complete" or table is None or diag is None:
+        raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to report")
+    comparison_data = _load_comparison(comparison) if comparison is not None else None
+    idata = az.from_netcdf(str(run_dir / POSTERIOR))
+    post = posterior_of(idata)
+    data = data_config_of(record)
+    tmp = run_dir / f".{REPORT_DIR}.tmp.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        figures = {"rank": rank_plot(idata, table, tmp / "rank.png")}
+        if post.model != "simplified":
+            for side in ("off", "def"):
+                figures[f"forest_{side}"] = forest_plot(idata, side, tmp / f"forest_{side}.png")
+        stats, rows = _sample_rows(run_data(data, "train"), int(record.get("data", {}).get("n_possessions", 0)))
+        figures["ppc"], figures["matchup_means"] = ppc_plots(post, stats, rows, tmp / "ppc.png",
+                                                             tmp / "matchup_means.png")
+        validation = json.loads((run_dir / VALIDATION).read_text()) if (run_dir / VALIDATION).exists() else None
+        (tmp / REPORT).write_text(_html(run_dir, record, diag, figures, describe(data), validation,
+                                        comparison_data))
+        _swap_in(tmp, run_dir / REPORT_DIR)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run_dir / REPORT_DIR / REPORT
+
+
+def _load_comparison(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "comparison.json"
+    if not path.exists():
+        raise RunDirError(f"{path}: no such comparison; write one with `lineup-numpyro compare ... --out DIR`")
+    return json.loads(path.read_text())
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}
+table.t{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}
+table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
+.bad{color:#b00;font-weight:bold}.good{color:#070;font-weight:bold}img{max-width:100%}"""
+
+
+def _html(run_dir: Path, record: dict, diag: dict, figures: dict, data: str, validation: dict | None,
+          comparison: dict | None) -> str:
+    e = html.escape
+    ok = diag["converged"]
+    cfg = record.get("config", {}).get("sampler", {})
+    summary = pd.DataFrame([{
+        "max R-hat": diag["max_rhat"], "worst parameter": diag["max_rhat_parameter"],
+        "min ESS_bulk": diag["min_ess_bulk"], "min ESS_tail": diag["min_ess_tail"],
+        "divergences": diag["divergences"]["count"], "share at max tree depth": diag["max_tree_depth"]["share_at_limit"],
+        "sampling s": diag["timing"]["sampling_s"],
+    }])
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(diag['model'])} run report</title>"
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{e(diag['model'])} model: {e(str(run_dir))}</h1>",
+        f"<p>Data: {e(data)}, {record.get('data', {}).get('n_possessions', 0):,} possessions. "
+        f"NUTS: {cfg.get('chains')} chains × ({cfg.get('warmup')} warm-up + {cfg.get('draws')} draws), "
+        f"target acceptance {cfg.get('target_accept')}.</p>",
+        "<h2>Convergence</h2>",
+        f"<p class='{'good' if ok else 'bad'}'>"
+        f"{'Converged' if ok else 'Not converged'}: thresholds R-hat ≤ {diag['thresholds']['r_hat_max']}, "
+        f"ESS_bulk ≥ {diag['thresholds']['ess_bulk_min']}, no divergences.</p>",
+        _table_html(summary),
+    ]
+    if diag.get("matchups"):
+        verdicts = pd.DataFrame(diag["matchups"])
+        counts = verdicts["verdict"].value_counts().to_dict()
+        parts += [f"<h3>Per matchup</h3><p>{e(', '.join(f'{n} {v}' for v, n in counts.items()))}</p>",
+                  _table_html(verdicts[verdicts["verdict"] != "converged"]) if counts.get("converged", 0) < 36
+                  else ""]
+    parts += ["<h2>Worst parameters</h2>", f"<img src='{figures['rank']}' alt='rank plots'>"]
+    if "forest_off" in figures:
+        parts += ["<h2>Archetype effects per matchup</h2>",
+                  f"<img src='{figures['forest_off']}' alt='beta_off forest'>",
+                  f"<img src='{figures['forest_def']}' alt='beta_def forest'>"]
+    parts += ["<h2>Posterior predictive check</h2>",
+              "<p>The model is Gaussian while the points of a possession are 0, 1, 2 or 3: the replicated "
+              "outcomes are continuous, so compare the curves' levels at each whole number.</p>",
+              f"<img src='{figures['ppc']}' alt='predictive check'>",
+              f"<img src='{figures['matchup_means']}' alt='matchup means'>"]
+    if validation:
+        h = validation["holdout"]
+        parts += [f"<h2>Validation</h2><p>Held-out data: {e(h['source'])}</p>",
+                  _table_html(pd.DataFrame([{k: h[k] for k in ("n", "mse", "rmse", "mlpd", "coverage_50",
+                                                              "coverage_90", "outcome_var")}]))]
+        if "loo" in validation:
+            parts.append(_table_html(pd.DataFrame([validation["loo"]])))
+    if comparison:
+        runs = pd.DataFrame(comparison["runs"])
+        parts += ["<h2>Model comparison</h2>", f"<p><b>{e(comparison['verdict'])}</b></p>", _table_html(runs)]
+    parts.append("</body></html>")
+    return "\n".join(parts)

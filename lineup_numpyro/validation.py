@@ -1,0 +1,275 @@
+"""Scoring a finished run against possessions: holdout prediction metrics and PSIS-LOO.
+
+Both need each draw's predicted mean for each possession, (draws, rows): 100K rows x
+4,000 draws is 3.2 GB in float64, so the rows are taken CHUNK_ROWS at a time and only
+per-row results are kept. PSIS works observation by observation, so LOO by chunks equals
+ArviZ's `loo` on the whole array; ArviZ's `psislw` does the Pareto smoothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+from scipy.special import ndtr
+
+from . import names
+from .config import DataConfig
+from .data import DataError, Possessions, iter_chunks
+from .outputs import POSTERIOR, RunDirError, load_run
+
+CHUNK_ROWS = 4_000  # possessions whose (draws x rows) predictions are held at once
+LOG_2PI = math.log(2 * math.pi)
+INTERVALS = (0.5, 0.9)  # central predictive intervals whose coverage is reported
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """The draws of one run in the form predictions need, chains flattened into S draws."""
+
+    model: str
+    coef: np.ndarray  # (S, M, 17): [beta_0, beta_off(8), beta_def(8)] per draw and matchup
+    sigma: np.ndarray  # (S,)
+    reff: float  # PSIS relative efficiency: mean ESS over parameters / S (ArviZ's definition)
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.sigma.shape[0])
+
+
+def posterior_of(idata: az.InferenceData) -> Posterior:
+    """Posterior of a run's InferenceData (posterior.nc); the pooled model's one coefficient
+    vector serves every matchup."""
+    post = idata.posterior
+    model = str(idata.attrs.get("model", ""))
+    if model not in names.MODELS:
+        raise RunDirError(f"the posterior does not say which model it is (attrs['model'] = {model!r})")
+    s = post.sizes["chain"] * post.sizes["draw"]
+
+    def flat(var: str) -> np.ndarray:
+        v = post[var].values
+        return v.reshape(s, *v.shape[2:])
+
+    coef = np.concatenate([flat("beta_0")[..., None], flat("beta_off"), flat("beta_def")], axis=-1)
+    if model == "simplified":
+        coef = np.broadcast_to(coef[:, None, :], (s, names.N_MATCHUPS, names.N_FEATURES))
+    if post.sizes["chain"] > 1:
+        ess = az.ess(post, method="mean")
+        reff = float(np.hstack([ess[v].values.ravel() for v in ess.data_vars]).mean() / s)
+    else:
+        reff = 1.0
+    return Posterior(model, coef, flat("sigma"), reff)
+
+
+def load_posterior(run_dir: str | Path) -> Posterior:
+    """The posterior of a complete run directory."""
+    status, _, _, _ = load_run(run_dir)
+    if status.get("state") != "complete":
+        raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to score")
+    return posterior_of(az.from_netcdf(str(Path(run_dir) / POSTERIOR)))
+
+
+def predicted_means(post: Posterior, rows: Possessions) -> np.ndarray:
+    """mu[s, i] = x_i . b[s, m_i], shape (S, n)."""
+    x = rows.design()  # (n, 17)
+    mu = np.empty((post.n_draws, len(rows)))
+    for m in np.unique(rows.matchup):
+        mine = rows.matchup == m
+        mu[:, mine] = post.coef[:, m, :] @ x[mine].T
+    return mu
+
+
+def log_likelihood(post: Posterior, rows: Possessions, mu: np.ndarray | None = None) -> np.ndarray:
+    """log N(y_i | mu[s, i], sigma[s]), shape (S, n)."""
+    mu = predicted_means(post, rows) if mu is None else mu
+    z = (rows.y - mu) / post.sigma[:, None]
+    return -0.5 * z**2 - np.log(post.sigma)[:, None] - 0.5 * LOG_2PI
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """log(sum(exp(a))) along `axis`, for finite `a`: scipy's version, without its checks and
+    copies, which cost more than the rest of PSIS-LOO."""
+    peak = a.max(axis=axis, keepdims=True)
+    return np.log(np.exp(a - peak).sum(axis=axis)) + np.squeeze(peak, axis=axis)
+
+
+def _pieces(chunks: Iterable[Possessions], size: int = CHUNK_ROWS) -> Iterator[Possessions]:
+    for chunk in chunks:
+        for start in range(0, len(chunk), size):
+            yield chunk.subset(slice(start, start + size))
+
+
+@dataclass(frozen=True)
+class HoldoutScore:
+    """How well a run predicts possessions it did not see.
+
+    mse/rmse: of the posterior-predictive mean; mlpd: mean log predictive density per
+    possession; coverage_50/90: share of outcomes inside the central 50%/90% predictive
+    intervals (exact, from the predictive CDF, a mixture over draws); outcome_var: the
+    variance of the outcomes themselves, the MSE of predicting their mean.
+    """
+
+    source: str
+    n: int
+    mse: float
+    rmse: float
+    mlpd: float
+    coverage_50: float
+    coverage_90: float
+    outcome_var: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def score_holdout(post: Posterior, chunks: Iterable[Possessions], source: str) -> HoldoutScore:
+    """Posterior-predictive MSE, RMSE, mean log predictive density and interval coverage."""
+    n, sse, lpd, sum_y, sum_y2 = 0, 0.0, 0.0, 0.0, 0.0
+    inside = dict.fromkeys(INTERVALS, 0)
+    for rows in _pieces(chunks):
+        mu = predicted_means(post, rows)
+        ll = log_likelihood(post, rows, mu)
+        sse += float(np.sum((rows.y - mu.mean(axis=0)) ** 2))
+        lpd += float(np.sum(_logsumexp(ll, axis=0) - math.log(post.n_draws)))
+        cdf = ndtr((rows.y - mu) / post.sigma[:, None]).mean(axis=0)  # predictive CDF at each outcome
+        for p in INTERVALS:
+            inside[p] += int(np.sum(np.abs(cdf - 0.5) <= p / 2))
+        n += len(rows)
+        sum_y += float(rows.y.sum())
+        sum_y2 += float(np.sum(rows.y**2))
+    if n == 0:
+        raise DataError(f"{source}: no possessions to score")
+    mse = sse / n
+    return HoldoutScore(source, n, mse, math.sqrt(mse), lpd / n, inside[0.5] / n, inside[0.9] / n,
+                        sum_y2 / n - (sum_y / n) ** 2)
+
+
+@dataclass(frozen=True)
+class LooResult:
+    """PSIS-LOO of one run on the possessions it was fitted to, pointwise."""
+
+    elpd_i: np.ndarray  # (N,) leave-one-out expected log predictive density of each possession
+    lppd_i: np.ndarray  # (N,) in-sample log predictive density
+    pareto_k: np.ndarray  # (N,) Pareto shape of each possession's importance weights
+    n_draws: int
+
+    @property
+    def n(self) -> int:
+        return int(self.elpd_i.shape[0])
+
+    @property
+    def elpd(self) -> float:
+        return float(self.elpd_i.sum())
+
+    @property
+    def se(self) -> float:
+        return float(math.sqrt(self.n * np.var(self.elpd_i)))
+
+    @property
+    def p_loo(self) -> float:
+        """Effective number of parameters: in-sample minus leave-one-out density."""
+        return float(self.lppd_i.sum() - self.elpd)
+
+    @property
+    def k_threshold(self) -> float:
+        """Above this k the PSIS estimate is unreliable (Vehtari et al. 2024; ArviZ's bar)."""
+        return min(1 - 1 / math.log10(self.n_draws), 0.7)
+
+    @property
+    def n_high_k(self) -> int:
+        return int(np.sum(self.pareto_k > self.k_threshold))
+
+    def summary(self) -> dict:
+        return {"n": self.n, "elpd_loo": self.elpd, "se": self.se, "p_loo": self.p_loo,
+                "k_threshold": self.k_threshold, "n_high_k": self.n_high_k,
+                "max_k": float(self.pareto_k.max())}
+
+
+def psis_loo(post: Posterior, chunks: Iterable[Possessions]) -> LooResult:
+    """PSIS-LOO over `chunks` (the run's own training possessions), chunk by chunk."""
+    elpd, lppd, kss = [], [], []
+    for rows in _pieces(chunks):
+        ll = log_likelihood(post, rows).T  # (n, S): draws last, as psislw expects
+        log_w, k = az.psislw(-ll, post.reff)
+        elpd.append(_logsumexp(log_w + ll, axis=1))
+        lppd.append(_logsumexp(ll, axis=1) - math.log(post.n_draws))
+        kss.append(np.asarray(k))
+    if not elpd:
+        raise DataError("no possessions for LOO")
+    return LooResult(np.concatenate(elpd), np.concatenate(lppd), np.concatenate(kss), post.n_draws)
+
+
+def data_config_of(record: dict) -> DataConfig:
+    """The DataConfig a run was trained with, from its run_config.json record."""
+    try:
+        data = dict(record["config"]["data"])
+    except (KeyError, TypeError):
+        raise RunDirError("run_config.json does not record the run's data") from None
+    data["seasons"] = tuple(data.get("seasons") or ())
+    return DataConfig(**data)
+
+
+def run_data(data: DataConfig, side: str = "train") -> Iterator[Possessions]:
+    """The possessions of one side of a run's data: those it was fitted to ('train') or
+    those its random split held out ('holdout')."""
+    split = data.split(side)
+    if side == "holdout" and split is None:
+        raise DataError("the run held nothing out (trained with --holdout 0); give holdout data with --data")
+    if data.path is None:
+        from .simulate import simulate_season
+
+        rows, _ = simulate_season()
+        yield rows if split is None else rows.subset(split.keep(0, len(rows)))
+        return
+    yield from iter_chunks(data.path, data.seasons, data.chunksize, split)
+
+
+def describe(data: DataConfig, side: str = "train") -> str:
+    """Where `run_data(data, side)` comes from, in words."""
+    source = data.path or "the built-in simulated season"
+    if data.seasons:
+        source += f" (seasons {', '.join(data.seasons)})"
+    if data.holdout_fraction > 0:
+        source += f", {side} side of the {data.holdout_fraction:g} random split (seed {data.split_seed})"
+    return source
+
+
+VALIDATION = "validation.json"
+
+
+def overlaps_training(train: DataConfig, holdout: DataConfig) -> bool:
+    """Whether `holdout` reads possessions the run was fitted to (same file, shared seasons)."""
+    if train.path is None or holdout.path is None or Path(train.path).resolve() != Path(holdout.path).resolve():
+        return False
+    if train.seasons and holdout.seasons:
+        return bool(set(train.seasons) & set(holdout.seasons))
+    return True
+
+
+def validate_run(run_dir: str | Path, holdout: DataConfig | None = None, loo: bool = True) -> dict:
+    """Score a run on held-out possessions (`holdout`, or those its random split kept out)
+    and, with `loo`, by PSIS-LOO on its training possessions; written to validation.json."""
+    import warnings
+
+    from .outputs import write_json
+
+    run_dir = Path(run_dir)
+    post = load_posterior(run_dir)
+    train = data_config_of(load_run(run_dir)[1])
+    if holdout is None:
+        source, chunks = describe(train, "holdout"), run_data(train, "holdout")
+    else:
+        if overlaps_training(train, holdout):
+            warnings.warn(f"{holdout.path}: these possessions include the run's training data; "
+                          "the scores are in-sample, not a holdout", UserWarning, stacklevel=2)
+        source, chunks = describe(holdout), iter_chunks(holdout.path, holdout.seasons, holdout.chunksize)
+    report = {"run": str(run_dir), "model": post.model, "training_data": describe(train),
+              "holdout": score_holdout(post, chunks, source).to_dict()}
+    if loo:
+        report["loo"] = psis_loo(post, run_data(train, "train")).summary()
+    write_json(run_dir / VALIDATION, report)
+    return report

@@ -1,0 +1,95 @@
+"""Production coefficients: each matchup's own fit where trusted, the pooled fit otherwise."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from lineup_numpyro import names, outputs
+from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+from lineup_numpyro.export import PRODUCTION, production_coefficients
+from lineup_numpyro.simulate import simulate_season, write_season
+from lineup_numpyro.train import train
+
+runner = CliRunner()
+# enough draws for ESS_bulk >= 400 in most matchups; the pooled fallback runs as users run it
+SAMPLERS = {"matchup": SamplerConfig(chains=4, warmup=300, draws=500, seed=3), "simplified": SamplerConfig(seed=3)}
+EMPTY = 2
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data, truth = simulate_season(30_000, model="matchup", seed=21, empty_matchups=EMPTY)
+    write_season(data, truth, root / "season.csv")
+    out = {}
+    for model in ("simplified", "matchup"):
+        config = RunConfig(model=model, data=DataConfig(path=str(root / "season.csv")), sampler=SAMPLERS[model])
+        with pytest.warns(UserWarning, match="no possessions"):
+            train(config, root / model)
+        out[model] = root / model
+    return out, np.bincount(data.matchup, minlength=names.N_MATCHUPS)
+
+
+def test_each_matchup_from_its_own_fit_or_the_pooled_one(runs):
+    dirs, counts = runs
+    table = production_coefficients(dirs["matchup"], dirs["simplified"])
+    assert list(table.columns[:2]) == ["parameter", "mean"]
+    assert len(table) == names.N_MATCHUPS * names.N_FEATURES + 1 and table["parameter"].iloc[-1] == "sigma"
+    own = pd.read_csv(dirs["matchup"] / outputs.COEFFICIENTS).set_index("parameter")
+    pooled = pd.read_csv(dirs["simplified"] / outputs.COEFFICIENTS).set_index("parameter")
+    verdicts = {v["matchup"]: v for v in json.loads((dirs["matchup"] / outputs.DIAGNOSTICS).read_text())["matchups"]}
+    sources = table.dropna(subset=["matchup"]).groupby("matchup")["source"].agg(set)
+    assert all(len(s) == 1 for s in sources)  # a matchup is taken whole from one run
+    for _, row in table.dropna(subset=["matchup"]).iterrows():
+        m = int(row["matchup"])
+        if counts[m - 1] == 0:
+            assert row["source"] == "simplified" and row["reason"] == "no possessions in this matchup"
+        if row["source"] == "matchup":
+            assert verdicts[m]["verdict"] == "converged" and counts[m - 1] >= 200
+            assert row["mean"] == pytest.approx(own.loc[row["parameter"], "mean"], rel=1e-12)
+        else:
+            name = row["parameter"]  # beta_0[m] -> beta_0, beta_off[m,a] -> beta_off[a]
+            pooled_name = re.sub(r"\[\d+,", "[", name) if "," in name else re.sub(r"\[\d+\]", "", name)
+            assert row["mean"] == pytest.approx(pooled.loc[pooled_name, "mean"], rel=1e-12)
+    n_own = (sources.map(min) == "matchup").sum()
+    assert n_own >= 20, "most matchups of a well-sampled run should use their own coefficients"
+
+
+def test_too_few_possessions_and_divergences_fall_back(runs, tmp_path):
+    dirs, counts = runs
+    busiest = int(np.argmax(counts))
+    table = production_coefficients(dirs["matchup"], dirs["simplified"], min_possessions=int(counts[busiest]) + 1)
+    assert set(table["source"].iloc[:-1]) == {"simplified"}
+    assert f"{counts[busiest]} possessions < {counts[busiest] + 1}" in set(table["reason"])
+    diverged = tmp_path / "diverged"
+    shutil.copytree(dirs["matchup"], diverged)
+    diag = json.loads((diverged / outputs.DIAGNOSTICS).read_text())
+    diag["divergences"]["count"] = 3
+    (diverged / outputs.DIAGNOSTICS).write_text(json.dumps(diag))
+    table = production_coefficients(diverged, dirs["simplified"])
+    reasons = set(table.dropna(subset=["matchup"])["reason"])
+    assert "the run had 3 divergent transitions" in reasons and set(table["source"].iloc[:-1]) == {"simplified"}
+
+
+def test_cli_export(runs, tmp_path):
+    dirs, _ = runs
+    result = runner.invoke(app, ["export", str(dirs["matchup"]), "--pooled", str(dirs["simplified"]),
+                                 "--out", str(tmp_path / "prod.csv")])
+    assert result.exit_code == 0, result.output
+    assert "matchups from the matchup run" in result.output and "no possessions" in result.output
+    written = pd.read_csv(tmp_path / "prod.csv")
+    assert len(written) == names.N_MATCHUPS * names.N_FEATURES + 1
+    # the wrong kinds of run are refused, and nothing is written
+    result = runner.invoke(app, ["export", str(dirs["simplified"]), "--pooled", str(dirs["simplified"])])
+    assert result.exit_code == 2 and "matchup or hierarchical" in result.output
+    result = runner.invoke(app, ["export", str(dirs["matchup"]), "--pooled", str(dirs["matchup"])])
+    assert result.exit_code == 2 and "simplified run" in result.output
+    assert not (dirs["simplified"] / PRODUCTION).exists() and not (dirs["matchup"] / PRODUCTION).exists()

@@ -1,0 +1,82 @@
+"""`report`: the HTML report and its figures, for each model."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from lineup_numpyro import names, outputs
+from lineup_numpyro.comparison import compare_runs, write_comparison
+from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+from lineup_numpyro.report import REPORT, REPORT_DIR, write_report
+from lineup_numpyro.simulate import simulate_season, write_season
+from lineup_numpyro.train import train
+from lineup_numpyro.validation import validate_run
+
+runner = CliRunner()
+QUICK = SamplerConfig(chains=2, warmup=200, draws=150, seed=2)
+
+
+@pytest.fixture(scope="module")
+def season(tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "season.csv"
+    data, truth = simulate_season(5_000, model="matchup", seed=8)
+    write_season(data, truth, path)
+    return path
+
+
+@pytest.fixture(scope="module", params=names.MODELS)
+def run(request, season, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp(request.param)
+    data = DataConfig(path=str(season), holdout_fraction=0.2, split_seed=1)
+    train(RunConfig(model=request.param, data=data, sampler=QUICK), run_dir, overwrite=True)
+    return request.param, run_dir
+
+
+def _png_ok(path) -> bool:
+    data = path.read_bytes()
+    return data.startswith(b"\x89PNG") and len(data) > 20_000
+
+
+def test_report_renders_with_its_figures(run):
+    model, run_dir = run
+    validate_run(run_dir, loo=False)
+    page = write_report(run_dir)
+    assert page == run_dir / REPORT_DIR / REPORT
+    text = page.read_text()
+    for section in ("Convergence", "Worst parameters", "Posterior predictive check", "Validation"):
+        assert section in text
+    pngs = {"rank.png", "ppc.png", "matchup_means.png"}
+    if model != "simplified":
+        pngs |= {"forest_off.png", "forest_def.png"}
+        assert "Archetype effects per matchup" in text
+    assert {p.name for p in (run_dir / REPORT_DIR).glob("*.png")} == pngs
+    for name in pngs:
+        assert _png_ok(run_dir / REPORT_DIR / name), name
+        assert f"src='{name}'" in text
+    assert not list(run_dir.glob(f".{REPORT_DIR}*")), "temporary report directories left behind"
+
+
+def test_report_with_a_comparison_via_the_cli(season, tmp_path):
+    dirs = []
+    for model in ("simplified", "matchup"):
+        dirs.append(tmp_path / model)
+        train(RunConfig(model=model, data=DataConfig(path=str(season)), sampler=QUICK), dirs[-1])
+    write_comparison(compare_runs(dirs), tmp_path / "cmp")
+    result = runner.invoke(app, ["report", str(dirs[1]), "--comparison", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    text = (dirs[1] / REPORT_DIR / REPORT).read_text()
+    assert "Model comparison" in text and "Validation" not in text  # no validation.json in this run
+
+
+def test_report_refuses_incomplete_runs_and_missing_comparisons(run, tmp_path):
+    _, run_dir = run
+    result = runner.invoke(app, ["report", str(run_dir), "--comparison", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no such comparison" in result.output
+    running = tmp_path / "running"
+    running.mkdir()
+    outputs.set_status(running, "running")
+    result = runner.invoke(app, ["report", str(running)])
+    assert result.exit_code == 2 and "not complete" in result.output
+    assert not (running / REPORT_DIR).exists()
