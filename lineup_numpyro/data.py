@@ -305,8 +305,10 @@ def _show(value: object) -> str:
     return str(int(f)) if np.isfinite(f) and f == int(f) else f"{f:g}"
 
 
-def _describe_nonfinite(value: object) -> Callable[[str | None], str]:
+def _describe_nonfinite(value: object, col: str) -> Callable[[str | None], str]:
     def describe(raw: str | None) -> str:
+        if value == col or raw == col:
+            return f"{col!r} is the column's own name: the header is repeated here (two files joined?)"
         if raw is None:  # Parquet: only the parsed value is known
             if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
                 return "missing value (null or NaN)"
@@ -333,7 +335,7 @@ def _numeric(src: _Source, frame: pd.DataFrame, col: str, row0: int, limit: floa
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.argmax(bad))
-        raise src.cell_error(row0 + i + 1, col, _describe_nonfinite(raw.iloc[i]), "a finite number")
+        raise src.cell_error(row0 + i + 1, col, _describe_nonfinite(raw.iloc[i], col), "a finite number")
     if limit is None:
         limit = MAX_ABS_OUTCOME if col == names.OUTCOME else MAX_ABS_Z
     big = np.abs(values) > limit

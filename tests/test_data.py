@@ -496,6 +496,11 @@ BAD = {
         "duplicate_column.csv",
         ", line 1: column 'z_off_3' appears more than once in the header; expected each column once",
     ),
+    "repeated_header.csv": msg(
+        "repeated_header.csv",
+        ", row 7 (line 8), column 'outcome': 'outcome' is the column's own name: the header is repeated here "
+        "(two files joined?); expected a finite number",
+    ),
     "text_in_numeric.csv": msg(
         "text_in_numeric.csv",
         ", row 7 (line 8), column 'z_off_2': 'abc' is not a number; expected a finite number",

@@ -87,6 +87,8 @@ def corpus() -> dict[str, bytes]:
     extra = lines[:]
     extra[BAD_ROW] = extra[BAD_ROW] + ",0.0"
     files["extra_field.csv"] = "\n".join(extra) + "\n"
+    # Two files joined with `cat`: the header again as data row BAD_ROW.
+    files["repeated_header.csv"] = "\n".join(lines[:BAD_ROW] + [lines[0]] + lines[BAD_ROW:]) + "\n"
     # Two blank lines before data row 3 (pandas skips them), so data row 9 is on line 12.
     blank_rows = with_cell(rows, "z_off_4", "oops", row=9)
     blank_lines = to_csv(LABEL_HEADER, blank_rows).splitlines()
