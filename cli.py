@@ -65,8 +65,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from lineup_numpyro.data import DataError
     from lineup_numpyro.outputs import RunDirError
+    from lineup_numpyro.sampling import CheckpointError
 
-    return (DataError, RunDirError, ValueError)
+    return (DataError, RunDirError, CheckpointError, ValueError)
 
 
 def _version(value: bool) -> None:
@@ -86,7 +87,13 @@ def main(
 
 @app.command()
 def train(
-    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to write (posterior.nc, coefficients.csv, ...).")],
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="Run directory to write (posterior.nc, coefficients.csv, ...).")
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Finish the stopped run in this directory, with the settings it was "
+                                          "started with (give no other option).")
+    ] = None,
     model: Annotated[Model, typer.Option(help="Which model to fit.")] = Model.matchup,
     data: Annotated[
         Optional[Path], typer.Option(help="Possessions (CSV or Parquet). Default: the built-in simulated season.")
@@ -116,13 +123,29 @@ def train(
     progress: Annotated[
         Optional[bool], typer.Option(help="Show a progress bar (default: when writing to a terminal).")
     ] = None,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Save the draws every this many per chain (what --resume continues from; "
+                                      "the warm-up is always saved).")
+    ] = 250,
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
 ) -> None:
-    """Fit a model with NUTS and write its run directory."""
+    """Fit a model with NUTS and write its run directory (or finish a stopped one: --resume)."""
     from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
     from lineup_numpyro.data import parse_seasons
+    from lineup_numpyro.train import resume as resume_training
     from lineup_numpyro.train import train as run_training
 
+    if (out_dir is None) == (resume is None):
+        _fail("give --out DIR for a new run, or --resume DIR to finish a stopped one (not both)")
+    if resume is not None:
+        try:
+            report = resume_training(resume)
+        except _known_errors() as exc:
+            _fail(str(exc))
+        _print_summary(resume)
+        if not report["converged"]:
+            err.print("[yellow]warning:[/] the run did not meet the convergence thresholds; see diagnostics.json")
+        return
     try:
         config = RunConfig(
             model=model.value,
@@ -133,6 +156,7 @@ def train(
                 chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=target_accept,
                 max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method.value,
                 platform=platform.value, progress_bar=sys.stderr.isatty() if progress is None else progress,
+                checkpoint_every=checkpoint_every,
             ),
         )
         report = run_training(config, out_dir, overwrite=overwrite)
@@ -367,6 +391,146 @@ def report(
     out.print(f"wrote {path}")
 
 
+lineup_app = typer.Typer(help="Value lineups and pick players with a fitted run (paper eq. 2.7-2.8).",
+                         no_args_is_help=True)
+app.add_typer(lineup_app, name="lineup")
+
+TablesOption = Annotated[Optional[Path], typer.Option(
+    help="A folder holding the player and lineup tables (player_archetypes*.csv, darko*.csv, "
+         "supercluster_assignments*.json, optional salar*.csv), e.g. ../shared/data.")]
+ArchetypesOption = Annotated[Optional[Path], typer.Option(help="CSV: player_id, player_name, archetype (0-7).")]
+DarkoOption = Annotated[Optional[Path], typer.Option(help="CSV of DARKO ratings: nba_id, O-DPM, D-DPM (Team).")]
+SalariesOption = Annotated[Optional[Path], typer.Option(help="CSV: player_id, salary.")]
+AssignmentsOption = Annotated[Optional[Path], typer.Option(
+    help="JSON whose lineup_assignments maps a sorted archetype-lineup to its supercluster.")]
+OpponentsOption = Annotated[Optional[Path], typer.Option(
+    help="CSV of opponent lineups (player_1..player_5, names or ids). Default: each team's five "
+         "players with the highest DARKO.")]
+
+
+def _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents):  # noqa: ANN001, ANN202
+    """Players, assignments and opponents from the options (explicit files over --tables)."""
+    from lineup_numpyro.players import default_opponents, find_tables, load_assignments, load_opponents, load_players
+
+    found = find_tables(tables) if tables is not None else {}
+    chosen = {"archetypes": archetypes or found.get("archetypes"), "darko": darko or found.get("darko"),
+              "assignments": assignments or found.get("assignments"), "salaries": salaries or found.get("salaries")}
+    missing = [k for k in ("archetypes", "darko", "assignments") if chosen[k] is None]
+    if missing:
+        where = f" (none found in {tables})" if tables is not None else ""
+        _fail(f"give --{', --'.join(missing)} or --tables DIR{where}")
+    players = load_players(chosen["archetypes"], chosen["darko"], chosen["salaries"])
+    table = load_assignments(chosen["assignments"])
+    rivals = load_opponents(opponents, players, table) if opponents else default_opponents(players, table)
+    return players, table, rivals
+
+
+def _interval(row) -> str:  # noqa: ANN001
+    return f"[{row['5%']:+.3f}, {row['95%']:+.3f}]"
+
+
+@lineup_app.command("value")
+def lineup_value(
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory written by `train`.")],
+    lineup: Annotated[str, typer.Option(help='Five players, "Name A, Name B, ..." (names or ids).')],
+    opponent: Annotated[Optional[str], typer.Option(help="Five players to value the lineup against.")] = None,
+    opponents: OpponentsOption = None,
+    tables: TablesOption = None,
+    archetypes: ArchetypesOption = None,
+    darko: DarkoOption = None,
+    salaries: SalariesOption = None,
+    assignments: AssignmentsOption = None,
+) -> None:
+    """Expected points both ways, v(lineup, opponent) and v(lineup) over a set of opponents."""
+    from lineup_numpyro.players import parse_lineup
+    from lineup_numpyro.valuation import load_fit, value_lineup
+
+    try:
+        players, table, rivals = _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents)
+        mine = parse_lineup(players, table, lineup)
+        theirs = parse_lineup(players, table, opponent) if opponent else None
+        result = value_lineup(load_fit(run_dir), mine, theirs, rivals)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    out.print(f"lineup: {escape(mine.label)} (archetypes {mine.key}, supercluster {mine.supercluster})")
+    if theirs is not None:
+        out.print(f"opponent: {escape(theirs.label)} (archetypes {theirs.key}, supercluster {theirs.supercluster})")
+    t = Table(title="points per possession: posterior mean and 90% interval", box=None)
+    for col in ("quantity", "mean", "90% interval", "matchup"):
+        t.add_column(col, justify="left" if col in ("quantity", "matchup") else "right")
+    for _, row in result.table.iterrows():
+        t.add_row(escape(row["quantity"]), f"{row['mean']:+.3f}", escape(_interval(row)), row["matchup"])
+    out.print(t)
+    for note in dict.fromkeys(result.notes):
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+
+
+@lineup_app.command("recommend")
+def lineup_recommend(
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory written by `train`.")],
+    core: Annotated[str, typer.Option(help='Four players, "Name A, Name B, Name C, Name D" (names or ids).')],
+    candidates: Annotated[Optional[str], typer.Option(
+        help="Only these players (comma-separated names or ids). Default: every player not in the core.")] = None,
+    salary_cap: Annotated[Optional[float], typer.Option(
+        help="The five players' salaries must add up to at most this (needs --salaries).")] = None,
+    informed_only: Annotated[bool, typer.Option(
+        help="Leave out lineups with an archetype whose coefficients the data barely inform.")] = False,
+    top: Annotated[int, typer.Option(min=1, help="How many candidates to show (and plot).")] = 10,
+    csv: Annotated[Optional[Path], typer.Option(help="Write every ranked candidate to this CSV.")] = None,
+    png: Annotated[Optional[Path], typer.Option(help="Plot the top candidates' posterior distributions of v here.")] = None,
+    opponents: OpponentsOption = None,
+    tables: TablesOption = None,
+    archetypes: ArchetypesOption = None,
+    darko: DarkoOption = None,
+    salaries: SalariesOption = None,
+    assignments: AssignmentsOption = None,
+) -> None:
+    """Rank fifth players for a core of four by v over the opponents, with P(best of all)."""
+    from lineup_numpyro.outputs import atomic_path
+    from lineup_numpyro.players import split_names
+    from lineup_numpyro.valuation import load_fit, plot_candidates, recommend
+
+    try:
+        players, table, rivals = _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents)
+        core_ids = [players.find(q) for q in split_names(core)]
+        pool = [players.find(q) for q in split_names(candidates)] if candidates else None
+        rec = recommend(load_fit(run_dir), players, table, core_ids, rivals, pool, salary_cap, informed_only)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    shown = rec.table.head(top)
+    has_salary = shown["salary"].notna().any()
+    out.print(f"fifth player for {escape(', '.join(rec.core))}: v = net points per possession against "
+              f"{rec.n_opponents} opponent lineups, posterior mean and 90% interval")
+    t = Table(box=None)
+    for col in ["rank", "player", "arch.", *(["salary"] if has_salary else []), "v", "90% interval", "P(best)",
+                "flags"]:
+        t.add_column(col, justify="left" if col in ("player", "flags") else "right")
+    for _, row in shown.iterrows():
+        flags = (f"w{row['weak_archetypes'].replace(' ', ',')} " if row["weak_archetypes"] else "") + \
+                ("n " if row["nearest_listed"] else "") + \
+                (f"u{row['no_data_matchups']}" if row["no_data_matchups"] else "")
+        t.add_row(str(row["rank"]), escape(row["player"]), str(row["archetype"]),
+                  *([f"{row['salary']:,.0f}"] if has_salary else []), f"{row['mean']:+.3f}", escape(_interval(row)),
+                  f"{row['p_best']:.3f}", flags.strip())
+    out.print(t)
+    out.print("flags: wA = the lineup has archetype A, whose coefficients the data barely inform; n = its "
+              "archetype-lineup is not in the assignment table (nearest listed one used); uK = K of its "
+              "matchups had no training possessions", style="dim")
+    if rec.excluded:
+        out.print("left out: " + "; ".join(f"{n} ({escape(why)})" for why, n in rec.excluded.items()))
+    weak = shown["weak_archetypes"].astype(bool)
+    if weak.any():
+        err.print(f"[yellow]warning:[/] {int(weak.sum())} of the top {len(shown)} lineups have players of archetypes "
+                  "whose coefficients the data barely inform (posterior sd above half the prior sd): their values "
+                  "mostly reflect the prior, not evidence", highlight=False, soft_wrap=True)
+    if csv is not None:
+        with atomic_path(csv) as tmp:
+            rec.table.to_csv(tmp, index=False)
+        out.print(f"wrote {csv}")
+    if png is not None:
+        out.print(f"wrote {plot_candidates(rec, png, top)}")
+
+
 def _int_list(text: str, option: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v.replace("_", "")) for v in text.split(",") if v.strip())
@@ -455,6 +619,21 @@ def _print_parity(report) -> None:  # noqa: ANN001
     out.print(t)
 
 
+def _checkpoint_progress(run_dir: Path, record: dict) -> str | None:
+    """What the checkpoint of an unfinished run holds, in words (None without one)."""
+    from lineup_numpyro.config import RunConfig
+    from lineup_numpyro.outputs import CHECKPOINT
+    from lineup_numpyro.sampling import saved_draws
+
+    if not record.get("config") or not (run_dir / CHECKPOINT).is_dir():
+        return None
+    sampler = RunConfig.from_dict(record["config"]).sampler
+    warm, draws = saved_draws(run_dir / CHECKPOINT, sampler)
+    if not warm:
+        return "saved: nothing yet (it stopped during warm-up)"
+    return f"saved: warm-up and {draws:,} of {sampler.draws:,} draws per chain"
+
+
 def _print_summary(run_dir: Path, top: int = 10) -> bool:
     """Print the tables; returns whether the run is complete."""
     from lineup_numpyro.outputs import largest_effects, load_run
@@ -464,6 +643,10 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
         detail = f": {status['error']}" if status.get("error") else ""
         message = f"{run_dir}: this run is {status['state']}, not complete{detail}; its outputs are partial"
         err.print(f"[bold red]{escape(message)}[/]", highlight=False, soft_wrap=True)
+        progress = _checkpoint_progress(run_dir, record)
+        if progress:
+            err.print(escape(f"{progress}; finish it with: lineup-numpyro train --resume {run_dir}"),
+                      highlight=False, soft_wrap=True)
         return False
     t = Table(title=f"{run_dir}: {diag['model']} model ({diag.get('likelihood', '')}), {diag['method'].upper()}")
     t.add_column("diagnostic")

@@ -5,6 +5,10 @@ fresh process, timed from start to exit. Prints each run and the medians; target
 2-core CI machine: under 60 s, 0 divergences, R-hat <= 1.01, min ESS_bulk >= 1,000.
 
     python benchmarks/train_matchup.py [--repeats 3] [--model matchup] [--platform cpu]
+        [--checkpoint-every 250,1000]
+
+Several --checkpoint-every values alternate within each repeat, so their medians compare on
+the same machine state (what checkpointing costs).
 """
 
 from __future__ import annotations
@@ -51,31 +55,43 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="matchup", choices=["simplified", "matchup", "hierarchical"])
     parser.add_argument("--platform", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--checkpoint-every", default="250",
+                        help="draws per saved chunk; a comma-separated list alternates the values")
     parser.add_argument("--json", type=Path, help="also write the runs and medians here")
     args, extra = parser.parse_known_args()
+    everies = [int(v) for v in args.checkpoint_every.split(",")]
 
     import os
 
-    runs = []
+    runs: dict[int, list[dict]] = {every: [] for every in everies}
     print(f"lineup-numpyro train --model {args.model}: built-in season, 4 chains x (1000 + 1000), "
           f"{os.cpu_count()} cores, platform {args.platform}")
-    print(f"{'run':>3} {'wall s':>7} {'compile':>8} {'warm-up':>8} {'sampling':>9} {'min ESS':>8} "
+    print(f"{'run':>3} {'chunk':>5} {'wall s':>7} {'compile':>8} {'warm-up':>8} {'sampling':>9} {'min ESS':>8} "
           f"{'max R-hat':>9} {'div':>4}")
     for i in range(args.repeats):
-        r = run_once(args.model, args.platform, extra)
-        runs.append(r)
-        print(f"{i + 1:>3} {r['wall_s']:>7.1f} {r['compile_s']:>8.1f} {r['warmup_s']:>8.1f} {r['sampling_s']:>9.1f} "
-              f"{r['min_ess_bulk']:>8.0f} {r['max_rhat']:>9.4f} {r['divergences']:>4}", flush=True)
-    median = {k: statistics.median(r[k] for r in runs) for k in
-              ("wall_s", "compile_s", "warmup_s", "sampling_s", "min_ess_bulk", "max_rhat")}
-    print(f"median of {len(runs)}: wall {median['wall_s']:.1f} s (compile {median['compile_s']:.1f}, "
-          f"warm-up {median['warmup_s']:.1f}, sampling {median['sampling_s']:.1f}), "
-          f"min ESS_bulk {median['min_ess_bulk']:.0f}, max R-hat {median['max_rhat']:.4f}, "
-          f"divergences {max(r['divergences'] for r in runs)} (max over runs), "
-          f"ESS_bulk/s {median['min_ess_bulk'] / median['wall_s']:.0f}")
+        for every in everies:
+            r = run_once(args.model, args.platform, [*extra, "--checkpoint-every", str(every)])
+            runs[every].append(r)
+            print(f"{i + 1:>3} {every:>5} {r['wall_s']:>7.1f} {r['compile_s']:>8.1f} {r['warmup_s']:>8.1f} "
+                  f"{r['sampling_s']:>9.1f} {r['min_ess_bulk']:>8.0f} {r['max_rhat']:>9.4f} {r['divergences']:>4}",
+                  flush=True)
+    medians = {}
+    for every, these in runs.items():
+        median = {k: statistics.median(r[k] for r in these) for k in
+                  ("wall_s", "compile_s", "warmup_s", "sampling_s", "min_ess_bulk", "max_rhat")}
+        medians[every] = median
+        print(f"checkpoint every {every}, median of {len(these)}: wall {median['wall_s']:.1f} s "
+              f"(compile {median['compile_s']:.1f}, warm-up {median['warmup_s']:.1f}, "
+              f"sampling {median['sampling_s']:.1f}), min ESS_bulk {median['min_ess_bulk']:.0f}, "
+              f"max R-hat {median['max_rhat']:.4f}, divergences {max(r['divergences'] for r in these)} "
+              f"(max over runs), ESS_bulk/s {median['min_ess_bulk'] / median['wall_s']:.0f}")
+    if len(everies) > 1:
+        base = medians[everies[-1]]["wall_s"]
+        print("wall time relative to every", everies[-1], ": " + ", ".join(
+            f"{every}: {medians[every]['wall_s'] / base:.2f}x" for every in everies[:-1]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"runs": runs, "median": median}, indent=2))
+        args.json.write_text(json.dumps({"runs": runs, "median": medians}, indent=2))
 
 
 if __name__ == "__main__":

@@ -26,9 +26,12 @@ class SamplerConfig:
     chain_method: ChainMethod = "parallel"
     platform: Platform = "cpu"
     progress_bar: bool = False
+    # Draws per chain in each chunk; a chunk is saved when it ends (as the warm-up is), so a
+    # stopped run loses at most one chunk. Chunks share one compiled program: they cost nothing.
+    checkpoint_every: int = 250
 
     def __post_init__(self) -> None:
-        for name in ("chains", "draws", "max_tree_depth"):
+        for name in ("chains", "draws", "max_tree_depth", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
@@ -73,6 +76,13 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """The inverse of to_dict (as saved in run_config.json)."""
+        data = {**d["data"], "seasons": tuple(d["data"].get("seasons") or ())}
+        return cls(model=d["model"], likelihood=d["likelihood"], data=DataConfig(**data),
+                   sampler=SamplerConfig(**d["sampler"]))
 
 
 def default_host_devices(chains: int) -> int:

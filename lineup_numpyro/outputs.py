@@ -5,6 +5,8 @@
     diagnostics.json    convergence, divergences, tree depth, timings, per-matchup verdicts
     run_config.json     the RunConfig, data source, package versions and device
     status.json         'running' while the run works, then 'complete' or 'failed'
+    checkpoint/         while unfinished: the state after warm-up and each chunk of draws
+                        (see sampling.Checkpoint), for `train --resume`; removed when complete
 
 Every file is written to a temporary name and renamed, so none is ever half-written; a run
 is finished only when status.json says 'complete'.
@@ -16,6 +18,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -39,6 +42,7 @@ POSTERIOR = "posterior.nc"
 COEFFICIENTS = "coefficients.csv"
 DIAGNOSTICS = "diagnostics.json"
 RUN_CONFIG = "run_config.json"
+CHECKPOINT = "checkpoint"  # the sampler's progress while a run is unfinished
 STATUS = "status.json"
 
 
@@ -224,6 +228,7 @@ def prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
             raise RunDirError(f"{run_dir}: already holds files; choose another --out or pass --overwrite")
         for name in (POSTERIOR, COEFFICIENTS, DIAGNOSTICS, RUN_CONFIG, STATUS):
             (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -258,15 +263,26 @@ def write_outputs(
     with atomic_path(run_dir / COEFFICIENTS) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     write_json(run_dir / DIAGNOSTICS, report)
-    record = {
+    write_record(run_dir, config, stats, source)
+    return report
+
+
+def write_record(run_dir: Path, config: RunConfig, stats: SuffStats, source: str) -> None:
+    """run_config.json: the configuration, the data it read, versions and command line."""
+    write_json(run_dir / RUN_CONFIG, {
         "config": config.to_dict(),
         "data": {"source": source, "n_possessions": stats.total,
                  "matchups_with_data": int((stats.n > 0).sum())},
         "versions": package_versions(),
         "command": sys.argv,
-    }
-    write_json(run_dir / RUN_CONFIG, record)
-    return report
+    })
+
+
+def read_record(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.exists():
+        raise RunDirError(f"{run_dir}: no {RUN_CONFIG}; the run stopped before it started sampling, start it again")
+    return json.loads(path.read_text())
 
 
 def load_run(run_dir: str | Path) -> tuple[dict, dict, pd.DataFrame | None, dict | None]:

@@ -18,9 +18,22 @@ from jax._src import xla_bridge
 from .config import default_host_devices
 
 
+CACHE_ENV = "LINEUP_NUMPYRO_JAX_CACHE"  # opt-in: a directory for JAX's persistent compilation cache
+
+
 def configure_jax(platform: str = "cpu", chains: int = 4, host_devices: int | None = None) -> None:
-    """Select the platform and (on CPU) one host device per core and at least one per chain."""
+    """Select the platform and (on CPU) one host device per core and at least one per chain.
+
+    With LINEUP_NUMPYRO_JAX_CACHE set to a directory, compiled programs are kept there (JAX's
+    persistent compilation cache), so checkpointed chunks and later runs skip most of XLA's
+    compilation. It is opt-in: with jax 0.10.2 one of our test runs crashed (SIGSEGV) while
+    JAX wrote an executable to that cache.
+    """
     jax.config.update("jax_enable_x64", True)
+    cache = os.environ.get(CACHE_ENV)
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     if xla_bridge.backends_are_initialized():
         if platform == "cpu" and jax.local_device_count() < chains:
             warnings.warn(

@@ -6,15 +6,21 @@ are the sampler's work alone. Draws come back as NumPy arrays shaped (chains, dr
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import partial
+from operator import attrgetter
+from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jax import monitoring
+from jax import lax, monitoring
 from numpyro.infer import MCMC, NUTS
 
 from .config import SamplerConfig
@@ -82,57 +88,247 @@ def _sampler_stats(extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def sample_posterior(
-    model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig
-) -> SamplingResult:
-    """Warm up and sample `model` with NUTS; same config and seed give the same draws."""
-    kernel = NUTS(
+def _nuts(model: Callable[[Likelihood], None], config: SamplerConfig) -> NUTS:
+    return NUTS(
         model,
         target_accept_prob=config.target_accept,
         max_tree_depth=config.max_tree_depth,
         dense_mass=config.dense_mass,
     )
+
+
+def _warm_up(
+    model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig,
+) -> tuple[Warmup, NUTS]:
+    """NumPyro's warm-up (step size and mass matrix adaptation); returns its end state and kernel."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        mcmc = MCMC(
-            kernel,
-            num_warmup=config.warmup,
-            num_samples=config.draws,
-            num_chains=config.chains,
-            chain_method=config.chain_method,
-            progress_bar=config.progress_bar,
-        )
+        mcmc = MCMC(_nuts(model, config), num_warmup=config.warmup, num_samples=1, num_chains=config.chains,
+                    chain_method=config.chain_method, progress_bar=config.progress_bar)
     fell_back = any("not enough devices" in str(w.message) for w in caught)
     for w in caught:
-        warnings.warn(w.message, RuntimeWarning, stacklevel=2)
-    chain_method = "sequential" if fell_back else config.chain_method
-
-    rng_key = jax.random.PRNGKey(config.seed)
+        warnings.warn(w.message, RuntimeWarning, stacklevel=3)
     start = time.perf_counter()
     compile0 = _compile_clock.seconds
-    if config.warmup > 0:
-        mcmc.warmup(rng_key, likelihood, extra_fields=EXTRA_FIELDS, collect_warmup=False)
-        rng_key = mcmc.post_warmup_state.rng_key
-    _block(mcmc)
-    warmup_end = time.perf_counter()
-    compile1 = _compile_clock.seconds
-    mcmc.run(rng_key, likelihood, extra_fields=EXTRA_FIELDS)
-    _block(mcmc)
-    end = time.perf_counter()
-    compile2 = _compile_clock.seconds
-
-    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    timing = Timing(
-        compile_s=compile2 - compile0,
-        warmup_s=max(warmup_end - start - (compile1 - compile0), 0.0),
-        sampling_s=max(end - warmup_end - (compile2 - compile1), 0.0),
-        total_s=end - start,
-    )
-    return SamplingResult(samples, _sampler_stats(extra), timing, config, chain_method)
+    mcmc.warmup(jax.random.PRNGKey(config.seed), likelihood, extra_fields=EXTRA_FIELDS, collect_warmup=False)
+    _block(mcmc.post_warmup_state)
+    compile_s = _compile_clock.seconds - compile0
+    warm = Warmup(jax.device_get(mcmc.post_warmup_state), "sequential" if fell_back else config.chain_method,
+                  compile_s, max(time.perf_counter() - start - compile_s, 0.0))
+    return warm, mcmc.sampler
 
 
-def _block(mcmc: MCMC) -> None:
+class _ChunkSampler:
+    """Draws a chunk of NUTS transitions per chain from a state, compiled once per chunk size.
+
+    NumPyro's MCMC.run wraps the chain in a new function on every call, so each chunk after the
+    first would be traced and compiled again (~3 s for the matchup model). This keeps the
+    compiled program: a scan over `kernel.sample`, mapped over chains the way `chain_method` says.
+    """
+
+    def __init__(self, kernel: NUTS, likelihood: Likelihood, chain_method: str, chains: int) -> None:
+        self.kernel = kernel
+        self.likelihood = likelihood
+        self.chain_method = chain_method if chains > 1 else "single"
+        self._postprocess = kernel.postprocess_fn((likelihood,), {})
+        if self.chain_method == "vectorized":  # the kernel steps all chains at once (batched state)
+            self._postprocess = jax.vmap(self._postprocess)
+        self._compiled: dict[int, Callable] = {}
+
+    def _one_chain(self, state, size: int):
+        def step(state, _):
+            state = self.kernel.sample(state, (self.likelihood,), {})
+            extra = {name: attrgetter(name)(state) for name in EXTRA_FIELDS}
+            return state, (self._postprocess(state.z), extra)
+
+        end, (draws, extra) = lax.scan(step, state, None, length=size)
+        return draws, extra, end
+
+    def __call__(self, state, size: int) -> tuple[dict, dict, object]:
+        """(draws, extra fields, end state); arrays of draws are (chains, size, ...)."""
+        if size not in self._compiled:
+            fn = partial(self._one_chain, size=size)
+            self._compiled[size] = jax.pmap(fn) if self.chain_method == "parallel" else jax.jit(fn)
+        fn = self._compiled[size]
+        if self.chain_method == "single":
+            draws, extra, end = fn(state)
+            return _add_chain_axis(draws), _add_chain_axis(extra), end
+        if self.chain_method == "vectorized":  # scanned draws come out (size, chains, ...)
+            draws, extra, end = fn(state)
+            return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (draws, extra)) + (end,)
+        if self.chain_method == "sequential":
+            chains = jax.tree.leaves(state)[0].shape[0]
+            per_chain = [fn(jax.tree.map(lambda x, c=c: x[c], state)) for c in range(chains)]
+            return jax.tree.map(lambda *xs: np.stack(xs), *per_chain)
+        return fn(state)
+
+
+def _add_chain_axis(tree: dict) -> dict:
+    return jax.tree.map(lambda x: x[None], tree)
+
+
+def sample_posterior(
+    model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig,
+    checkpoint_dir: str | Path | None = None,
+) -> SamplingResult:
+    """Warm up and sample `model` with NUTS; same config and seed give the same draws.
+
+    Draws are taken `config.checkpoint_every` at a time, each chunk starting from the state
+    the previous one ended in. With `checkpoint_dir`, the state after warm-up and every chunk
+    (draws and end state together) are saved there atomically, and a call on a directory
+    that holds some of them continues from the last: the result is the same, draw for draw,
+    as a run that was never stopped.
+    """
+    ckpt = Checkpoint(Path(checkpoint_dir), config) if checkpoint_dir is not None else None
+    warm = ckpt.warmup() if ckpt else None
+    kernel = None
+    if warm is None:
+        warm, kernel = _warm_up(model, likelihood, config)
+        if ckpt:
+            ckpt.save_warmup(warm)
+    chunks = ckpt.chunks() if ckpt else []
+    sizes = chunk_sizes(config)
+    if len(chunks) < len(sizes):
+        compile0 = _compile_clock.seconds
+        if kernel is None:  # resumed after warm-up: set the kernel up as the warm-up left it
+            kernel = _nuts(model, config)
+            key = jax.random.PRNGKey(config.seed)
+            if warm.chain_method == "vectorized" and config.chains > 1:  # a kernel for batched states
+                key = jax.random.split(key, config.chains)
+            kernel.init(key, config.warmup, None, (likelihood,), {})
+        sampler = _ChunkSampler(kernel, likelihood, warm.chain_method, config.chains)
+        state = chunks[-1].state if chunks else warm.state
+        setup_s = _compile_clock.seconds - compile0
+        with _progress(config, sum(sizes), sum(sizes[:len(chunks)])) as advance:
+            for size in sizes[len(chunks):]:
+                start = time.perf_counter()
+                compile0 = _compile_clock.seconds
+                draws, extra, end = sampler(state, size)
+                _block(end)
+                compile_s = _compile_clock.seconds - compile0 + setup_s
+                setup_s = 0.0
+                state = jax.device_get(end)
+                chunk = Chunk({k: np.asarray(v) for k, v in draws.items()},
+                              {k: np.asarray(v) for k, v in extra.items()},
+                              state, compile_s, max(time.perf_counter() - start - compile_s, 0.0))
+                if ckpt:
+                    ckpt.save_chunk(len(chunks), chunk)
+                chunks.append(chunk)
+                advance(size)
+
+    samples = {k: np.concatenate([c.samples[k] for c in chunks], axis=1) for k in chunks[0].samples}
+    extra = {k: np.concatenate([c.extra[k] for c in chunks], axis=1) for k in chunks[0].extra}
+    sampling_s = sum(c.sampling_s for c in chunks)
+    compile_s = warm.compile_s + sum(c.compile_s for c in chunks)
+    timing = Timing(compile_s=compile_s, warmup_s=warm.warmup_s, sampling_s=sampling_s,
+                    total_s=compile_s + warm.warmup_s + sampling_s)
+    return SamplingResult(samples, _sampler_stats(extra), timing, config, warm.chain_method)
+
+
+def chunk_sizes(config: SamplerConfig) -> list[int]:
+    """Draws per chunk: checkpoint_every each, the remainder last."""
+    full, rest = divmod(config.draws, config.checkpoint_every)
+    return [config.checkpoint_every] * full + ([rest] if rest else [])
+
+
+@dataclass(frozen=True)
+class Warmup:
+    state: object  # numpyro HMCState on the host, leading axis = chains
+    chain_method: str
+    compile_s: float
+    warmup_s: float
+
+
+@dataclass(frozen=True)
+class Chunk:
+    samples: dict[str, np.ndarray]  # (chains, draws of this chunk, ...)
+    extra: dict[str, np.ndarray]
+    state: object  # where the next chunk starts
+    compile_s: float
+    sampling_s: float
+
+
+class Checkpoint:
+    """The files of an unfinished run: warmup.pkl, then chunk_0000.pkl, chunk_0001.pkl, ...
+
+    Each file is written to a temporary name and renamed, so a file that exists is whole.
+    The sampler settings are stored with the warm-up; a directory written under other
+    settings is refused rather than silently mixed.
+    """
+
+    WARMUP = "warmup.pkl"
+
+    @staticmethod
+    def chunk_name(index: int) -> str:
+        return f"chunk_{index:04d}.pkl"
+
+    def __init__(self, directory: Path, config: SamplerConfig) -> None:
+        self.directory = directory
+        self.settings = {k: v for k, v in asdict(config).items() if k not in ("progress_bar", "platform")}
+
+    def _write(self, name: str, payload: dict) -> None:
+        from .outputs import atomic_path
+
+        with atomic_path(self.directory / name) as tmp:
+            tmp.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _read(self, name: str) -> dict:
+        return pickle.loads((self.directory / name).read_bytes())
+
+    def warmup(self) -> Warmup | None:
+        if not (self.directory / self.WARMUP).exists():
+            return None
+        saved = self._read(self.WARMUP)
+        if saved["settings"] != self.settings:
+            raise CheckpointError(
+                f"{self.directory}: checkpoint written with sampler settings {saved['settings']}, "
+                f"not {self.settings}; start a new run"
+            )
+        return saved["warmup"]
+
+    def save_warmup(self, warm: Warmup) -> None:
+        self._write(self.WARMUP, {"settings": self.settings, "warmup": warm})
+
+    def chunks(self) -> list[Chunk]:
+        """The saved chunks, in order, up to the first missing one."""
+        found = []
+        while (self.directory / self.chunk_name(len(found))).exists():
+            found.append(self._read(self.chunk_name(len(found))))
+        return found
+
+    def save_chunk(self, index: int, chunk: Chunk) -> None:
+        self._write(self.chunk_name(index), chunk)
+
+
+def saved_draws(directory: Path, config: SamplerConfig) -> tuple[bool, int]:
+    """Whether a checkpoint holds the warm-up, and how many draws per chain it holds."""
+    warm = (directory / Checkpoint.WARMUP).exists()
+    n = 0
+    while (directory / Checkpoint.chunk_name(n)).exists():
+        n += 1
+    return warm, sum(chunk_sizes(config)[:n])
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be continued with the settings given."""
+
+
+def _block(tree: object) -> None:
     """Wait for asynchronous dispatch to finish so that the clocks are honest."""
-    if mcmc.last_state is not None:
-        jax.block_until_ready(mcmc.last_state)
+    if tree is not None:
+        jax.block_until_ready(tree)
+
+
+@contextmanager
+def _progress(config: SamplerConfig, total: int, done: int):
+    """A progress bar over the draws per chain, advanced chunk by chunk (when asked for)."""
+    if not config.progress_bar:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TextColumn("draws per chain"),
+                  TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("sampling", total=total, completed=done)
+        yield lambda n: bar.advance(task, n)

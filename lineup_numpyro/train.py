@@ -6,6 +6,7 @@ behind; once sampling starts, status.json says whether the run is running, compl
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,11 @@ def prepare_data(config: RunConfig) -> PreparedData:
 
 
 def train(config: RunConfig, out: str | Path, overwrite: bool = False) -> dict:
-    """Fit `config.model` and write its run directory; returns the diagnostics report."""
+    """Fit `config.model` and write its run directory; returns the diagnostics report.
+
+    The run record is written first and the sampler saves its progress under
+    RUN_DIR/checkpoint as it goes, so that `resume` can finish a run that was stopped.
+    """
     configure_jax(config.sampler.platform, config.sampler.chains)
     start = time.perf_counter()
     data = prepare_data(config)
@@ -56,10 +61,37 @@ def train(config: RunConfig, out: str | Path, overwrite: bool = False) -> dict:
     warn_degenerate(data.stats, data.source)
     require_fittable(data.stats, data.source)
     run_dir = outputs.prepare_run_dir(out, overwrite)
+    outputs.write_record(run_dir, config, data.stats, data.source)
+    return _sample_and_write(run_dir, config, data, data_s)
+
+
+def resume(run_dir: str | Path) -> dict:
+    """Finish a run that was stopped (killed, crashed, or its machine lost) from its checkpoint,
+    with the configuration it was started with; the result is the same as an unbroken run's."""
+    run_dir = Path(run_dir)
+    status = outputs.read_status(run_dir)
+    if status.get("state") == "complete":
+        raise outputs.RunDirError(f"{run_dir}: the run is already complete; nothing to resume")
+    record = outputs.read_record(run_dir)
+    config = RunConfig.from_dict(record["config"])
+    configure_jax(config.sampler.platform, config.sampler.chains)
+    start = time.perf_counter()
+    data = prepare_data(config)
+    data_s = time.perf_counter() - start
+    if data.stats.total != record["data"]["n_possessions"]:
+        raise outputs.RunDirError(
+            f"{run_dir}: the run was started on {record['data']['n_possessions']:,} possessions but "
+            f"{data.source} now gives {data.stats.total:,}; the data changed, start a new run"
+        )
+    return _sample_and_write(run_dir, config, data, data_s)
+
+
+def _sample_and_write(run_dir: Path, config: RunConfig, data: PreparedData, data_s: float) -> dict:
     outputs.set_status(run_dir, "running")
     try:
         likelihood = make_likelihood(config.likelihood, stats=data.stats, rows=data.rows)
-        result = sample_posterior(get_model(config.model), likelihood, config.sampler)
+        result = sample_posterior(get_model(config.model), likelihood, config.sampler,
+                                  checkpoint_dir=run_dir / outputs.CHECKPOINT)
         if data.truth is not None:
             outputs.write_json(run_dir / "true_params.json", data.truth)
         report = outputs.write_outputs(run_dir, result, config, data.stats, data.source, data_s)
@@ -67,4 +99,5 @@ def train(config: RunConfig, out: str | Path, overwrite: bool = False) -> dict:
         outputs.set_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     outputs.set_status(run_dir, "complete", converged=report["converged"])
+    shutil.rmtree(run_dir / outputs.CHECKPOINT, ignore_errors=True)
     return report

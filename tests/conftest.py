@@ -3,6 +3,7 @@ device per chain so that 'parallel' chains really run in parallel."""
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -24,3 +25,13 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "quick_sample_10k.csv").exists():
         pytest.fail(f"real data not found in {SHARED_DATA}; set LINEUP_SHARED_DATA")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _free_compiled_programs():
+    """Drop JAX's compiled programs after each test. Each XLA CPU executable holds memory
+    mappings until it is freed, and the suite compiles thousands: in one process they pass
+    the kernel's vm.max_map_count (65,530) and XLA aborts mid-compile."""
+    yield
+    jax.clear_caches()
+    gc.collect()
