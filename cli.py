@@ -48,6 +48,23 @@ class ChainMethod(str, Enum):
     sequential = "sequential"
 
 
+class Method(str, Enum):
+    nuts = "nuts"
+    map = "map"
+    laplace = "laplace"
+    advi = "advi"
+
+
+class Init(str, Enum):
+    default = "default"
+    map = "map"
+
+
+class Guide(str, Enum):
+    meanfield = "meanfield"
+    lowrank = "lowrank"
+
+
 class PlatformKind(str, Enum):
     cpu = "cpu"
     gpu = "gpu"
@@ -127,10 +144,16 @@ def train(
         int, typer.Option(min=1, help="Save the draws every this many per chain (what --resume continues from; "
                                       "the warm-up is always saved).")
     ] = 250,
+    method: Annotated[Method, typer.Option(
+        help="nuts (the posterior), or a fast approximation: map (the mode), laplace (a Gaussian at the "
+             "mode), advi (variational). Approximations draw chains x draws times.")] = Method.nuts,
+    init: Annotated[Init, typer.Option(
+        help="Where NUTS chains start: default (random), or map (the mode, jittered per chain).")] = Init.default,
+    guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
 ) -> None:
-    """Fit a model with NUTS and write its run directory (or finish a stopped one: --resume)."""
-    from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+    """Fit a model and write its run directory (or finish a stopped one: --resume)."""
+    from lineup_numpyro.config import ApproxConfig, DataConfig, RunConfig, SamplerConfig
     from lineup_numpyro.data import parse_seasons
     from lineup_numpyro.train import resume as resume_training
     from lineup_numpyro.train import train as run_training
@@ -156,8 +179,10 @@ def train(
                 chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=target_accept,
                 max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method.value,
                 platform=platform.value, progress_bar=sys.stderr.isatty() if progress is None else progress,
-                checkpoint_every=checkpoint_every,
+                checkpoint_every=checkpoint_every, init=init.value,
             ),
+            method=method.value,
+            approx=ApproxConfig(draws=chains * draws, seed=seed, guide=guide.value),
         )
         report = run_training(config, out_dir, overwrite=overwrite)
     except _known_errors() as exc:
@@ -636,7 +661,7 @@ def _checkpoint_progress(run_dir: Path, record: dict) -> str | None:
 
 def _print_summary(run_dir: Path, top: int = 10) -> bool:
     """Print the tables; returns whether the run is complete."""
-    from lineup_numpyro.outputs import largest_effects, load_run
+    from lineup_numpyro.outputs import load_run
 
     status, record, table, diag = load_run(run_dir)
     if status["state"] != "complete" or diag is None or table is None:
@@ -653,6 +678,11 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
     t.add_column("value", justify="right")
     data = record.get("data", {})
     t.add_row("possessions", f"{data.get('n_possessions', 0):,}")
+    if diag["method"] != "nuts":
+        _approx_rows(t, diag)
+        out.print(t)
+        _print_effects(table, top)
+        return True
     t.add_row("chains x draws", f"{diag['chains']} x {diag['draws']} (+{diag['warmup']} warm-up, {diag['chain_method']})")
     t.add_row("max R-hat", f"{diag['max_rhat']:.4f} ({diag['max_rhat_parameter']})")
     t.add_row("min ESS bulk", f"{diag['min_ess_bulk']:.0f} ({diag['min_ess_bulk_parameter']})")
@@ -670,6 +700,29 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
         t.add_row("matchups", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     t.add_row("verdict", "[green]converged[/]" if diag["converged"] else "[red]not converged[/]")
     out.print(t)
+    _print_effects(table, top)
+    return True
+
+
+def _approx_rows(t: Table, diag: dict) -> None:
+    """The evidence an approximation gives of its own convergence, in place of R-hat and ESS."""
+    ev = diag["evidence"]
+    t.add_row("draws", f"{diag['draws']:,} ({escape(diag['note'])})")
+    if "iterations" in ev:
+        t.add_row("L-BFGS iterations", f"{ev['iterations']:,}")
+        t.add_row("largest |gradient| at the mode", f"{ev['grad_max']:.2e} (tolerance {ev['grad_tol']:.0e})")
+    if "steps" in ev:
+        t.add_row("SVI steps", f"{ev['steps']:,} ({ev['guide']} guide)")
+        t.add_row("ELBO", f"{ev['elbo']:.2f} (block before: {ev['elbo_previous_block']:.2f})")
+    if "pareto_k" in ev:
+        t.add_row("Pareto k", f"{ev['pareto_k']:.2f} ({'ok' if ev['pareto_k_ok'] else 'above 0.7: unreliable'})")
+    t.add_row("time", f"{diag['timing']['total_s']:.1f} s")
+    t.add_row("verdict", "[green]converged[/]" if diag["converged"] else "[red]not converged[/]")
+
+
+def _print_effects(table, top: int) -> None:  # noqa: ANN001
+    from lineup_numpyro.outputs import largest_effects
+
     eff = Table(title=f"largest {top} archetype effects (posterior mean, 90% interval)")
     for col in ("parameter", "mean", "5%", "95%", "r_hat", "ess_bulk"):
         eff.add_column(col, justify="left" if col == "parameter" else "right")
@@ -677,7 +730,6 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
         eff.add_row(row["parameter"], f"{row['mean']:.4f}", f"{row['5%']:.4f}", f"{row['95%']:.4f}",
                     f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}")
     out.print(eff)
-    return True
 
 
 if __name__ == "__main__":

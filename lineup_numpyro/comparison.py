@@ -21,7 +21,7 @@ import pandas as pd
 
 from .config import DataConfig
 from .data import iter_chunks
-from .outputs import RunDirError, atomic_path, load_run, write_json
+from .outputs import RunDirError, atomic_path, load_run, require_nuts, write_json
 from .validation import HoldoutScore, LooResult, data_config_of, describe, load_posterior, psis_loo, run_data, \
     score_holdout
 
@@ -88,6 +88,7 @@ def compare_runs(run_dirs: Sequence[str | Path], holdout: DataConfig | None = No
 def _fit_health(run_dir: str, diag: dict | None) -> dict:
     if diag is None:
         raise RunDirError(f"{run_dir}: no diagnostics.json; is the run complete?")
+    require_nuts(run_dir, diag, "compare")
     return {"divergences": int(diag["divergences"]["count"]), "max_rhat": float(diag["max_rhat"]),
             "min_ess_bulk": float(diag["min_ess_bulk"]), "converged": bool(diag["converged"])}
 

@@ -10,6 +10,8 @@ ModelName = Literal["simplified", "matchup", "hierarchical"]
 Likelihood = Literal["suffstats", "rows"]
 ChainMethod = Literal["parallel", "vectorized", "sequential"]
 Platform = Literal["cpu", "gpu"]
+Method = Literal["nuts", "map", "laplace", "advi"]
+Init = Literal["default", "map"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class SamplerConfig:
     # Draws per chain in each chunk; a chunk is saved when it ends (as the warm-up is), so a
     # stopped run loses at most one chunk. Chunks share one compiled program: they cost nothing.
     checkpoint_every: int = 250
+    # Where chains start: NumPyro's default (uniform in [-2, 2] on the unconstrained scale), or
+    # the MAP estimate with a little jitter per chain (approx.find_mode), to shorten warm-up.
+    init: Init = "default"
 
     def __post_init__(self) -> None:
         for name in ("chains", "draws", "max_tree_depth", "checkpoint_every"):
@@ -38,6 +43,32 @@ class SamplerConfig:
             raise ValueError(f"warmup must be non-negative, got {self.warmup}")
         if not 0.0 < self.target_accept < 1.0:
             raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept}")
+
+
+@dataclass(frozen=True)
+class ApproxConfig:
+    """Settings of the optax-based approximations (approx.py): map, laplace, advi."""
+
+    draws: int = 4000  # draws from the approximation (laplace, advi), as many as 4 x 1,000 NUTS
+    seed: int = 0
+    # MAP has converged when every |dU/dx| < grad_tol: then the mode is off by at most grad_tol x sd
+    # in posterior sds along any direction of sd <= 1/sqrt(curvature) (<= 0.005 sd where sd <= 5).
+    grad_tol: float = 1e-3
+    max_iter: int = 20_000  # L-BFGS iterations at most (each costs one or a few gradients: ~0.5 ms)
+    guide: Literal["meanfield", "lowrank"] = "meanfield"  # advi's Gaussian family
+    rank: int = 10  # of the low-rank guide
+    learning_rate: float = 0.01  # Adam's, for advi
+    block: int = 1000  # advi steps between convergence checks
+    max_steps: int = 50_000
+    elbo_rtol: float = 1e-5  # advi has converged when a block improves the mean ELBO by less
+
+    def __post_init__(self) -> None:
+        for name in ("draws", "max_iter", "rank", "block", "max_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("grad_tol", "learning_rate", "elbo_rtol"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +104,8 @@ class RunConfig:
     likelihood: Likelihood = "suffstats"
     data: DataConfig = field(default_factory=DataConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    method: Method = "nuts"  # or an approximation, with the settings in `approx`
+    approx: ApproxConfig = field(default_factory=ApproxConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,7 +115,8 @@ class RunConfig:
         """The inverse of to_dict (as saved in run_config.json)."""
         data = {**d["data"], "seasons": tuple(d["data"].get("seasons") or ())}
         return cls(model=d["model"], likelihood=d["likelihood"], data=DataConfig(**data),
-                   sampler=SamplerConfig(**d["sampler"]))
+                   sampler=SamplerConfig(**d["sampler"]), method=d.get("method", "nuts"),
+                   approx=ApproxConfig(**d.get("approx", {})))
 
 
 def default_host_devices(chains: int) -> int:

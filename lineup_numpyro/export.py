@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import names
-from .outputs import ESS_MIN, RHAT_MAX, RunDirError, atomic_path, load_run
+from .outputs import ESS_MIN, RHAT_MAX, RunDirError, atomic_path, load_run, require_nuts
 
 MIN_POSSESSIONS = 200  # fewer possessions than this and a matchup's own estimate is mostly prior
 PRODUCTION = "production_coefficients.csv"
@@ -27,6 +27,7 @@ def _complete_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame, dict]:
     status, record, table, diag = load_run(run_dir)
     if status.get("state") != "complete" or table is None or diag is None:
         raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to export")
+    require_nuts(run_dir, diag, "export")
     return record, table.set_index("parameter"), diag
 
 

@@ -3,6 +3,7 @@
     posterior.nc        ArviZ InferenceData: posterior, sample_stats, constant_data (n per matchup)
     coefficients.csv    parameter,mean,sd,5%,50%,95%,r_hat,ess_bulk,ess_tail,mcse_mean,n_possessions,no_data
     diagnostics.json    convergence, divergences, tree depth, timings, per-matchup verdicts
+                        (for map/laplace/advi: the method's convergence evidence and Pareto k)
     run_config.json     the RunConfig, data source, package versions and device
     status.json         'running' while the run works, then 'complete' or 'failed'
     checkpoint/         while unfinished: the state after warm-up and each chunk of draws
@@ -16,14 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import platform
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import arviz as az
 import numpy as np
@@ -33,6 +37,9 @@ from . import names
 from .config import RunConfig
 from .sampling import SamplingResult
 from .suffstats import SuffStats
+
+if TYPE_CHECKING:
+    from .approx import Approximation
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -86,14 +93,15 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def to_inference_data(result: SamplingResult, model: str, stats: SuffStats, attrs: dict | None = None) -> az.InferenceData:
-    """Posterior with Stan names and 1-based matchup/archetype coordinates, plus sampler stats."""
+def to_inference_data(samples: dict[str, np.ndarray], sample_stats: dict[str, np.ndarray], model: str,
+                      stats: SuffStats, attrs: dict | None = None) -> az.InferenceData:
+    """Posterior with Stan names and 1-based matchup/archetype coordinates, plus per-draw stats."""
     dims = names.POSTERIOR_DIMS[model]
-    posterior = {var: result.samples[var] for var in dims}
+    posterior = {var: samples[var] for var in dims}
     coords = dict(names.COORDS)
     idata = az.from_dict(
         posterior=posterior,
-        sample_stats=result.stats,
+        sample_stats=sample_stats,
         constant_data={"n_possessions": stats.n.astype(np.int64)},
         coords=coords,
         dims={**{v: list(d) for v, d in dims.items()}, "n_possessions": ["matchup"]},
@@ -252,9 +260,53 @@ def write_outputs(
 
     `data_s` is the time spent reading and validating the data, recorded with the sampler's.
     """
-    idata = to_inference_data(result, config.model, stats, attrs={"likelihood": config.likelihood})
+    idata = to_inference_data(result.samples, result.stats, config.model, stats,
+                              attrs={"likelihood": config.likelihood, "method": "nuts"})
     table = coefficient_table(idata, config.model)
     report = diagnostics(table, result, config.model)
+    return _write(run_dir, idata, table, report, config, stats, source, data_s)
+
+
+def write_approx_outputs(run_dir: Path, approx: Approximation, config: RunConfig, stats: SuffStats, source: str,
+                         data_s: float | None = None) -> dict:
+    """The same files for an approximation (map, laplace, advi): its draws as one chain, and
+    diagnostics.json with the method's own convergence evidence in place of the sampler's."""
+    with warnings.catch_warnings(), _quiet("arviz"):  # one chain; and map's R-hat and ESS are NaN (said below)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        idata = to_inference_data(approx.samples, {"lp": approx.log_density[None],
+                                                   "log_weight": approx.log_weight[None]},
+                                  config.model, stats, attrs={"likelihood": config.likelihood, "method": approx.method})
+        table = coefficient_table(idata, config.model)
+    report = {
+        "model": config.model,
+        "method": approx.method,
+        "draws": int(approx.log_density.size),
+        "evidence": approx.evidence,
+        "converged": approx.converged,
+        "note": ("a point estimate: no posterior sd, R-hat or ESS" if approx.method == "map" else
+                 "independent draws from an approximation; pareto_k > 0.7 says it differs from the posterior"),
+        "timing": {"fit_s": approx.fit_s, "total_s": approx.fit_s},
+        "matchups": [],
+    }
+    return _write(run_dir, idata, table, report, config, stats, source, data_s)
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Silence a library's logger (ArviZ warns that one chain is too few for R-hat). ArviZ's
+    logger is its own instance (arviz._log), not the one logging.getLogger returns."""
+    log = getattr(az, "_log", None) if logger == "arviz" else None
+    log = log or logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _write(run_dir: Path, idata: az.InferenceData, table: pd.DataFrame, report: dict, config: RunConfig,
+           stats: SuffStats, source: str, data_s: float | None) -> dict:
     report["likelihood"] = config.likelihood
     if data_s is not None:
         report["timing"]["data_s"] = data_s
@@ -301,3 +353,11 @@ def largest_effects(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
     """The k archetype coefficients with the largest posterior means (matchups with data only)."""
     effects = table[table["parameter"].str.match(r"beta_(off|def)\[") & ~table["no_data"].astype(bool)]
     return effects.sort_values("mean", ascending=False).head(k)
+
+
+def require_nuts(run_dir: str | Path, diag: dict, what: str) -> None:
+    """Refuse an approximate run where NUTS diagnostics (R-hat, divergences) are needed."""
+    method = diag.get("method", "nuts")
+    if method != "nuts":
+        raise RunDirError(f"{run_dir}: a {method} approximation; {what} needs a NUTS run "
+                          "(train --method nuts, the default)")

@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import names
 from .data import Possessions
-from .outputs import POSTERIOR, RunDirError, load_run
+from .outputs import POSTERIOR, RunDirError, load_run, require_nuts
 from .suffstats import SuffStats
 from .validation import VALIDATION, Posterior, data_config_of, describe, posterior_of, run_data
 
@@ -159,6 +159,7 @@ def write_report(run_dir: str | Path, comparison: str | Path | None = None) -> P
     status, record, table, diag = load_run(run_dir)
     if status.get("state") != "complete" or table is None or diag is None:
         raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to report")
+    require_nuts(run_dir, diag, "report")
     comparison_data = _load_comparison(comparison) if comparison is not None else None
     idata = az.from_netcdf(str(run_dir / POSTERIOR))
     post = posterior_of(idata)

@@ -110,7 +110,13 @@ def _warm_up(
         warnings.warn(w.message, RuntimeWarning, stacklevel=3)
     start = time.perf_counter()
     compile0 = _compile_clock.seconds
-    mcmc.warmup(jax.random.PRNGKey(config.seed), likelihood, extra_fields=EXTRA_FIELDS, collect_warmup=False)
+    inits = None
+    if config.init == "map":  # part of warm-up: its time is counted there
+        from .approx import map_inits
+
+        inits, _ = map_inits(model, likelihood, config.chains, config.seed)
+    mcmc.warmup(jax.random.PRNGKey(config.seed), likelihood, extra_fields=EXTRA_FIELDS, collect_warmup=False,
+                init_params=inits)
     _block(mcmc.post_warmup_state)
     compile_s = _compile_clock.seconds - compile0
     warm = Warmup(jax.device_get(mcmc.post_warmup_state), "sequential" if fell_back else config.chain_method,

@@ -87,14 +87,21 @@ def resume(run_dir: str | Path) -> dict:
 
 
 def _sample_and_write(run_dir: Path, config: RunConfig, data: PreparedData, data_s: float) -> dict:
+    """NUTS (checkpointed), or one of the approximations, which take seconds and start over."""
     outputs.set_status(run_dir, "running")
     try:
         likelihood = make_likelihood(config.likelihood, stats=data.stats, rows=data.rows)
-        result = sample_posterior(get_model(config.model), likelihood, config.sampler,
-                                  checkpoint_dir=run_dir / outputs.CHECKPOINT)
         if data.truth is not None:
             outputs.write_json(run_dir / "true_params.json", data.truth)
-        report = outputs.write_outputs(run_dir, result, config, data.stats, data.source, data_s)
+        if config.method == "nuts":
+            result = sample_posterior(get_model(config.model), likelihood, config.sampler,
+                                      checkpoint_dir=run_dir / outputs.CHECKPOINT)
+            report = outputs.write_outputs(run_dir, result, config, data.stats, data.source, data_s)
+        else:
+            from .approx import approximate
+
+            fit = approximate(config.method, get_model(config.model), likelihood, config.approx)
+            report = outputs.write_approx_outputs(run_dir, fit, config, data.stats, data.source, data_s)
     except BaseException as exc:
         outputs.set_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
