@@ -82,9 +82,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from lineup_numpyro.data import DataError
     from lineup_numpyro.outputs import RunDirError
+    from lineup_numpyro.approx import ApproxError
     from lineup_numpyro.sampling import CheckpointError
 
-    return (DataError, RunDirError, CheckpointError, ValueError)
+    return (DataError, RunDirError, CheckpointError, ApproxError, ValueError)
 
 
 def _version(value: bool) -> None:

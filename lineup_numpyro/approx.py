@@ -38,6 +38,10 @@ from numpyro.optim import optax_to_numpyro
 from .config import ApproxConfig
 from .models import Likelihood
 
+class ApproxError(RuntimeError):
+    """An approximation that cannot be formed (e.g. no Gaussian at a saddle point)."""
+
+
 PARETO_K_OK = 0.7  # above this, importance weights (and the approximation) are unreliable
 
 
@@ -147,11 +151,16 @@ def fit_laplace(flat: Flat, config: ApproxConfig) -> Approximation:
     start = time.perf_counter()
     opt = find_mode(flat, config)
     hessian = np.asarray(jax.hessian(flat.potential)(jnp.asarray(opt.x)))
-    chol = np.linalg.cholesky(0.5 * (hessian + hessian.T)) if np.all(np.isfinite(hessian)) else None
     evidence = {"iterations": opt.iterations, "grad_max": opt.grad_max, "grad_tol": config.grad_tol,
                 "neg_log_posterior": opt.value}
-    if chol is None:
-        raise np.linalg.LinAlgError("the Hessian at the mode is not finite")
+    try:
+        chol = np.linalg.cholesky(0.5 * (hessian + hessian.T))
+    except np.linalg.LinAlgError:
+        chol = None
+    if chol is None or not np.all(np.isfinite(chol)):
+        raise ApproxError(f"laplace: the Hessian at the mode is not positive definite (the mode search "
+                          f"{'converged' if opt.converged else 'did not converge'}: {opt.iterations} iterations, "
+                          f"largest |gradient| {opt.grad_max:.2e}); try --method advi")
     eps = np.random.default_rng(config.seed).standard_normal((config.draws, opt.x.size))
     xs = opt.x + np.linalg.solve(chol.T, eps.T).T  # covariance (L L^T)^-1
     log_q = -0.5 * (eps**2).sum(axis=1) + np.log(np.diag(chol)).sum() - 0.5 * opt.x.size * np.log(2 * np.pi)

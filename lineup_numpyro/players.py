@@ -76,7 +76,10 @@ def _column(path: Path, frame: pd.DataFrame, col: str, kind: type, lo: float | N
         bad |= values > hi
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        expected = f"an integer {lo:g}-{hi:g}" if kind is int else "a finite number"
+        if kind is not int:
+            expected = "a finite number"
+        else:
+            expected = f"an integer {lo:g}-{hi:g}" if hi is not None else f"a whole number >= {lo:g}"
         raise DataError(f"{path}: row {i + 1} (line {i + 2}), column '{col}': {text.iloc[i]!r} is not "
                         f"{expected}")
     return values.to_numpy(dtype=np.int64 if kind is int else np.float64)
@@ -173,7 +176,8 @@ def load_players(archetypes: str | Path, darko: str | Path, salaries: str | Path
     archetypes, darko = Path(archetypes), Path(darko)
     arch = _read_csv(archetypes, ARCHETYPE_COLUMNS, "of player archetypes")
     kinds = _column(archetypes, arch, "archetype", int, 0, names.N_ARCHETYPES - 1)
-    arch, kinds = _first_listing(archetypes, arch, kinds)
+    _column(archetypes, arch, "player_id", int, 0)  # bad ids reported at their own line, before
+    arch, kinds = _first_listing(archetypes, arch, kinds)  # repeated players are dropped
     arch_ids = _ids(archetypes, arch, "player_id")
 
     dk = _read_csv(darko, (DARKO_OFF, DARKO_DEF), "of DARKO ratings")
@@ -293,13 +297,15 @@ class Lineup:
 def make_lineup(players: Players, assignments: Assignments, ids: Sequence[int]) -> Lineup:
     """The lineup of five distinct players (ids)."""
     ids = tuple(int(i) for i in ids)
+    at = players.positions(ids)
+    if (at < 0).any():
+        raise DataError(f"{players.source}: no player with id {', '.join(str(i) for i in np.array(ids)[at < 0])}")
     if len(ids) != LINEUP_SIZE:
         raise DataError(f"a lineup has {LINEUP_SIZE} players; got {len(ids)} "
                         f"({', '.join(players.name(i) for i in ids)})")
     if len(set(ids)) != LINEUP_SIZE:
         twice = sorted({players.name(i) for i in ids if ids.count(i) > 1})
         raise DataError(f"a lineup lists {', '.join(twice)} more than once")
-    at = players.positions(ids)
     kinds = players.arrays["archetype"][at]
     z_off = np.bincount(kinds, weights=players.arrays["o_dpm"][at], minlength=names.N_ARCHETYPES)
     z_def = np.bincount(kinds, weights=players.arrays["d_dpm"][at], minlength=names.N_ARCHETYPES)

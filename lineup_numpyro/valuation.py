@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -70,9 +71,19 @@ class Fit:
 
 def load_fit(run_dir: str | Path) -> Fit:
     """The posterior of a complete run directory."""
-    status, _, _, _ = load_run(run_dir)
-    if status.get("state") != "complete":
+    status, _, _, diag = load_run(run_dir)
+    if status.get("state") != "complete" or diag is None:
         raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to value with")
+    if diag.get("method") == "map":
+        raise RunDirError(f"{run_dir}: a map run is one point, with no uncertainty to value with; "
+                          "use a nuts (or laplace, advi) run")
+    if not diag["converged"]:
+        warnings.warn(f"{run_dir}: the run did not converge (see its diagnostics.json); its values are "
+                      "not to be trusted", RuntimeWarning, stacklevel=2)
+    if not diag.get("evidence", {}).get("pareto_k_ok", True):
+        warnings.warn(f"{run_dir}: a {diag['method']} approximation with Pareto k "
+                      f"{diag['evidence']['pareto_k']:.2f} > 0.7: its intervals are not the posterior's",
+                      RuntimeWarning, stacklevel=2)
     idata = az.from_netcdf(str(Path(run_dir) / POSTERIOR))
     n = np.asarray(idata.constant_data["n_possessions"].values, dtype=np.int64)
     return Fit(posterior_of(idata), n, str(run_dir))
@@ -112,6 +123,8 @@ def value_over(fit: Fit, lineups: Sequence[Lineup], opponents: Sequence[Lineup])
         P_s = sum_d n_d bo[s,d],   Q_s = sum_d n_d bd[d,s]
     which costs a few products per supercluster instead of two per (lineup, opponent).
     """
+    if not opponents:
+        raise DataError("no opponent lineups to value against")
     k, a = names.N_SUPERCLUSTERS, names.N_ARCHETYPES
     coef = fit.by_matchup.reshape(k, k, names.N_FEATURES, -1)  # [off sc, def sc, feature, draw]
     b0, bo, bd = coef[:, :, 0], coef[:, :, 1:1 + a], coef[:, :, 1 + a:]
@@ -170,13 +183,14 @@ def value_lineup(fit: Fit, lineup: Lineup, opponent: Lineup | None, opponents: S
     if opponent is not None:
         e_off = expected_points(fit, [lineup], [opponent])[:, 0]
         e_def = expected_points(fit, [opponent], [lineup])[:, 0]
-        for what, draws, m in (("E[y(lineup, opponent)]", e_off, matchup(lineup, opponent)),
-                               ("E[y(opponent, lineup)]", e_def, matchup(opponent, lineup)),
+        both = np.array([matchup(lineup, opponent), matchup(opponent, lineup)])
+        for what, draws, m in (("E[y(lineup, opponent)]", e_off, both[0]),
+                               ("E[y(opponent, lineup)]", e_def, both[1]),
                                ("v(lineup, opponent)", e_off - e_def, None)):
-            unseen = m is not None and bool(fit.unseen(np.array([m]))[0])
+            unseen = bool(fit.unseen(both).any()) if m is None else bool(fit.unseen(np.array([m]))[0])
             rows.append({"quantity": what, **summarize(draws),
                          "matchup": names.MATCHUP_LABELS[m] if m is not None else "", "no_data": unseen})
-            if unseen:
+            if unseen and m is not None:
                 notes.append(f"matchup {names.MATCHUP_LABELS[m]} had no training possessions: {what} "
                              f"rests on the {'population' if fit.posterior.model == 'hierarchical' else 'prior'}")
     if opponents:
@@ -296,7 +310,9 @@ def plot_candidates(rec: Recommendation, path: str | Path, top: int = 10) -> Pat
     fig = ax.get_figure()
     fig.tight_layout()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return path

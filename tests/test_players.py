@@ -105,6 +105,8 @@ def test_players_missing_from_one_table_are_named(tmp_path):
 
 def test_lineups_must_be_five_different_players(tables):
     players, assignments, _ = tables
+    with pytest.raises(DataError, match="no player with id 999"):
+        make_lineup(players, assignments, [1, 2, 3, 4, 999])
     with pytest.raises(DataError, match="a lineup has 5 players; got 4"):
         parse_lineup(players, assignments, "1, 2, 3, 4")
     with pytest.raises(DataError, match="lists Ana Álvarez more than once"):
@@ -117,6 +119,8 @@ def test_lineups_must_be_five_different_players(tables):
     ("darko", '12,"B","Kit Kay",nan,1.0', r"row 12 \(line 13\), column 'O-DPM': 'nan' is not a finite number"),
     ("darko", '12,"B","Kit Kay",1.0,inf', r"column 'D-DPM': 'inf' is not a finite number"),
     ("darko", '1,"B","Ana again",1.0,1.0', r"row 12 \(line 13\), column 'nba_id': player 1 is listed again"),
+    ("darko", 'abc,"B","Kit Kay",1.0,1.0', r"row 12 \(line 13\), column 'nba_id': 'abc' is not a whole number >= 0"),
+    ("archetypes", "-5,Kit Kay,2024-25,3", r"row 12 \(line 13\), column 'player_id': '-5' is not a whole number"),
 ])
 def test_bad_cells_name_file_row_and_column(tmp_path, which, line, match):
     paths = write_tables(tmp_path)
@@ -150,6 +154,10 @@ def test_a_player_listed_twice_keeps_the_first_listing_with_a_warning(tmp_path):
     with pytest.warns(DataWarning, match=r"Cy Chen \(lines 4, 13: archetypes 3, 6\)"):
         players = load_players(paths["archetypes"], paths["darko"])
     assert players.table.at[3, "archetype"] == 3
+    with open(paths["archetypes"], "a", encoding="utf-8") as f:
+        f.write("x9,Bad Id,2024-25,1\n")  # line 14: reported there, though a row above was dropped
+    with pytest.raises(DataError, match=r"row 13 \(line 14\), column 'player_id'"):
+        load_players(paths["archetypes"], paths["darko"])
 
 
 @pytest.mark.parametrize("doc,match", [

@@ -147,6 +147,13 @@ def test_barely_informed_archetypes_are_flagged_and_can_be_left_out(tables):
     assert 10 not in set(rec.table["player_id"]) and rec.excluded == {"barely informed archetypes in the lineup": 1}
 
 
+def test_no_opponents_is_an_error(tables):
+    players, assignments = tables
+    lineup = make_lineup(players, assignments, [1, 2, 3, 4, 5])
+    with pytest.raises(DataError, match="no opponent lineups"):
+        value_over(made_up_fit(), [lineup], [])
+
+
 def test_unseen_matchups_are_reported(tables):
     players, assignments = tables
     n = np.full(names.N_MATCHUPS, 500)
@@ -155,7 +162,7 @@ def test_unseen_matchups_are_reported(tables):
     a = make_lineup(players, assignments, [1, 2, 3, 4, 5])
     b = make_lineup(players, assignments, [6, 7, 8, 9, 10])
     result = value_lineup(fit, a, b, [b])
-    assert list(result.table["no_data"]) == [True, False, False, True]
+    assert list(result.table["no_data"]) == [True, False, True, True]  # v uses both matchups
     assert any("matchup 2_vs_4 had no training possessions" in note for note in result.notes)
     pooled = value_lineup(made_up_fit("simplified", n_possessions=n), a, b, [b])
     assert not pooled.table["no_data"].any()
@@ -230,6 +237,15 @@ def test_value_on_the_real_sample(real_fit, shared_data):
 def _row(output: str, quantity: str) -> float:
     line = next(line for line in output.splitlines() if line.strip().startswith(quantity))
     return float(line.split(quantity)[1].split()[0])
+
+
+def test_a_map_run_is_refused_for_valuation(shared_data, tmp_path):
+    run = tmp_path / "map"
+    assert runner.invoke(app, ["train", "--model", "simplified", "--method", "map", "--data",
+                               str(shared_data / "quick_sample_10k.csv"), "--out", str(run)]).exit_code == 0
+    result = runner.invoke(app, ["lineup", "value", str(run), "--lineup", CORE + ", Tari Eason",
+                                 "--tables", str(shared_data)])
+    assert result.exit_code == 2 and "a map run is one point" in result.output
 
 
 def test_lineup_commands_reject_bad_input_cleanly(real_fit, shared_data, tmp_path):
