@@ -295,12 +295,16 @@ class Checkpoint:
     def save_warmup(self, warm: Warmup) -> None:
         self._write(self.WARMUP, {"settings": self.settings, "warmup": warm})
 
+    def chunk_count(self) -> int:
+        """How many chunks are saved, counting up to the first missing one."""
+        n = 0
+        while (self.directory / self.chunk_name(n)).exists():
+            n += 1
+        return n
+
     def chunks(self) -> list[Chunk]:
         """The saved chunks, in order, up to the first missing one."""
-        found = []
-        while (self.directory / self.chunk_name(len(found))).exists():
-            found.append(self._read(self.chunk_name(len(found))))
-        return found
+        return [self._read(self.chunk_name(i)) for i in range(self.chunk_count())]
 
     def save_chunk(self, index: int, chunk: Chunk) -> None:
         self._write(self.chunk_name(index), chunk)
@@ -308,11 +312,8 @@ class Checkpoint:
 
 def saved_draws(directory: Path, config: SamplerConfig) -> tuple[bool, int]:
     """Whether a checkpoint holds the warm-up, and how many draws per chain it holds."""
-    warm = (directory / Checkpoint.WARMUP).exists()
-    n = 0
-    while (directory / Checkpoint.chunk_name(n)).exists():
-        n += 1
-    return warm, sum(chunk_sizes(config)[:n])
+    ckpt = Checkpoint(directory, config)
+    return (directory / Checkpoint.WARMUP).exists(), sum(chunk_sizes(config)[:ckpt.chunk_count()])
 
 
 class CheckpointError(RuntimeError):
