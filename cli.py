@@ -482,11 +482,15 @@ def lineup_value(
     if theirs is not None:
         out.print(f"opponent: {escape(theirs.label)} (archetypes {theirs.key}, supercluster {theirs.supercluster})")
     t = Table(title="points per possession: posterior mean and 90% interval", box=None)
-    for col in ("quantity", "mean", "90% interval", "matchup"):
-        t.add_column(col, justify="left" if col in ("quantity", "matchup") else "right")
+    for col in ("quantity", "mean", "90% interval", "matchup", "flags"):
+        t.add_column(col, justify="left" if col in ("quantity", "matchup", "flags") else "right")
     for _, row in result.table.iterrows():
-        t.add_row(escape(row["quantity"]), f"{row['mean']:+.3f}", escape(_interval(row)), row["matchup"])
+        flags = ("! " if row["flag"] else "") + ("w " if row["uninformed"] else "") + ("u" if row["no_data"] else "")
+        t.add_row(escape(row["quantity"]), f"{row['mean']:+.3f}", escape(_interval(row)), row["matchup"],
+                  flags.strip())
     out.print(t)
+    out.print("flags: ! = outside what a possession can score (see the note); w = rests on coefficients the "
+              "data do not inform; u = a matchup without training possessions", style="dim")
     for note in dict.fromkeys(result.notes):
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
@@ -532,14 +536,16 @@ def lineup_recommend(
                 "flags"]:
         t.add_column(col, justify="left" if col in ("player", "flags") else "right")
     for _, row in shown.iterrows():
-        flags = (f"w{row['weak_archetypes'].replace(' ', ',')} " if row["weak_archetypes"] else "") + \
+        flags = ("! " if row["flag"] else "") + \
+                (f"w{row['weak_archetypes'].replace(' ', ',')} " if row["weak_archetypes"] else "") + \
                 ("n " if row["nearest_listed"] else "") + \
                 (f"u{row['no_data_matchups']}" if row["no_data_matchups"] else "")
         t.add_row(str(row["rank"]), escape(row["player"]), str(row["archetype"]),
                   *([f"{row['salary']:,.0f}"] if has_salary else []), f"{row['mean']:+.3f}", escape(_interval(row)),
                   f"{row['p_best']:.3f}", flags.strip())
     out.print(t)
-    out.print("flags: wA = the lineup has archetype A, whose coefficients the data barely inform; n = its "
+    out.print("flags: ! = v outside what a possession can score (implausible) or its 90% interval reaching "
+              "outside; wA = the lineup has archetype A, whose coefficients the data do not inform; n = its "
               "archetype-lineup is not in the assignment table (nearest listed one used); uK = K of its "
               "matchups had no training possessions", style="dim")
     if rec.excluded:
@@ -547,8 +553,13 @@ def lineup_recommend(
     weak = shown["weak_archetypes"].astype(bool)
     if weak.any():
         err.print(f"[yellow]warning:[/] {int(weak.sum())} of the top {len(shown)} lineups have players of archetypes "
-                  "whose coefficients the data barely inform (posterior sd above half the prior sd): their values "
+                  "whose coefficients the data do not inform (unseen, or a posterior sd close to the prior's): their values "
                   "mostly reflect the prior, not evidence", highlight=False, soft_wrap=True)
+    bad = shown["flag"].astype(bool)
+    if bad.any():
+        err.print(f"[yellow]warning:[/] {int(bad.sum())} of the top {len(shown)} values are outside (or their "
+                  f"intervals reach outside) what a possession can score: "
+                  f"{escape(shown.loc[bad, 'flag'].iloc[0])}", highlight=False, soft_wrap=True)
     if csv is not None:
         with atomic_path(csv) as tmp:
             rec.table.to_csv(tmp, index=False)
@@ -724,13 +735,23 @@ def _approx_rows(t: Table, diag: dict) -> None:
 def _print_effects(table, top: int) -> None:  # noqa: ANN001
     from lineup_numpyro.outputs import largest_effects
 
-    eff = Table(title=f"largest {top} archetype effects (posterior mean, 90% interval)")
-    for col in ("parameter", "mean", "5%", "95%", "r_hat", "ess_bulk"):
-        eff.add_column(col, justify="left" if col == "parameter" else "right")
+    eff = Table(title=f"largest {top} informed archetype effects (posterior mean, 90% interval)")
+    has_coverage = "n_on_floor" in table
+    for col in ("parameter", "mean", "5%", "95%", "r_hat", "ess_bulk", *(["on floor", "sd/prior"] if has_coverage
+                                                                          else [])):
+        eff.add_column(col, justify="left" if col == "parameter" else "right", no_wrap=col == "parameter")
     for _, row in largest_effects(table, top).iterrows():
         eff.add_row(row["parameter"], f"{row['mean']:.4f}", f"{row['5%']:.4f}", f"{row['95%']:.4f}",
-                    f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}")
+                    f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}",
+                    *([f"{int(row['n_on_floor']):,}", f"{row['prior_sd_ratio']:.3f}"] if has_coverage else []))
     out.print(eff)
+    if has_coverage:
+        cells = table[table["parameter"].str.match(r"beta_(0|off|def)\b")]
+        counts = cells["source"].value_counts()
+        out.print(f"{len(cells)} coefficients: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in
+                                                            ("data", "population", "weak", "prior") if counts.get(k))
+                  + "; 'on floor' = possessions with the archetype on the floor in the matchup, 'sd/prior' = "
+                  "posterior sd / prior sd. Only informed coefficients are ranked.", style="dim")
 
 
 if __name__ == "__main__":

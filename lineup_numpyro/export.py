@@ -1,9 +1,12 @@
 """Production coefficients: per matchup, the matchup-level fit where it can be trusted and the
 pooled model's coefficients otherwise.
 
-A matchup's own coefficients are used when its parameters converged (every R-hat <= 1.01,
-every ESS_bulk >= 400), it has at least `min_possessions` possessions and the run had no
-divergent transitions; otherwise the pooled (simplified) run's. The table keeps the
+Matchup model: a matchup's own coefficients are used when its parameters converged (every
+R-hat <= 1.01, every ESS_bulk >= 400), it has at least `min_possessions` possessions and the
+run had no divergent transitions; otherwise the pooled (simplified) run's. Hierarchical model:
+its own coefficients for every matchup, sparse and empty ones included (partial pooling is
+what they are for), wherever the run had no divergences and the matchup's parameters
+converged; the pooled run's only where not. The table keeps the
 original project's `parameter,mean` columns first, so its downstream code reads it, and
 says for every row which run it came from and why.
 """
@@ -31,12 +34,12 @@ def _complete_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame, dict]:
     return record, table.set_index("parameter"), diag
 
 
-def _reason(verdict: dict, divergences: int, min_possessions: int) -> str | None:
+def _reason(verdict: dict, divergences: int, min_possessions: int, model: str = "matchup") -> str | None:
     """Why matchup `verdict` falls back to the pooled model; None when its own fit is used."""
     n = verdict["n_possessions"]
-    if n == 0:
+    if model != "hierarchical" and n == 0:
         return "no possessions in this matchup"
-    if n < min_possessions:
+    if model != "hierarchical" and n < min_possessions:
         return f"{n} possessions < {min_possessions}"
     if divergences:
         return f"the run had {divergences} divergent transitions"
@@ -65,10 +68,12 @@ def production_coefficients(run_dir: str | Path, pooled_dir: str | Path,
     rows = []
     for verdict in diag["matchups"]:
         m = verdict["matchup"]  # 1-based
-        why_not = _reason(verdict, divergences, min_possessions)
+        why_not = _reason(verdict, divergences, min_possessions, diag["model"])
         source = "simplified" if why_not else diag["model"]
         reason = why_not or (f"converged: R-hat {verdict['max_rhat']:.3f}, ESS_bulk {verdict['min_ess_bulk']:.0f}, "
                              f"{verdict['n_possessions']} possessions")
+        if not why_not and diag["model"] == "hierarchical" and verdict["n_possessions"] < min_possessions:
+            reason += " (partially pooled toward the league-wide effects)"
         own = [f"beta_0[{m}]", *(f"beta_{side}[{m},{a}]" for side in ("off", "def")
                                  for a in range(1, names.N_ARCHETYPES + 1))]
         fallback = ["beta_0", *(f"beta_{side}[{a}]" for side in ("off", "def")

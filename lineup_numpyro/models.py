@@ -14,6 +14,7 @@ Both define the same log density (tested to relative 1e-8).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -22,10 +23,11 @@ import numpyro
 import numpyro.distributions as dist
 
 from . import names
+from .cells import Cells
 from .data import Possessions
 from .suffstats import SuffStats
 
-M, A = names.N_MATCHUPS, names.N_ARCHETYPES
+M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
 LOG_2PI = float(np.log(2 * np.pi))
 
 
@@ -77,62 +79,158 @@ class RowsLikelihood(NamedTuple):
 Likelihood = SuffStatsLikelihood | RowsLikelihood
 
 
+# Prior scales of ../shared/MODELS.md, in one place.
+BETA_0_SD = 5.0  # beta_0 ~ N(0, 5) (pooled and matchup models); mu_0 ~ N(0, 5) (hierarchical)
+BETA_SD = 5.0  # beta_off, beta_def ~ N+(0, 5)
+SIGMA_SCALE = 2.5  # sigma ~ C+(0, 2.5)
+MU_LOC, MU_SD = -4.0, 2.0  # mu_off, mu_def ~ N(-4, 2)
+TAU_SD = 1.0  # tau_0, tau_off, tau_def ~ N+(0, 1)
+HALF_NORMAL_SD = BETA_SD * float(np.sqrt(1.0 - 2.0 / np.pi))  # sd of N+(0, 5)
+
+# Marginal prior sd of each coefficient family, on the scale its posterior sd is compared on
+# (the hierarchical model's archetype effects on the log scale, log beta = mu + tau e, whose
+# prior sd is sqrt(MU_SD^2 + E[tau^2] E[e^2]) = sqrt(4 + 1)).
+PRIOR_SD: dict[str, dict[str, float]] = {
+    "simplified": {"beta_0": BETA_0_SD, "beta_off": HALF_NORMAL_SD, "beta_def": HALF_NORMAL_SD},
+    "matchup": {"beta_0": BETA_0_SD, "beta_off": HALF_NORMAL_SD, "beta_def": HALF_NORMAL_SD},
+    "hierarchical": {"beta_0": float(np.hypot(BETA_0_SD, TAU_SD)), "beta_off": float(np.hypot(MU_SD, TAU_SD)),
+                     "beta_def": float(np.hypot(MU_SD, TAU_SD))},
+}
+LOG_SCALE = {"hierarchical": ("beta_off", "beta_def")}
+
+
 def _coefficients(beta_0: jnp.ndarray, beta_off: jnp.ndarray, beta_def: jnp.ndarray) -> jnp.ndarray:
     """b = [beta_0, beta_off, beta_def] along the last axis: (17,) or (M, 17)."""
     return jnp.concatenate([beta_0[..., None], beta_off, beta_def], axis=-1)
 
 
-def simplified(likelihood: Likelihood) -> None:
+def _touched_coefficients(cells: Cells, beta_0: jnp.ndarray, beta_off: jnp.ndarray,
+                          beta_def: jnp.ndarray) -> jnp.ndarray:
+    """The (M, 17) coefficient matrix with the touched cells' values and 0 elsewhere; a cell the
+    data never touch has a zero design column, so any value there gives the same likelihood."""
+    b = jnp.zeros(M * P)
+    for family, values in (("beta_0", beta_0), ("beta_off", beta_off), ("beta_def", beta_def)):
+        b = b.at[cells.index(family)].set(values)
+    return b.reshape(M, P)
+
+
+def _touched(name: str, distribution: dist.Distribution, cells: Cells, family: str) -> jnp.ndarray:
+    """One sample site over the touched cells of `family` (empty when there are none)."""
+    k = cells.count(family)
+    if k == 0:
+        return jnp.zeros(0)
+    return numpyro.sample(name, distribution.expand([k]).to_event(1))
+
+
+def simplified(likelihood: Likelihood, cells: Cells | None = None) -> None:
     """Pooled model: one coefficient vector for every matchup (18 parameters)."""
-    beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, 5.0))
-    beta_off = numpyro.sample("beta_off", dist.HalfNormal(5.0).expand([A]).to_event(1))  # (8,)
-    beta_def = numpyro.sample("beta_def", dist.HalfNormal(5.0).expand([A]).to_event(1))  # (8,)
-    sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
+    beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, BETA_0_SD))
+    beta_off = numpyro.sample("beta_off", dist.HalfNormal(BETA_SD).expand([A]).to_event(1))  # (8,)
+    beta_def = numpyro.sample("beta_def", dist.HalfNormal(BETA_SD).expand([A]).to_event(1))  # (8,)
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(SIGMA_SCALE))
     likelihood.observe(_coefficients(beta_0, beta_off, beta_def), sigma)
 
 
-def matchup(likelihood: Likelihood) -> None:
-    """Matchup-specific model: independent coefficients per matchup (36 x 17 + 1 = 613)."""
-    beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, 5.0).expand([M]).to_event(1))  # (36,)
-    beta_off = numpyro.sample("beta_off", dist.HalfNormal(5.0).expand([M, A]).to_event(2))  # (36, 8)
-    beta_def = numpyro.sample("beta_def", dist.HalfNormal(5.0).expand([M, A]).to_event(2))  # (36, 8)
-    sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
-    likelihood.observe(_coefficients(beta_0, beta_off, beta_def), sigma)
+def matchup(likelihood: Likelihood, cells: Cells) -> None:
+    """Matchup-specific model: independent coefficients per matchup (36 x 17 + 1 = 613).
+
+    Only the cells the data touch are sampled (sites `*_data`, one value per touched cell in
+    row-major (matchup, column) order); the others are exactly their prior and are drawn by
+    `complete`.
+    """
+    beta_0 = _touched("beta_0_data", dist.Normal(0.0, BETA_0_SD), cells, "beta_0")
+    beta_off = _touched("beta_off_data", dist.HalfNormal(BETA_SD), cells, "beta_off")
+    beta_def = _touched("beta_def_data", dist.HalfNormal(BETA_SD), cells, "beta_def")
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(SIGMA_SCALE))
+    likelihood.observe(_touched_coefficients(cells, beta_0, beta_off, beta_def), sigma)
 
 
-def hierarchical(likelihood: Likelihood) -> None:
+def hierarchical(likelihood: Likelihood, cells: Cells) -> None:
     """Partial pooling: each matchup's effect a multiplicative deviation from a league-wide one.
 
-    Non-centred: beta_off[m, a] = exp(mu_off[a] + tau_off[a] * e_off[m, a]), e ~ N(0, 1).
+    Non-centred: beta_off[m, a] = exp(mu_off[a] + tau_off[a] * e_off[m, a]), e ~ N(0, 1); only
+    the touched cells' e are sampled (`e_*_data`), the others are N(0, 1) draws in `complete`.
     """
-    mu_0 = numpyro.sample("mu_0", dist.Normal(0.0, 5.0))
-    tau_0 = numpyro.sample("tau_0", dist.HalfNormal(1.0))
-    mu_off = numpyro.sample("mu_off", dist.Normal(-4.0, 2.0).expand([A]).to_event(1))  # (8,)
-    tau_off = numpyro.sample("tau_off", dist.HalfNormal(1.0).expand([A]).to_event(1))  # (8,)
-    mu_def = numpyro.sample("mu_def", dist.Normal(-4.0, 2.0).expand([A]).to_event(1))  # (8,)
-    tau_def = numpyro.sample("tau_def", dist.HalfNormal(1.0).expand([A]).to_event(1))  # (8,)
-    e_0 = numpyro.sample("e_0", dist.Normal(0.0, 1.0).expand([M]).to_event(1))  # (36,)
-    e_off = numpyro.sample("e_off", dist.Normal(0.0, 1.0).expand([M, A]).to_event(2))  # (36, 8)
-    e_def = numpyro.sample("e_def", dist.Normal(0.0, 1.0).expand([M, A]).to_event(2))  # (36, 8)
-    sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
-    beta_0 = numpyro.deterministic("beta_0", mu_0 + tau_0 * e_0)
-    beta_off = numpyro.deterministic("beta_off", jnp.exp(mu_off + tau_off * e_off))
-    beta_def = numpyro.deterministic("beta_def", jnp.exp(mu_def + tau_def * e_def))
-    likelihood.observe(_coefficients(beta_0, beta_off, beta_def), sigma)
+    mu_0 = numpyro.sample("mu_0", dist.Normal(0.0, BETA_0_SD))
+    tau_0 = numpyro.sample("tau_0", dist.HalfNormal(TAU_SD))
+    mu_off = numpyro.sample("mu_off", dist.Normal(MU_LOC, MU_SD).expand([A]).to_event(1))  # (8,)
+    tau_off = numpyro.sample("tau_off", dist.HalfNormal(TAU_SD).expand([A]).to_event(1))  # (8,)
+    mu_def = numpyro.sample("mu_def", dist.Normal(MU_LOC, MU_SD).expand([A]).to_event(1))  # (8,)
+    tau_def = numpyro.sample("tau_def", dist.HalfNormal(TAU_SD).expand([A]).to_event(1))  # (8,)
+    e_0 = _touched("e_0_data", dist.Normal(0.0, 1.0), cells, "beta_0")
+    e_off = _touched("e_off_data", dist.Normal(0.0, 1.0), cells, "beta_off")
+    e_def = _touched("e_def_data", dist.Normal(0.0, 1.0), cells, "beta_def")
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(SIGMA_SCALE))
+    _, a_off = cells.matchup_archetype("beta_off")
+    _, a_def = cells.matchup_archetype("beta_def")
+    beta_0 = mu_0 + tau_0 * e_0
+    beta_off = jnp.exp(mu_off[a_off] + tau_off[a_off] * e_off)
+    beta_def = jnp.exp(mu_def[a_def] + tau_def[a_def] * e_def)
+    likelihood.observe(_touched_coefficients(cells, beta_0, beta_off, beta_def), sigma)
 
 
-MODEL_FUNCTIONS: dict[str, Callable[[Likelihood], None]] = {
+MODEL_FUNCTIONS: dict[str, Callable[[Likelihood, Cells], None]] = {
     "simplified": simplified,
     "matchup": matchup,
     "hierarchical": hierarchical,
 }
 
 
-def get_model(name: str) -> Callable[[Likelihood], None]:
+def get_model(name: str, cells: Cells | None = None) -> Callable[[Likelihood], None]:
+    """The NumPyro model `name` for data whose touched cells are `cells` (all cells if None)."""
     try:
-        return MODEL_FUNCTIONS[name]
+        fn = MODEL_FUNCTIONS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(names.MODELS)}") from None
+    return partial(fn, cells=cells if cells is not None else Cells.everywhere())
+
+
+def _fill(cells: Cells, family: str, touched: np.ndarray, draw_rest, rng: np.random.Generator) -> np.ndarray:
+    """Full (chains, draws, M) or (chains, draws, M, A) array of a family: the sampled values at
+    touched cells, `draw_rest(rng, shape)` elsewhere."""
+    lead = touched.shape[:2]
+    cols = 1 if family == "beta_0" else A
+    grid = draw_rest(rng, (*lead, M * P))
+    if touched.shape[-1]:
+        grid[..., cells.index(family)] = touched
+    grid = grid.reshape(*lead, M, P)
+    start = {"beta_0": 0, "beta_off": 1, "beta_def": 1 + A}[family]
+    out = grid[..., start:start + cols]
+    return out[..., 0] if family == "beta_0" else out
+
+
+def complete(model: str, samples: dict[str, np.ndarray], cells: Cells, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every parameter of `model` under its Stan name, shaped (chains, draws, ...), from NUTS's
+    draws of the touched cells plus exact draws for the rest (Stan's generated quantities):
+    matchup model, from the prior; hierarchical model, e ~ N(0, 1) given each draw of mu, tau.
+    The extra draws depend only on `seed` and the shapes, so chunked and resumed runs agree."""
+    if model == "simplified":
+        return dict(samples)
+    rng = np.random.default_rng([seed, 0x6C696E65])
+    lead = np.shape(samples["sigma"])[:2]
+    get = {f: np.asarray(samples.get(f"{prefix}_data", np.zeros((*lead, 0))))
+           for f, prefix in (("beta_0", "beta_0" if model == "matchup" else "e_0"),
+                             ("beta_off", "beta_off" if model == "matchup" else "e_off"),
+                             ("beta_def", "beta_def" if model == "matchup" else "e_def"))}
+    if model == "matchup":
+        normal = lambda r, shape: r.normal(0.0, BETA_0_SD, shape)  # noqa: E731
+        half = lambda r, shape: np.abs(r.normal(0.0, BETA_SD, shape))  # noqa: E731
+        return {"beta_0": _fill(cells, "beta_0", get["beta_0"], normal, rng),
+                "beta_off": _fill(cells, "beta_off", get["beta_off"], half, rng),
+                "beta_def": _fill(cells, "beta_def", get["beta_def"], half, rng),
+                "sigma": np.asarray(samples["sigma"])}
+    if model == "hierarchical":
+        std = lambda r, shape: r.standard_normal(shape)  # noqa: E731
+        out = {k: np.asarray(samples[k]) for k in ("mu_0", "tau_0", "mu_off", "tau_off", "mu_def", "tau_def")}
+        out["e_0"] = _fill(cells, "beta_0", get["beta_0"], std, rng)
+        out["e_off"] = _fill(cells, "beta_off", get["beta_off"], std, rng)
+        out["e_def"] = _fill(cells, "beta_def", get["beta_def"], std, rng)
+        out["sigma"] = np.asarray(samples["sigma"])
+        out["beta_0"] = out["mu_0"][..., None] + out["tau_0"][..., None] * out["e_0"]
+        out["beta_off"] = np.exp(out["mu_off"][..., None, :] + out["tau_off"][..., None, :] * out["e_off"])
+        out["beta_def"] = np.exp(out["mu_def"][..., None, :] + out["tau_def"][..., None, :] * out["e_def"])
+        return out
+    raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
 
 
 def make_likelihood(kind: str, stats: SuffStats | None = None, rows: Possessions | None = None) -> Likelihood:

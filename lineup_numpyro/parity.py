@@ -25,6 +25,7 @@ from numpyro.infer.util import constrain_fn, initialize_model
 from scipy.stats import norm
 
 from . import names
+from .cells import Cells
 from .data import Possessions
 from .models import Likelihood
 from .stan_runner import StanUnavailable, build_stan, sample_stan, stan_data, stan_file  # noqa: F401
@@ -194,17 +195,25 @@ def prior_probe() -> Possessions:
 
 
 def density_checks(model: str, rows: Possessions, form: str, n_points: int = 20, seed: int = 0,
-                   model_fn: Callable[[Likelihood], None] | None = None) -> dict[str, DensityParity]:
-    """Density parity on `rows` and on the prior probe, for both NumPyro likelihoods."""
-    from .models import get_model, make_likelihood
+                   model_fn: Callable[..., None] | None = None) -> dict[str, DensityParity]:
+    """Density parity on `rows` and on the prior probe, for both NumPyro likelihoods.
 
-    model_fn = model_fn or get_model(model)
+    On `rows` both sides sample only the cells the data touch (cells.py); on the probe both
+    sample every cell, so that every prior faces the comparison. `model_fn(likelihood, cells)`
+    replaces the package's model (to show that the harness catches a wrong one).
+    """
+    from functools import partial
+
+    from .models import MODEL_FUNCTIONS, make_likelihood
+
     checks = {}
     for label, data in (("data", rows), ("prior probe", prior_probe())):
         stats = SuffStats.from_possessions(data)
-        stan_model = build_stan(model, form, stan_data(model, form, data, stats), seed=seed)
+        cells = Cells.from_stats(stats) if label == "data" else Cells.everywhere()
+        bound = partial(model_fn or MODEL_FUNCTIONS[model], cells=cells)
+        stan_model = build_stan(model, form, stan_data(model, form, data, stats, cells), seed=seed)
         for kind in ("suffstats", "rows"):
-            checks[f"{kind}, {label}"] = density_parity(model_fn, make_likelihood(kind, stats, data), stan_model,
+            checks[f"{kind}, {label}"] = density_parity(bound, make_likelihood(kind, stats, data), stan_model,
                                                         n_points, seed=seed)
     return checks
 
@@ -213,7 +222,7 @@ def run_parity(model: str, rows: Possessions, form: str = "reference", sampler=N
                posterior: bool = True) -> ParityReport:
     """Density parity (both NumPyro likelihoods), then (optionally) posterior parity, on `rows`."""
     from .config import SamplerConfig
-    from .models import get_model, make_likelihood
+    from .models import complete, get_model, make_likelihood
     from .sampling import sample_posterior
 
     sampler = sampler or SamplerConfig()
@@ -221,9 +230,11 @@ def run_parity(model: str, rows: Possessions, form: str = "reference", sampler=N
     if not posterior:
         return ParityReport(model, form, density, None, None)
     stats = SuffStats.from_possessions(rows)
-    stan_fit = sample_stan(model, form, stan_data(model, form, rows, stats), sampler)
-    ours = sample_posterior(get_model(model), make_likelihood("suffstats", stats), sampler)
-    return ParityReport(model, form, density, posterior_parity(ours.samples, stan_fit.samples, model),
+    cells = Cells.from_stats(stats)
+    stan_fit = sample_stan(model, form, stan_data(model, form, rows, stats, cells), sampler)
+    ours = sample_posterior(get_model(model, cells), make_likelihood("suffstats", stats), sampler)
+    ours_samples = complete(model, ours.samples, cells, sampler.seed)
+    return ParityReport(model, form, density, posterior_parity(ours_samples, stan_fit.samples, model),
                         int(stan_fit.stats["diverging"].sum()))
 
 

@@ -288,6 +288,7 @@ class Lineup:
     key: str  # sorted archetype-lineup
     supercluster: int
     note: str | None  # how the supercluster was found, when the lineup is not listed
+    archetypes: tuple[int, ...] = ()  # each player's archetype (0-7), in the order of `names`
 
     @property
     def label(self) -> str:
@@ -310,7 +311,8 @@ def make_lineup(players: Players, assignments: Assignments, ids: Sequence[int]) 
     z_off = np.bincount(kinds, weights=players.arrays["o_dpm"][at], minlength=names.N_ARCHETYPES)
     z_def = np.bincount(kinds, weights=players.arrays["d_dpm"][at], minlength=names.N_ARCHETYPES)
     sc, key, note = assignments.supercluster(kinds)
-    return Lineup(ids, tuple(players.arrays["name"][at]), z_off, z_def, key, sc, note)
+    return Lineup(ids, tuple(players.arrays["name"][at]), z_off, z_def, key, sc, note,
+                  tuple(int(k) for k in kinds))
 
 
 def parse_lineup(players: Players, assignments: Assignments, text: str) -> Lineup:

@@ -76,17 +76,52 @@ def rank_plot(idata: az.InferenceData, table: pd.DataFrame, path: Path) -> str:
 
 
 def forest_plot(idata: az.InferenceData, side: str, path: Path) -> str:
-    """90% intervals of beta_<side>[m, a]: one panel per archetype, one row per matchup."""
+    """90% intervals of beta_<side>[m, a]: one panel per archetype, one row per matchup.
+
+    Coefficients the data do not inform (outputs.informed) are drawn in light grey, and each
+    panel's scale is set by the informed ones, so that the prior's wide intervals of unseen
+    cells do not flatten the real effects into dots at 0 (their intervals run off the edge).
+    """
     plt = _matplotlib()
     var = f"beta_{side}"
-    post = idata.posterior[[var]].assign_coords(matchup=list(names.MATCHUP_LABELS))
-    fig, axes = plt.subplots(2, 4, figsize=(14, 14), sharex=True)
-    for a, ax in zip(names.COORDS["archetype"], np.ravel(axes)):
-        az.plot_forest(post.sel(archetype=a), combined=True, hdi_prob=0.9, ax=ax, textsize=8,
-                       labeller=az.labels.NoVarLabeller())
-        ax.set_title(f"{var}[·,{a}] (archetype {a})", fontsize=10)
-    fig.suptitle(f"{var}: posterior mean and 90% interval per matchup (offence_vs_defence supercluster)", y=1.0)
-    fig.tight_layout()
+    draws = idata.posterior[var].values  # (chain, draw, matchup, archetype)
+    flat = draws.reshape(-1, *draws.shape[2:])
+    mean = flat.mean(axis=0)
+    lo, hi = np.quantile(flat, [0.05, 0.95], axis=0)
+    const = idata.constant_data
+    informed = (const[f"informed_{var}"].values.astype(bool) if f"informed_{var}" in const
+                else np.ones(mean.shape, dtype=bool))
+    m_count, a_count = mean.shape
+    fig, axes = plt.subplots(2, 4, figsize=(14, 12), sharey=True)
+    y = np.arange(m_count)[::-1]
+    for a, ax in enumerate(np.ravel(axes)):
+        ok = informed[:, a]
+        if ok.any():
+            left, right = lo[ok, a].min(), hi[ok, a].max()
+            pad = 0.05 * max(right - left, 1e-3)
+            ax.set_xlim(min(left, 0.0) - pad, right + pad)
+        else:
+            ax.set_xlim(0.0, 0.2)
+        for mask, colour, label in ((~ok, "0.8", "not informed (prior)"), (ok, "C0", "informed by data")):
+            if mask.any():
+                ax.hlines(y[mask], lo[mask, a], hi[mask, a], color=colour, lw=1.6, label=label)
+                ax.plot(np.clip(mean[mask, a], *ax.get_xlim()), y[mask], "o", color=colour, ms=3.5)
+        ax.axvline(0.0, color="0.6", lw=0.6)
+        ax.set_title(f"archetype {a + 1}: {var}[·,{a + 1}]  ({int(ok.sum())} of {m_count} informed)", fontsize=9)
+        ax.set_xlabel("points per possession per DARKO point", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[:, 0]:
+        ax.set_yticks(y, list(names.MATCHUP_LABELS), fontsize=7)
+        ax.set_ylabel("matchup (offence_vs_defence supercluster)", fontsize=8)
+    handles, labels = np.ravel(axes)[0].get_legend_handles_labels()
+    for ax in np.ravel(axes)[1:]:
+        h, lab = ax.get_legend_handles_labels()
+        if len(h) > len(handles):
+            handles, labels = h, lab
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
+    fig.suptitle(f"{var}: posterior mean and 90% interval per matchup; scale set by the informed coefficients",
+                 y=0.995)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.98))
     return _save(fig, path)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import names
+from .cells import Cells
 from .data import Possessions
 from .suffstats import SuffStats
 
@@ -46,19 +47,39 @@ def stan_file(model: str, form: str = "reference") -> Path:
         raise ValueError(f"no Stan file for model {model!r} in form {form!r}; forms: {', '.join(forms)}") from None
 
 
-def stan_data(model: str, form: str, rows: Possessions | None = None, stats: SuffStats | None = None) -> dict:
-    """The data block of the Stan file: rows for the reference files, statistics for the fast one."""
+def stan_data(model: str, form: str, rows: Possessions | None = None, stats: SuffStats | None = None,
+              cells: Cells | None = None) -> dict:
+    """The data block of the Stan file: rows for the reference files, statistics for the fast one,
+    and for the per-matchup models the touched cells (cells.py; default: those of the data),
+    each family's as 1-based (matchup, archetype) pairs, which the Stan files sample."""
     if form == "fast":
         if stats is None:
             raise ValueError("the fast Stan form needs sufficient statistics")
-        return {"M": names.N_MATCHUPS, "K": names.N_ARCHETYPES, "n": stats.n, "xtx": stats.xtx,
+        data = {"M": names.N_MATCHUPS, "K": names.N_ARCHETYPES, "n": stats.n, "xtx": stats.xtx,
                 "xty": stats.xty, "yty": stats.yty}
-    if rows is None:
-        raise ValueError("the reference Stan files need the possessions in memory")
-    data = {"N": len(rows), "K": names.N_ARCHETYPES, "y": rows.y, "z_off": rows.z_off, "z_def": rows.z_def}
+    else:
+        if rows is None:
+            raise ValueError("the reference Stan files need the possessions in memory")
+        data = {"N": len(rows), "K": names.N_ARCHETYPES, "y": rows.y, "z_off": rows.z_off, "z_def": rows.z_def}
+        if model != "simplified":
+            data.update(M=names.N_MATCHUPS, matchup=rows.matchup + 1)
     if model != "simplified":
-        data.update(M=names.N_MATCHUPS, matchup=rows.matchup + 1)
+        if cells is None:
+            cells = Cells.from_stats(stats if stats is not None else SuffStats.from_possessions(rows))
+        data.update(_cell_data(cells))
     return data
+
+
+def _cell_data(cells: Cells) -> dict:
+    """K0, K_off, K_def touched cells, with their 1-based matchups (and archetypes)."""
+    out = {}
+    for family, short in (("beta_0", "0"), ("beta_off", "off"), ("beta_def", "def")):
+        m, a = cells.matchup_archetype(family)
+        out[f"K_{short}"] = int(m.size)
+        out[f"m_{short}"] = (m + 1).astype(int)
+        if family != "beta_0":
+            out[f"a_{short}"] = (a + 1).astype(int)
+    return out
 
 
 def build_stan(model: str, form: str, data: dict, seed: int = 0):

@@ -22,17 +22,23 @@ FEW_POSSESSIONS = 50  # below this a matchup's 17 coefficients lean mostly on th
 
 @dataclass(frozen=True)
 class SuffStats:
-    """n: (M,), xtx: (M, 17, 17), xty: (M, 17), yty: (M,), all float64, M = 36 matchups."""
+    """n: (M,), xtx: (M, 17, 17), xty: (M, 17), yty: (M,), all float64, M = 36 matchups.
+
+    `nonzero` (M, 17) counts the possessions in which each design column is non-zero (for
+    column 0, every possession; for an archetype's column, those with that archetype on the
+    floor): how much data stands behind each coefficient. It is not needed by the likelihood.
+    """
 
     n: np.ndarray
     xtx: np.ndarray
     xty: np.ndarray
     yty: np.ndarray
+    nonzero: np.ndarray
 
     @classmethod
     def zeros(cls) -> SuffStats:
         m, p = names.N_MATCHUPS, names.N_FEATURES
-        return cls(np.zeros(m), np.zeros((m, p, p)), np.zeros((m, p)), np.zeros(m))
+        return cls(np.zeros(m), np.zeros((m, p, p)), np.zeros((m, p)), np.zeros(m), np.zeros((m, p), dtype=np.int64))
 
     @classmethod
     def from_possessions(cls, data: Possessions) -> SuffStats:
@@ -49,10 +55,12 @@ class SuffStats:
             stats.xtx[m] = xm.T @ xm
             stats.xty[m] = xm.T @ ym
             stats.yty[m] = ym @ ym
+            stats.nonzero[m] = np.count_nonzero(xm, axis=0)
         return stats
 
     def __add__(self, other: SuffStats) -> SuffStats:
-        return SuffStats(self.n + other.n, self.xtx + other.xtx, self.xty + other.xty, self.yty + other.yty)
+        return SuffStats(self.n + other.n, self.xtx + other.xtx, self.xty + other.xty, self.yty + other.yty,
+                         self.nonzero + other.nonzero)
 
     @property
     def total(self) -> int:

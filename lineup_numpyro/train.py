@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import outputs
 from .config import RunConfig
 from .data import Possessions, load_possessions
-from .models import get_model, make_likelihood
+from .cells import Cells
+from .models import complete, get_model, make_likelihood
 from .runtime import configure_jax
 from .sampling import sample_posterior
 from .simulate import simulate_season
@@ -93,14 +94,17 @@ def _sample_and_write(run_dir: Path, config: RunConfig, data: PreparedData, data
         likelihood = make_likelihood(config.likelihood, stats=data.stats, rows=data.rows)
         if data.truth is not None:
             outputs.write_json(run_dir / "true_params.json", data.truth)
+        cells = Cells.from_stats(data.stats)
+        model = get_model(config.model, cells)
         if config.method == "nuts":
-            result = sample_posterior(get_model(config.model), likelihood, config.sampler,
-                                      checkpoint_dir=run_dir / outputs.CHECKPOINT)
+            result = sample_posterior(model, likelihood, config.sampler, checkpoint_dir=run_dir / outputs.CHECKPOINT)
+            result = replace(result, samples=complete(config.model, result.samples, cells, config.sampler.seed))
             report = outputs.write_outputs(run_dir, result, config, data.stats, data.source, data_s)
         else:
             from .approx import approximate
 
-            fit = approximate(config.method, get_model(config.model), likelihood, config.approx)
+            fit = approximate(config.method, model, likelihood, config.approx)
+            fit = replace(fit, samples=complete(config.model, fit.samples, cells, config.approx.seed))
             report = outputs.write_approx_outputs(run_dir, fit, config, data.stats, data.source, data_s)
     except BaseException as exc:
         outputs.set_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")

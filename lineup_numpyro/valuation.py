@@ -10,7 +10,6 @@ computed for every draw, so its posterior mean and 90% interval come from the sa
 
 from __future__ import annotations
 
-import math
 import re
 import textwrap
 import warnings
@@ -25,18 +24,16 @@ import pandas as pd
 
 from . import names
 from .data import DataError, design_matrix
-from .outputs import POSTERIOR, RunDirError, load_run
+from .outputs import POSTERIOR, RunDirError, informed, load_run
+from .outputs import prior_sd_ratios
 from .players import Assignments, Lineup, Players, make_lineup
 from .validation import Posterior, posterior_of
 
 INTERVAL = (0.05, 0.95)  # a central 90% interval
-# Prior sd of an archetype coefficient (models.py, ../shared/MODELS.md): beta_off, beta_def ~
-# HalfNormal(5) in the pooled and matchup models; in the hierarchical one, on the log scale,
-# log beta = mu + tau * e with mu ~ N(-4, 2), tau ~ HalfNormal(1), e ~ N(0, 1): sd sqrt(4 + 1).
-PRIOR_SD = {"simplified": 5.0 * math.sqrt(1.0 - 2.0 / math.pi), "matchup": 5.0 * math.sqrt(1.0 - 2.0 / math.pi),
-            "hierarchical": math.sqrt(5.0)}
-LOG_SCALE = ("hierarchical",)
-WEAK = 0.5  # a coefficient whose posterior sd exceeds this share of its prior sd is barely informed
+# What the outcome scale makes plausible: a possession scores 0 to 3 points (the samples'
+# outcomes; an and-one's fourth point is rare), so an expected score outside [0, 3] and a net
+# value v outside [-3, 3] cannot be real; such values are flagged with this reason.
+PLAUSIBLE_POINTS = (0.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -46,6 +43,7 @@ class Fit:
     posterior: Posterior
     n_possessions: np.ndarray  # (36,) training possessions per matchup
     run_dir: str
+    informed: np.ndarray | None = None  # (36, 17) the run's own verdict (outputs.informed); None: judge here
 
     @cached_property
     def by_matchup(self) -> np.ndarray:
@@ -54,12 +52,17 @@ class Fit:
 
     @cached_property
     def weak(self) -> np.ndarray:
-        """(36, 17) bool: archetype coefficients the data barely inform (posterior sd above WEAK
-        times the prior sd), whose values are mostly the prior's; beta_0 is never flagged."""
-        coef = self.posterior.coef
+        """(36, 17) bool: coefficients the data do not inform (outputs.informed: unseen, or a
+        posterior sd too close to the prior's), whose values are mostly the prior's."""
+        if self.informed is not None:
+            return ~np.asarray(self.informed, dtype=bool)
+        coef = self.posterior.coef  # (S, 36, 17)
         model = self.posterior.model
-        sd = (np.log(coef[:, :, 1:]) if model in LOG_SCALE else coef[:, :, 1:]).std(axis=0)
-        return np.concatenate([np.zeros((coef.shape[1], 1), dtype=bool), sd > WEAK * PRIOR_SD[model]], axis=1)
+        samples = {"beta_0": coef[None, :, :, 0], "beta_off": coef[None, :, :, 1:1 + names.N_ARCHETYPES],
+                   "beta_def": coef[None, :, :, 1 + names.N_ARCHETYPES:]}
+        r = prior_sd_ratios(samples, model)
+        ratio = np.concatenate([r["beta_0"].reshape(-1, 1), r["beta_off"], r["beta_def"]], axis=1)
+        return ~informed(np.ones_like(ratio, dtype=np.int64), ratio, model)
 
     def unseen(self, matchups: np.ndarray) -> np.ndarray:
         """Which of `matchups` had no training possessions (their coefficients are the prior's,
@@ -85,8 +88,15 @@ def load_fit(run_dir: str | Path) -> Fit:
                       f"{diag['evidence']['pareto_k']:.2f} > 0.7: its intervals are not the posterior's",
                       RuntimeWarning, stacklevel=2)
     idata = az.from_netcdf(str(Path(run_dir) / POSTERIOR))
-    n = np.asarray(idata.constant_data["n_possessions"].values, dtype=np.int64)
-    return Fit(posterior_of(idata), n, str(run_dir))
+    const = idata.constant_data
+    n = np.asarray(const["n_possessions"].values, dtype=np.int64)
+    flags = None
+    if "informed_beta_off" in const:
+        m, a = names.N_MATCHUPS, names.N_ARCHETYPES
+        parts = [np.broadcast_to(np.asarray(const[f"informed_{f}"].values, dtype=bool).reshape(-1, k), (m, k))
+                 for f, k in (("beta_0", 1), ("beta_off", a), ("beta_def", a))]
+        flags = np.concatenate(parts, axis=1)
+    return Fit(posterior_of(idata), n, str(run_dir), flags)
 
 
 def matchup(offense: Lineup, defense: Lineup) -> int:
@@ -163,6 +173,25 @@ def weak_archetypes(fit: Fit, lineup: Lineup, opponents: Sequence[Lineup]) -> tu
     return tuple(int(k) for k in np.flatnonzero(weak_off | weak_def))
 
 
+def weak_players(fit: Fit, lineup: Lineup, opponents: Sequence[Lineup]) -> list[str]:
+    """'Name (archetype A)' for each player of the lineup whose archetype's coefficient is
+    uninformed in a matchup the lineup plays against `opponents`."""
+    weak = set(weak_archetypes(fit, lineup, opponents))
+    return [f"{name} (archetype {a})" for name, a in zip(lineup.names, lineup.archetypes) if a in weak]
+
+
+def implausible(what: str, mean: float, lo: float, hi: float) -> str | None:
+    """Why a value in points per possession cannot be real (PLAUSIBLE_POINTS), or None."""
+    low, high = PLAUSIBLE_POINTS
+    if what.startswith("v("):
+        low, high = low - high, high - low
+    if not low <= mean <= high:
+        return f"implausible: posterior mean {mean:+.2f} outside [{low:+g}, {high:+g}] points per possession"
+    if lo < low or hi > high:
+        return f"uncertain: 90% interval [{lo:+.2f}, {hi:+.2f}] reaches outside [{low:+g}, {high:+g}]"
+    return None
+
+
 def summarize(draws: np.ndarray) -> dict[str, float]:
     """Posterior mean and central 90% interval of draws (S,) or column-wise of (S, k)."""
     lo, hi = np.quantile(draws, INTERVAL, axis=0)
@@ -190,6 +219,8 @@ def value_lineup(fit: Fit, lineup: Lineup, opponent: Lineup | None, opponents: S
             unseen = bool(fit.unseen(both).any()) if m is None else bool(fit.unseen(np.array([m]))[0])
             rows.append({"quantity": what, **summarize(draws),
                          "matchup": names.MATCHUP_LABELS[m] if m is not None else "", "no_data": unseen})
+            rows[-1]["uninformed"] = ", ".join([*weak_players(fit, lineup, [opponent]),
+                                                *weak_players(fit, opponent, [lineup])])
             if unseen and m is not None:
                 notes.append(f"matchup {names.MATCHUP_LABELS[m]} had no training possessions: {what} "
                              f"rests on the {'population' if fit.posterior.model == 'hierarchical' else 'prior'}")
@@ -198,6 +229,9 @@ def value_lineup(fit: Fit, lineup: Lineup, opponent: Lineup | None, opponents: S
         unseen = unseen_pairings(fit, lineup, opponents)
         rows.append({"quantity": f"v(lineup) over {len(opponents)} opponents", **summarize(over),
                      "matchup": "", "no_data": unseen > 0})
+        weak = weak_players(fit, lineup, opponents)
+        if weak:
+            rows[-1]["uninformed"] = ", ".join(weak)
         if unseen:
             notes.append(f"{unseen} of the {2 * len(opponents)} matchups against the opponents had no training "
                          "possessions")
@@ -205,7 +239,18 @@ def value_lineup(fit: Fit, lineup: Lineup, opponent: Lineup | None, opponents: S
         if placed:
             notes.append(f"{placed} of the {len(opponents)} opponent lineups are not in the assignment table; "
                          "each took the supercluster of its nearest listed archetype-lineup")
-    return Valuation(pd.DataFrame(rows), notes)
+    table = pd.DataFrame(rows)
+    if "uninformed" not in table:
+        table["uninformed"] = ""
+    table["uninformed"] = table["uninformed"].fillna("")
+    table["flag"] = [implausible(r["quantity"], r["mean"], r["5%"], r["95%"]) or "" for _, r in table.iterrows()]
+    for _, r in table.iterrows():
+        if r["uninformed"]:
+            notes.append(f"{r['quantity']} rests on coefficients the data do not inform, for "
+                         f"{r['uninformed']}: its value is mostly the prior's")
+        if r["flag"]:
+            notes.append(f"{r['quantity']}: {r['flag']}")
+    return Valuation(table, notes)
 
 
 @dataclass(frozen=True)
@@ -275,6 +320,7 @@ def recommend(fit: Fit, players: Players, assignments: Assignments, core: Sequen
         "nearest_listed": [lin.note is not None for lin in lineups],
         "no_data_matchups": [unseen_pairings(fit, lin, opponents) for lin in lineups],
         "weak_archetypes": [" ".join(map(str, w)) for w in weak],
+        "flag": [implausible("v(", *vals) or "" for vals in zip(stats["mean"], stats["5%"], stats["95%"])],
     })
     order = np.argsort(-table["mean"].to_numpy(), kind="stable")
     table = table.iloc[order].reset_index(drop=True)

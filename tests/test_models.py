@@ -9,7 +9,8 @@ import pytest
 from numpyro.infer.util import initialize_model
 
 from lineup_numpyro import names
-from lineup_numpyro.models import RowsLikelihood, SuffStatsLikelihood, get_model
+from lineup_numpyro.cells import Cells
+from lineup_numpyro.models import complete, RowsLikelihood, SuffStatsLikelihood, get_model
 from lineup_numpyro.simulate import simulate_season
 from lineup_numpyro.suffstats import SuffStats
 
@@ -52,11 +53,15 @@ def test_suffstats_and_rows_agree(model_name, season):
 def test_sites_carry_the_stan_names(model_name, season):
     from numpyro.handlers import seed, trace
 
-    ss = SuffStatsLikelihood.from_stats(SuffStats.from_possessions(season))
-    tr = trace(seed(get_model(model_name), 0)).get_trace(ss)
+    stats = SuffStats.from_possessions(season)
+    cells = Cells.from_stats(stats)
+    tr = trace(seed(get_model(model_name, cells), 0)).get_trace(SuffStatsLikelihood.from_stats(stats))
+    sampled = {k: np.asarray(v["value"])[None, None] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
+    full = complete(model_name, sampled, cells)  # sampled sites plus the generated untouched cells
+    assert set(full) == set(names.POSTERIOR_DIMS[model_name])
     for var, dims in names.POSTERIOR_DIMS[model_name].items():
         shape = tuple(len(names.COORDS[d]) for d in dims)
-        assert tr[var]["value"].shape == shape, var
+        assert full[var].shape == (1, 1, *shape), var
 
 
 def test_suffstats_loglik_matches_scipy(season):

@@ -66,7 +66,8 @@ def test_coefficients_csv(run):
     table = pd.read_csv(run_dir / outputs.COEFFICIENTS)
     assert list(table.columns[:2]) == ["parameter", "mean"]
     assert list(table.columns[2:]) == ["sd", "5%", "50%", "95%", "r_hat", "ess_bulk", "ess_tail", "mcse_mean",
-                                       "n_possessions", "no_data"]
+                                       "n_possessions", "no_data", "n_on_floor", "prior_sd_ratio", "informed",
+                                       "source"]
     n_params = sum(int(np.prod([len(names.COORDS[d]) for d in dims])) for dims in names.POSTERIOR_DIMS[model].values())
     assert len(table) == n_params
     assert (table["5%"] <= table["50%"]).all() and (table["50%"] <= table["95%"]).all()
@@ -82,7 +83,19 @@ def test_coefficients_csv(run):
     m = empty[0] + 1
     assert f"beta_0[{m}]" in set(flagged["parameter"]) and f"beta_off[{m},8]" in set(flagged["parameter"])
     row = table.set_index("parameter").loc[f"beta_def[{m},3]"]
-    assert row["n_possessions"] == 0
+    assert row["n_possessions"] == 0 and row["n_on_floor"] == 0
+    # how much data stands behind each coefficient: possessions with its archetype on the floor
+    busy = int(np.argmax(np.bincount(data.matchup, minlength=36)))
+    on_floor = int(np.count_nonzero(data.z_off[data.matchup == busy, 4]))
+    assert table.set_index("parameter").loc[f"beta_off[{busy + 1},5]", "n_on_floor"] == on_floor
+    unseen = table[table["parameter"].str.startswith("beta_") & (table["n_on_floor"] == 0)]
+    if model == "matchup":
+        assert (unseen["source"] == "prior").all() and not unseen["informed"].any()
+    else:  # pooled from the matchups with data where that narrowed them, else still the prior
+        assert ((unseen["source"] == "population") == unseen["informed"]).all()
+        assert set(unseen["source"]) <= {"population", "prior"}
+    if model == "matchup":  # an unseen coefficient's posterior is its prior: sd ratio ~ 1 (4 x 100 draws)
+        assert unseen["prior_sd_ratio"].between(0.8, 1.2).all()
 
 
 def test_diagnostics_json(run):

@@ -20,6 +20,7 @@ from cli import app
 from lineup_numpyro import models, parity
 from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.data import Possessions, load_possessions
+from lineup_numpyro.cells import Cells
 from lineup_numpyro.models import get_model, make_likelihood
 from lineup_numpyro.suffstats import SuffStats
 
@@ -50,7 +51,7 @@ def stan_models(small_rows):
 @pytest.mark.parametrize(("model", "form"), FORMS)
 def test_density_parity(model, form, likelihood, small_rows, stan_models):
     stats = SuffStats.from_possessions(small_rows)
-    result = parity.density_parity(get_model(model), make_likelihood(likelihood, stats, small_rows),
+    result = parity.density_parity(get_model(model, Cells.from_stats(stats)), make_likelihood(likelihood, stats, small_rows),
                                    stan_models[(model, form)], n_points=20, seed=1)
     assert len(result.table) == 20
     assert result.offset_spread <= parity.DENSITY_RTOL
@@ -58,16 +59,16 @@ def test_density_parity(model, form, likelihood, small_rows, stan_models):
     assert result.passed
 
 
-def wrong_prior_matchup(likelihood):
+def wrong_prior_matchup(likelihood, cells):
     """The matchup model with beta_0's prior scale changed from 5 to 4."""
-    beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, 4.0).expand([models.M]).to_event(1))
-    beta_off = numpyro.sample("beta_off", dist.HalfNormal(5.0).expand([models.M, models.A]).to_event(2))
-    beta_def = numpyro.sample("beta_def", dist.HalfNormal(5.0).expand([models.M, models.A]).to_event(2))
+    beta_0 = models._touched("beta_0_data", dist.Normal(0.0, 4.0), cells, "beta_0")
+    beta_off = models._touched("beta_off_data", dist.HalfNormal(5.0), cells, "beta_off")
+    beta_def = models._touched("beta_def_data", dist.HalfNormal(5.0), cells, "beta_def")
     sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
-    likelihood.observe(models._coefficients(beta_0, beta_off, beta_def), sigma)
+    likelihood.observe(models._touched_coefficients(cells, beta_0, beta_off, beta_def), sigma)
 
 
-def wrong_sign_simplified(likelihood):
+def wrong_sign_simplified(likelihood, cells=None):
     """The pooled model with the defensive term added instead of subtracted."""
     beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, 5.0))
     beta_off = numpyro.sample("beta_off", dist.HalfNormal(5.0).expand([models.A]).to_event(1))
