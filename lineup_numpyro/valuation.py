@@ -32,8 +32,10 @@ from .validation import Posterior, posterior_of
 INTERVAL = (0.05, 0.95)  # a central 90% interval
 # What the outcome scale makes plausible: a possession scores 0 to 3 points (the samples'
 # outcomes; an and-one's fourth point is rare), so an expected score outside [0, 3] and a net
-# value v outside [-3, 3] cannot be real; such values are flagged with this reason.
+# value v outside [-3, 3] cannot be real. A linear model's mean can stray a little below 0 for
+# weak lineups, so values are flagged beyond a slack of half a point, with the reason.
 PLAUSIBLE_POINTS = (0.0, 3.0)
+SLACK = 0.5
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ def implausible(what: str, mean: float, lo: float, hi: float) -> str | None:
     low, high = PLAUSIBLE_POINTS
     if what.startswith("v("):
         low, high = low - high, high - low
+    low, high = low - SLACK, high + SLACK
     if not low <= mean <= high:
         return f"implausible: posterior mean {mean:+.2f} outside [{low:+g}, {high:+g}] points per possession"
     if lo < low or hi > high:

@@ -26,7 +26,9 @@ from lineup_numpyro.valuation import (
     value,
     value_lineup,
     value_over,
+    implausible,
     weak_archetypes,
+    weak_players,
 )
 from lineup_numpyro.validation import Posterior
 
@@ -145,6 +147,47 @@ def test_barely_informed_archetypes_are_flagged_and_can_be_left_out(tables):
     assert weak_archetypes(fit, make_lineup(players, assignments, [1, 2, 3, 4, 11]), opponents) == ()
     rec = recommend(fit, players, assignments, [1, 2, 3, 4], opponents, informed_only=True)
     assert 10 not in set(rec.table["player_id"]) and rec.excluded == {"barely informed archetypes in the lineup": 1}
+
+
+def test_uninformed_values_name_the_player_and_archetype(tables):
+    players, assignments = tables
+    fit = made_up_fit()
+    flags = np.ones((names.N_MATCHUPS, names.N_FEATURES), dtype=bool)
+    flags[:, 1 + names.N_ARCHETYPES + 6] = False  # beta_def[., archetype 6]: not informed anywhere
+    fit = Fit(fit.posterior, fit.n_possessions, "made-up", flags)
+    jo = make_lineup(players, assignments, [1, 2, 3, 4, 10])  # Jo Jones: archetype 6, D-DPM 3
+    them = make_lineup(players, assignments, [6, 7, 8, 9, 5])
+    assert weak_players(fit, jo, [them]) == ["Jo Jones (archetype 6)"]
+    result = value_lineup(fit, jo, them, [them])
+    assert (result.table["uninformed"] == "Jo Jones (archetype 6)").all()
+    assert any("Jo Jones (archetype 6)" in note and "prior" in note for note in result.notes)
+    clean = value_lineup(fit, make_lineup(players, assignments, [1, 2, 3, 4, 5]), them, [them])
+    assert (clean.table["uninformed"] == "").all()
+
+
+def test_implausible_values_are_flagged_with_the_reason(tables):
+    """Points per possession lie in [0, 3]: an E[y] of +21.7 (a prior's value) is flagged, so is v."""
+    assert implausible("E[y(lineup, opponent)]", 21.7, 2.2, 52.2) == (
+        "implausible: posterior mean +21.70 outside [-0.5, +3.5] points per possession")
+    assert implausible("v(lineup, opponent)", -21.1, -50.0, -1.0).startswith("implausible: posterior mean -21.10 "
+                                                                              "outside [-3.5, +3.5]")
+    assert implausible("E[y(opponent, lineup)]", 0.9, 0.7, 1.1) is None
+    assert implausible("E[y(opponent, lineup)]", -0.05, -0.2, 0.1) is None  # within half a point of 0
+    assert implausible("v(lineup) over 30 opponents", 0.2, -3.6, 2.0).startswith("uncertain: 90% interval")
+    players, assignments = tables
+    fit = made_up_fit()
+    wild = Fit(Posterior("matchup", fit.posterior.coef * 100.0, fit.posterior.sigma, 1.0), fit.n_possessions, "x")
+    a = make_lineup(players, assignments, [1, 2, 3, 4, 5])
+    b = make_lineup(players, assignments, [6, 7, 8, 9, 10])
+    sane, crazy = value_lineup(fit, a, b, [b]), value_lineup(wild, a, b, [b])
+    assert (sane.table["flag"] == "").all()
+    e = crazy.table["quantity"].str.startswith("E[")
+    outside = crazy.table[(crazy.table["5%"] < np.where(e, -0.5, -3.5)) | (crazy.table["95%"] > 3.5)]
+    assert len(outside) > 0 and (outside["flag"] != "").all()
+    assert all(any(q in note for note in crazy.notes) for q in outside["quantity"])
+    rec = recommend(wild, players, assignments, [1, 2, 3, 4], [b])
+    assert (rec.table["flag"] != "").any()
+    assert ((rec.table["mean"].abs() > 3.5) <= rec.table["flag"].str.startswith("implausible")).all()
 
 
 def test_no_opponents_is_an_error(tables):
