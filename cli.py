@@ -737,21 +737,21 @@ def _print_effects(table, top: int) -> None:  # noqa: ANN001
 
     eff = Table(title=f"largest {top} informed archetype effects (posterior mean, 90% interval)")
     has_coverage = "n_on_floor" in table
-    for col in ("parameter", "mean", "5%", "95%", "r_hat", "ess_bulk", *(["on floor", "sd/prior"] if has_coverage
+    for col in ("parameter", "mean", "5%", "95%", "r_hat", "ess_bulk", *(["on floor", "width/prior"] if has_coverage
                                                                           else [])):
         eff.add_column(col, justify="left" if col == "parameter" else "right", no_wrap=col == "parameter")
     for _, row in largest_effects(table, top).iterrows():
         eff.add_row(row["parameter"], f"{row['mean']:.4f}", f"{row['5%']:.4f}", f"{row['95%']:.4f}",
                     f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}",
-                    *([f"{int(row['n_on_floor']):,}", f"{row['prior_sd_ratio']:.3f}"] if has_coverage else []))
+                    *([f"{int(row['n_on_floor']):,}", f"{row['prior_width_ratio']:.3f}"] if has_coverage else []))
     out.print(eff)
     if has_coverage:
         cells = table[table["parameter"].str.match(r"beta_(0|off|def)\b")]
         counts = cells["source"].value_counts()
         out.print(f"{len(cells)} coefficients: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in
                                                             ("data", "population", "weak", "prior") if counts.get(k))
-                  + "; 'on floor' = possessions with the archetype on the floor in the matchup, 'sd/prior' = "
-                  "posterior sd / prior sd. Only informed coefficients are ranked.", style="dim")
+                  + "; 'on floor' = possessions with the archetype on the floor in the matchup, 'width/prior' = "
+                  "90% interval width / the prior's. Only informed coefficients are ranked.", style="dim")
 
 
 if __name__ == "__main__":

@@ -87,16 +87,44 @@ MU_LOC, MU_SD = -4.0, 2.0  # mu_off, mu_def ~ N(-4, 2)
 TAU_SD = 1.0  # tau_0, tau_off, tau_def ~ N+(0, 1)
 HALF_NORMAL_SD = BETA_SD * float(np.sqrt(1.0 - 2.0 / np.pi))  # sd of N+(0, 5)
 
-# Marginal prior sd of each coefficient family, on the scale its posterior sd is compared on
-# (the hierarchical model's archetype effects on the log scale, log beta = mu + tau e, whose
-# prior sd is sqrt(MU_SD^2 + E[tau^2] E[e^2]) = sqrt(4 + 1)).
-PRIOR_SD: dict[str, dict[str, float]] = {
-    "simplified": {"beta_0": BETA_0_SD, "beta_off": HALF_NORMAL_SD, "beta_def": HALF_NORMAL_SD},
-    "matchup": {"beta_0": BETA_0_SD, "beta_off": HALF_NORMAL_SD, "beta_def": HALF_NORMAL_SD},
-    "hierarchical": {"beta_0": float(np.hypot(BETA_0_SD, TAU_SD)), "beta_off": float(np.hypot(MU_SD, TAU_SD)),
-                     "beta_def": float(np.hypot(MU_SD, TAU_SD))},
-}
-LOG_SCALE = {"hierarchical": ("beta_off", "beta_def")}
+# Width of each coefficient family's central 90% prior interval, on the coefficient scale: the
+# yardstick for how far the data moved a coefficient (outputs.prior_width_ratios). Normal and
+# half-normal priors have closed forms; the hierarchical model's beta = exp(mu + tau e) (whose
+# prior variance is infinite) is integrated by Monte Carlo once, with a fixed seed.
+_Z95 = 1.6448536269514722
+
+
+def prior_width(model: str, family: str) -> float:
+    """q95 - q05 of the marginal prior of one coefficient of `family` in `model`."""
+    if model in ("simplified", "matchup"):
+        if family == "beta_0":
+            return 2.0 * _Z95 * BETA_0_SD
+        return BETA_SD * (float(np.sqrt(2.0)) * (_erfinv(0.95) - _erfinv(0.05)))
+    if model == "hierarchical":
+        return _hierarchical_prior_widths()[family]
+    raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
+
+
+def _erfinv(p: float) -> float:
+    from scipy.special import erfinv
+
+    return float(erfinv(p))
+
+
+_WIDTHS: dict[str, float] = {}
+
+
+def _hierarchical_prior_widths() -> dict[str, float]:
+    if not _WIDTHS:
+        rng = np.random.default_rng(20230)
+        n = 400_000
+        tau = np.abs(rng.normal(0.0, TAU_SD, n))
+        beta_0 = rng.normal(0.0, BETA_0_SD, n) + tau * rng.normal(size=n)
+        beta = np.exp(rng.normal(MU_LOC, MU_SD, n) + tau * rng.normal(size=n))
+        for family, draws in (("beta_0", beta_0), ("beta_off", beta), ("beta_def", beta)):
+            lo, hi = np.quantile(draws, [0.05, 0.95])
+            _WIDTHS[family] = float(hi - lo)
+    return _WIDTHS
 
 
 def _coefficients(beta_0: jnp.ndarray, beta_off: jnp.ndarray, beta_def: jnp.ndarray) -> jnp.ndarray:

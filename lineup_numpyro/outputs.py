@@ -1,9 +1,9 @@
 """What a training run leaves in its run directory, under the Stan names of ../shared/MODELS.md.
 
     posterior.nc        ArviZ InferenceData: posterior, sample_stats, constant_data (n per matchup, and
-                        per coefficient: n_on_floor_*, prior_sd_ratio_*, informed_*)
+                        per coefficient: n_on_floor_*, prior_width_ratio_*, informed_*)
     coefficients.csv    parameter,mean,sd,5%,50%,95%,r_hat,ess_bulk,ess_tail,mcse_mean,n_possessions,no_data,
-                        n_on_floor,prior_sd_ratio,informed,source (how much of each coefficient is data)
+                        n_on_floor,prior_width_ratio,informed,source (how much of each coefficient is data)
     diagnostics.json    convergence, divergences, tree depth, timings, per-matchup verdicts
                         (for map/laplace/advi: the method's convergence evidence and Pareto k)
     run_config.json     the RunConfig, data source, package versions and device
@@ -37,7 +37,7 @@ import pandas as pd
 
 from . import names
 from .config import RunConfig
-from .models import LOG_SCALE, PRIOR_SD
+from .models import prior_width
 from .sampling import SamplingResult
 from .suffstats import SuffStats
 
@@ -46,12 +46,12 @@ if TYPE_CHECKING:
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
-# A coefficient is informed when its posterior sd is at most this share of its prior sd
-# (models.PRIOR_SD): the data, or for the hierarchical model the population, moved it. The
-# priors are ~100x wider than the effects (N+(0, 5) against ~0.01-0.05 points per DARKO
-# point), so halving the sd (one possession can) is not enough: a tenth on the coefficient
-# scale; on the hierarchical model's log scale a quarter (sd <= 0.56, within a factor ~1.75).
-INFORMED_MAX_SD_RATIO = {"simplified": 0.1, "matchup": 0.1, "hierarchical": 0.25}
+# A coefficient is informed when its central 90% posterior interval is at most this share of
+# its prior's (models.prior_width): the data, or for the hierarchical model the population,
+# narrowed it tenfold. The priors are ~100x wider than the effects (N+(0, 5) against ~0.01
+# points per DARKO point), so halving the width (a possession or two can) is not enough.
+# Interval widths rather than sds: the hierarchical model's prior for beta has infinite variance.
+INFORMED_MAX_WIDTH_RATIO = 0.1
 FAMILIES = ("beta_0", "beta_off", "beta_def")
 PACKAGES = ("lineup-numpyro", "numpyro", "jax", "jaxlib", "arviz", "numpy", "pandas", "optax", "typer")
 
@@ -113,9 +113,9 @@ def to_inference_data(samples: dict[str, np.ndarray], sample_stats: dict[str, np
     constant_dims = {"n_possessions": ["matchup"]}
     for family, (n_on_floor, ratio) in coverage(samples, model, stats).items():
         constant[f"n_on_floor_{family}"] = n_on_floor
-        constant[f"prior_sd_ratio_{family}"] = ratio
+        constant[f"prior_width_ratio_{family}"] = ratio
         constant[f"informed_{family}"] = informed(n_on_floor, ratio, model)
-        for prefix in ("n_on_floor_", "prior_sd_ratio_", "informed_"):
+        for prefix in ("n_on_floor_", "prior_width_ratio_", "informed_"):
             constant_dims[prefix + family] = list(dims[family])
     idata = az.from_dict(
         posterior=posterior,
@@ -132,35 +132,37 @@ def to_inference_data(samples: dict[str, np.ndarray], sample_stats: dict[str, np
 
 
 def coverage(samples: dict[str, np.ndarray], model: str, stats: SuffStats) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per coefficient family: (possessions with the coefficient's column non-zero, posterior sd
-    / prior sd), each shaped like the family's parameter (pooled counts for the pooled model).
-    The hierarchical model's archetype effects are compared on the log scale (models.PRIOR_SD)."""
+    """Per coefficient family: (possessions with the coefficient's column non-zero, 90% interval
+    width / the prior's), each shaped like the family's parameter (pooled counts for the pooled model)."""
     a = names.N_ARCHETYPES
     nonzero = np.asarray(stats.nonzero, dtype=np.int64)
     counts = {"beta_0": nonzero[:, 0], "beta_off": nonzero[:, 1:1 + a], "beta_def": nonzero[:, 1 + a:]}
-    ratios = prior_sd_ratios(samples, model)
+    ratios = prior_width_ratios(samples, model)
     return {f: (counts[f].sum(axis=0) if model == "simplified" else counts[f], ratios[f]) for f in FAMILIES}
 
 
-def prior_sd_ratios(samples: dict[str, np.ndarray], model: str) -> dict[str, np.ndarray]:
-    """Posterior sd / prior sd (models.PRIOR_SD) of each coefficient, per family; NaN for one draw."""
+def prior_width_ratios(samples: dict[str, np.ndarray], model: str) -> dict[str, np.ndarray]:
+    """Width of each coefficient's central 90% posterior interval / its prior's
+    (models.prior_width), per family; NaN for a single draw (a MAP point)."""
     out = {}
     for family in FAMILIES:
         draws = np.asarray(samples[family], dtype=np.float64)
-        if family in LOG_SCALE.get(model, ()):
-            draws = np.log(np.maximum(draws, 1e-300))
         flat = draws.reshape(-1, *draws.shape[2:])
-        sd = flat.std(axis=0, ddof=1) if flat.shape[0] > 1 else np.full(flat.shape[1:], np.nan)
-        out[family] = sd / PRIOR_SD[model][family]
+        if flat.shape[0] > 1:
+            lo, hi = np.quantile(flat, [0.05, 0.95], axis=0)
+            width = hi - lo
+        else:
+            width = np.full(flat.shape[1:], np.nan)
+        out[family] = width / prior_width(model, family)
     return out
 
 
-def informed(n_on_floor: np.ndarray, prior_sd_ratio: np.ndarray, model: str) -> np.ndarray:
-    """Coefficients the data stand behind: the posterior sd at most INFORMED_MAX_SD_RATIO[model] of the
-    prior's, and the cell seen in the data (or, hierarchical model, pooled from the matchups
+def informed(n_on_floor: np.ndarray, prior_width_ratio: np.ndarray, model: str) -> np.ndarray:
+    """Coefficients the data stand behind: the 90% posterior interval at most INFORMED_MAX_WIDTH_RATIO of
+    the prior's, and the cell seen in the data (or, hierarchical model, pooled from the matchups
     that were). A point estimate (no sd) counts as informed where it was seen."""
-    ratio = np.asarray(prior_sd_ratio, dtype=np.float64)
-    moved = np.isnan(ratio) | (ratio <= INFORMED_MAX_SD_RATIO[model])  # NaN: a point estimate (map)
+    ratio = np.asarray(prior_width_ratio, dtype=np.float64)
+    moved = np.isnan(ratio) | (ratio <= INFORMED_MAX_WIDTH_RATIO)  # NaN: a point estimate (map)
     seen = np.asarray(n_on_floor) > 0
     if model == "hierarchical":  # an unseen cell counts when pooling narrowed it
         return moved & (seen | ~np.isnan(ratio))
@@ -222,7 +224,7 @@ def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
         if f"n_on_floor_{family}" not in const:
             continue
         n = const[f"n_on_floor_{family}"].values
-        r = const[f"prior_sd_ratio_{family}"].values
+        r = const[f"prior_width_ratio_{family}"].values
         inf = const[f"informed_{family}"].values.astype(bool)
         for index in np.ndindex(*np.shape(n)):
             name = names.stan_name(family, index)
@@ -230,7 +232,7 @@ def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
             source[name] = source_of(int(n[index]), bool(inf[index]), model)
     params = table["parameter"]
     table["n_on_floor"] = pd.array([n_on_floor.get(p) for p in params], dtype="Int64")
-    table["prior_sd_ratio"] = [ratio.get(p, np.nan) for p in params]
+    table["prior_width_ratio"] = [ratio.get(p, np.nan) for p in params]
     table["informed"] = pd.array([is_informed.get(p) for p in params], dtype="boolean")
     table["source"] = [source.get(p, "") for p in params]
     return table
@@ -430,10 +432,10 @@ def load_run(run_dir: str | Path) -> tuple[dict, dict, pd.DataFrame | None, dict
 
 def largest_effects(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
     """The k archetype coefficients with the largest posterior means, among those the data
-    inform (a coefficient at its prior is never ranked as an effect)."""
+    inform in their own matchup (source 'data': never a prior, nor a population draw)."""
     keep = ~table["no_data"].astype(bool)
-    if "informed" in table:
-        keep &= table["informed"].fillna(False).astype(bool)
+    if "source" in table:
+        keep &= table["source"] == "data"
     effects = table[table["parameter"].str.match(r"beta_(off|def)\[") & keep]
     return effects.sort_values("mean", ascending=False).head(k)
 

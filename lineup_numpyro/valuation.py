@@ -25,7 +25,7 @@ import pandas as pd
 from . import names
 from .data import DataError, design_matrix
 from .outputs import POSTERIOR, RunDirError, informed, load_run
-from .outputs import prior_sd_ratios
+from .outputs import prior_width_ratios
 from .players import Assignments, Lineup, Players, make_lineup
 from .validation import Posterior, posterior_of
 
@@ -62,7 +62,7 @@ class Fit:
         model = self.posterior.model
         samples = {"beta_0": coef[None, :, :, 0], "beta_off": coef[None, :, :, 1:1 + names.N_ARCHETYPES],
                    "beta_def": coef[None, :, :, 1 + names.N_ARCHETYPES:]}
-        r = prior_sd_ratios(samples, model)
+        r = prior_width_ratios(samples, model)
         ratio = np.concatenate([r["beta_0"].reshape(-1, 1), r["beta_off"], r["beta_def"]], axis=1)
         return ~informed(np.ones_like(ratio, dtype=np.int64), ratio, model)
 

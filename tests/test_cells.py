@@ -153,7 +153,7 @@ def test_informed_rule():
     ratio = np.array([0.9, 0.05, 0.6, 0.05])
     np.testing.assert_array_equal(informed(n, ratio, "matchup"), [False, True, False, False])
     # hierarchical: an unseen cell counts when the population narrowed it
-    np.testing.assert_array_equal(informed(n, np.array([0.9, 0.05, 0.6, 0.2]), "hierarchical"),
+    np.testing.assert_array_equal(informed(n, np.array([0.9, 0.05, 0.6, 0.08]), "hierarchical"),
                                   [False, True, False, True])
 
 
@@ -162,8 +162,10 @@ def test_largest_effects_ranks_informed_coefficients_only():
 
     table = pd.DataFrame({"parameter": ["beta_off[1,1]", "beta_off[2,1]", "beta_def[1,2]", "sigma"],
                           "mean": [4.1, 0.02, 0.01, 0.5], "no_data": [True, False, False, False],
-                          "informed": pd.array([False, True, True, None], dtype="boolean")})
+                          "source": ["prior", "data", "data", ""]})
     assert list(largest_effects(table, 5)["parameter"]) == ["beta_off[2,1]", "beta_def[1,2]"]
+    table.loc[1, "source"] = "population"  # pooled, not seen: not an effect the data show
+    assert list(largest_effects(table, 5)["parameter"]) == ["beta_def[1,2]"]
 
 
 def test_nuts_on_sparse_data_samples_only_touched_cells():

@@ -93,3 +93,31 @@ def test_cli_export(runs, tmp_path):
     result = runner.invoke(app, ["export", str(dirs["matchup"]), "--pooled", str(dirs["matchup"])])
     assert result.exit_code == 2 and "simplified run" in result.output
     assert not (dirs["simplified"] / PRODUCTION).exists() and not (dirs["matchup"] / PRODUCTION).exists()
+
+
+def test_a_hierarchical_run_keeps_its_own_sparse_and_empty_matchups(runs, tmp_path):
+    """Partial pooling is what sparse matchups are for: a converged hierarchical run exports its own
+    coefficients for every matchup, empty ones included; the pooled run only where it did not converge."""
+    dirs, counts = runs
+    run = tmp_path / "hierarchical"
+    config = RunConfig(model="hierarchical", data=DataConfig(path=str(dirs["matchup"].parent / "season.csv")),
+                       sampler=SamplerConfig(chains=4, warmup=300, draws=500, seed=3))
+    with pytest.warns(UserWarning, match="no possessions"):
+        report = train(config, run)
+    assert report["divergences"]["count"] == 0, report["divergences"]
+    table = production_coefficients(run, dirs["simplified"]).dropna(subset=["matchup"])
+    verdicts = {v["matchup"]: v for v in report["matchups"]}
+    for m, rows in table.groupby("matchup"):
+        converged = verdicts[m]["max_rhat"] <= outputs.RHAT_MAX and verdicts[m]["min_ess_bulk"] >= outputs.ESS_MIN
+        assert set(rows["source"]) == {"hierarchical" if converged else "simplified"}, (m, verdicts[m])
+    empty = [m + 1 for m in np.flatnonzero(counts == 0)]
+    assert len(empty) == EMPTY
+    own = table[table["matchup"].isin(empty)]
+    assert (own["source"] == "hierarchical").all() and own["reason"].str.contains("partially pooled").all()
+    # a hierarchical run with divergences falls back everywhere, saying why
+    diag = json.loads((run / outputs.DIAGNOSTICS).read_text())
+    diag["divergences"]["count"] = 2
+    (run / outputs.DIAGNOSTICS).write_text(json.dumps(diag))
+    table = production_coefficients(run, dirs["simplified"])
+    assert set(table["source"].iloc[:-1]) == {"simplified"}
+    assert "the run had 2 divergent transitions" in set(table["reason"])

@@ -16,7 +16,7 @@ from cli import app
 from lineup_numpyro import names
 from lineup_numpyro.data import DataError
 from lineup_numpyro.cells import Cells
-from lineup_numpyro.models import PRIOR_SD, complete, get_model
+from lineup_numpyro.models import complete, get_model, prior_width
 from lineup_numpyro.players import load_assignments, load_players, make_lineup
 from lineup_numpyro.valuation import (
     Fit,
@@ -212,15 +212,16 @@ def test_unseen_matchups_are_reported(tables):
 
 
 @pytest.mark.parametrize("model", ["matchup", "hierarchical"])
-def test_prior_sd_matches_the_models_prior(model):
-    """PRIOR_SD restates the priors of models.py; check it against draws from them."""
+def test_prior_width_matches_the_models_prior(model):
+    """prior_width restates the priors of models.py; check it against draws from them."""
     draws = 20_000
     prior = Predictive(get_model(model), num_samples=draws)(jax.random.PRNGKey(0), _NoData())
     full = complete(model, {k: np.asarray(v)[None] for k, v in prior.items()}, Cells.everywhere(), seed=0)
-    beta = full["beta_off"][0, :, 0, 0]
-    sd = (np.log(beta) if model == "hierarchical" else beta).std()
-    # the sd of an sd estimate from n draws is about sd * sqrt((kurtosis - 1) / (4 n)) < sd * 0.01 here
-    assert sd == pytest.approx(PRIOR_SD[model]["beta_off"], rel=0.03)
+    for family, cell in (("beta_off", (0, 0)), ("beta_0", (0,))):
+        draws = full[family][(0, slice(None), *cell)]
+        lo, hi = np.quantile(draws, [0.05, 0.95])
+        # quantiles of 20,000 draws: relative error ~ 1-2% at these tails
+        assert hi - lo == pytest.approx(prior_width(model, family), rel=0.05), family
 
 
 class _NoData:
