@@ -553,7 +553,8 @@ def lineup_recommend(
     weak = shown["weak_archetypes"].astype(bool)
     if weak.any():
         err.print(f"[yellow]warning:[/] {int(weak.sum())} of the top {len(shown)} lineups have players of archetypes "
-                  "whose coefficients the data do not inform (unseen, or a posterior sd close to the prior's): their values "
+                  "whose coefficients the data do not inform (unseen, or a 90% interval not narrowed tenfold from the "
+                  "prior's): their values "
                   "mostly reflect the prior, not evidence", highlight=False, soft_wrap=True)
     bad = shown["flag"].astype(bool)
     if bad.any():

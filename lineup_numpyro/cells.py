@@ -23,27 +23,30 @@ M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
 
 @dataclass(frozen=True, eq=False)
 class Cells:
-    """touched: (M, 17) bool; n_on_floor: (M, 17) possessions with the cell's column non-zero."""
+    """touched: (M, 17) bool, the cells whose design column is non-zero somewhere in their
+    matchup (how many possessions stand behind each is SuffStats.nonzero)."""
 
     touched: np.ndarray
-    n_on_floor: np.ndarray
 
     @classmethod
     def from_stats(cls, stats: SuffStats) -> Cells:
-        touched = np.einsum("mjj->mj", stats.xtx) > 0
-        return cls(touched, np.where(touched, np.asarray(stats.nonzero, dtype=np.int64), 0))
+        return cls(np.einsum("mjj->mj", stats.xtx) > 0)
 
     @classmethod
     def everywhere(cls) -> Cells:
         """Every cell touched: the models' full form (used for priors and hand-built checks)."""
-        return cls(np.ones((M, P), dtype=bool), np.zeros((M, P), dtype=np.int64))
+        return cls(np.ones((M, P), dtype=bool))
 
     def index(self, family: str) -> np.ndarray:
         """Flat indices into the (M, 17) grid of the touched cells of one family, row-major."""
-        cols = {"beta_0": slice(0, 1), "beta_off": slice(1, 1 + A), "beta_def": slice(1 + A, P)}[family]
+        cols = names.FAMILY_COLUMNS[family]
         grid = np.zeros((M, P), dtype=bool)
         grid[:, cols] = self.touched[:, cols]
         return np.flatnonzero(grid)
+
+    def family_mask(self, family: str) -> np.ndarray:
+        """The touched cells of one family as a flat mask over its own (M,) or (M * A,) values."""
+        return self.touched[:, names.FAMILY_COLUMNS[family]].reshape(-1)
 
     def count(self, family: str) -> int:
         return int(self.index(family).size)
@@ -52,7 +55,3 @@ class Cells:
         """0-based (matchup, archetype) of each touched cell of `family` (archetype 0 for beta_0)."""
         m, j = np.divmod(self.index(family), P)
         return m, (j if family == "beta_0" else (j - 1) % A)
-
-    @property
-    def n_touched(self) -> int:
-        return int(self.touched.sum())

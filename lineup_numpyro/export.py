@@ -37,10 +37,11 @@ def _complete_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame, dict]:
 def _reason(verdict: dict, divergences: int, min_possessions: int, model: str = "matchup") -> str | None:
     """Why matchup `verdict` falls back to the pooled model; None when its own fit is used."""
     n = verdict["n_possessions"]
-    if model != "hierarchical" and n == 0:
-        return "no possessions in this matchup"
-    if model != "hierarchical" and n < min_possessions:
-        return f"{n} possessions < {min_possessions}"
+    if model != "hierarchical":  # partial pooling is what sparse matchups of a hierarchical run are for
+        if n == 0:
+            return "no possessions in this matchup"
+        if n < min_possessions:
+            return f"{n} possessions < {min_possessions}"
     if divergences:
         return f"the run had {divergences} divergent transitions"
     if verdict["max_rhat"] > RHAT_MAX:

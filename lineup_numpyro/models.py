@@ -85,30 +85,25 @@ BETA_SD = 5.0  # beta_off, beta_def ~ N+(0, 5)
 SIGMA_SCALE = 2.5  # sigma ~ C+(0, 2.5)
 MU_LOC, MU_SD = -4.0, 2.0  # mu_off, mu_def ~ N(-4, 2)
 TAU_SD = 1.0  # tau_0, tau_off, tau_def ~ N+(0, 1)
-HALF_NORMAL_SD = BETA_SD * float(np.sqrt(1.0 - 2.0 / np.pi))  # sd of N+(0, 5)
 
 # Width of each coefficient family's central 90% prior interval, on the coefficient scale: the
 # yardstick for how far the data moved a coefficient (outputs.prior_width_ratios). Normal and
 # half-normal priors have closed forms; the hierarchical model's beta = exp(mu + tau e) (whose
 # prior variance is infinite) is integrated by Monte Carlo once, with a fixed seed.
-_Z95 = 1.6448536269514722
 
 
 def prior_width(model: str, family: str) -> float:
     """q95 - q05 of the marginal prior of one coefficient of `family` in `model`."""
+    from scipy.special import ndtri  # the standard normal quantile function
+
     if model in ("simplified", "matchup"):
-        if family == "beta_0":
-            return 2.0 * _Z95 * BETA_0_SD
-        return BETA_SD * (float(np.sqrt(2.0)) * (_erfinv(0.95) - _erfinv(0.05)))
+        if family == "beta_0":  # N(0, s): s (z_.95 - z_.05)
+            return BETA_0_SD * float(ndtri(0.95) - ndtri(0.05))
+        # N+(0, s): its p-quantile is s z_{(1+p)/2}
+        return BETA_SD * float(ndtri(0.975) - ndtri(0.525))
     if model == "hierarchical":
         return _hierarchical_prior_widths()[family]
     raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
-
-
-def _erfinv(p: float) -> float:
-    from scipy.special import erfinv
-
-    return float(erfinv(p))
 
 
 _WIDTHS: dict[str, float] = {}
@@ -213,18 +208,27 @@ def get_model(name: str, cells: Cells | None = None) -> Callable[[Likelihood], N
     return partial(fn, cells=cells if cells is not None else Cells.everywhere())
 
 
-def _fill(cells: Cells, family: str, touched: np.ndarray, draw_rest, rng: np.random.Generator) -> np.ndarray:
-    """Full (chains, draws, M) or (chains, draws, M, A) array of a family: the sampled values at
-    touched cells, `draw_rest(rng, shape)` elsewhere."""
-    lead = touched.shape[:2]
-    cols = 1 if family == "beta_0" else A
-    grid = draw_rest(rng, (*lead, M * P))
-    if touched.shape[-1]:
-        grid[..., cells.index(family)] = touched
-    grid = grid.reshape(*lead, M, P)
-    start = {"beta_0": 0, "beta_off": 1, "beta_def": 1 + A}[family]
-    out = grid[..., start:start + cols]
-    return out[..., 0] if family == "beta_0" else out
+# Per model and coefficient family: the site NUTS samples over the touched cells, and what
+# the untouched ones are exactly (drawn by `complete`, with the matchup model's prior scales).
+SAMPLED_CELLS = {
+    "matchup": {"beta_0": ("beta_0_data", lambda rng, shape: rng.normal(0.0, BETA_0_SD, shape)),
+                "beta_off": ("beta_off_data", lambda rng, shape: np.abs(rng.normal(0.0, BETA_SD, shape))),
+                "beta_def": ("beta_def_data", lambda rng, shape: np.abs(rng.normal(0.0, BETA_SD, shape)))},
+    "hierarchical": {"beta_0": ("e_0_data", lambda rng, shape: rng.standard_normal(shape)),
+                     "beta_off": ("e_off_data", lambda rng, shape: rng.standard_normal(shape)),
+                     "beta_def": ("e_def_data", lambda rng, shape: rng.standard_normal(shape))},
+}
+
+
+def _fill(cells: Cells, family: str, touched: np.ndarray | None, draw_rest, rng: np.random.Generator,
+          lead: tuple[int, ...]) -> np.ndarray:
+    """Full (*lead, M) or (*lead, M, A) array of a family: the sampled values at touched cells,
+    `draw_rest(rng, shape)` elsewhere."""
+    mask = cells.family_mask(family)
+    out = draw_rest(rng, (*lead, mask.size))
+    if touched is not None:
+        out[..., mask] = np.asarray(touched)
+    return out if family == "beta_0" else out.reshape(*lead, M, A)
 
 
 def complete(model: str, samples: dict[str, np.ndarray], cells: Cells, seed: int = 0) -> dict[str, np.ndarray]:
@@ -234,31 +238,20 @@ def complete(model: str, samples: dict[str, np.ndarray], cells: Cells, seed: int
     The extra draws depend only on `seed` and the shapes, so chunked and resumed runs agree."""
     if model == "simplified":
         return dict(samples)
+    if model not in SAMPLED_CELLS:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
     rng = np.random.default_rng([seed, 0x6C696E65])
     lead = np.shape(samples["sigma"])[:2]
-    get = {f: np.asarray(samples.get(f"{prefix}_data", np.zeros((*lead, 0))))
-           for f, prefix in (("beta_0", "beta_0" if model == "matchup" else "e_0"),
-                             ("beta_off", "beta_off" if model == "matchup" else "e_off"),
-                             ("beta_def", "beta_def" if model == "matchup" else "e_def"))}
+    full = {family: _fill(cells, family, samples.get(site), draw_rest, rng, lead)
+            for family, (site, draw_rest) in SAMPLED_CELLS[model].items()}
     if model == "matchup":
-        normal = lambda r, shape: r.normal(0.0, BETA_0_SD, shape)  # noqa: E731
-        half = lambda r, shape: np.abs(r.normal(0.0, BETA_SD, shape))  # noqa: E731
-        return {"beta_0": _fill(cells, "beta_0", get["beta_0"], normal, rng),
-                "beta_off": _fill(cells, "beta_off", get["beta_off"], half, rng),
-                "beta_def": _fill(cells, "beta_def", get["beta_def"], half, rng),
-                "sigma": np.asarray(samples["sigma"])}
-    if model == "hierarchical":
-        std = lambda r, shape: r.standard_normal(shape)  # noqa: E731
-        out = {k: np.asarray(samples[k]) for k in ("mu_0", "tau_0", "mu_off", "tau_off", "mu_def", "tau_def")}
-        out["e_0"] = _fill(cells, "beta_0", get["beta_0"], std, rng)
-        out["e_off"] = _fill(cells, "beta_off", get["beta_off"], std, rng)
-        out["e_def"] = _fill(cells, "beta_def", get["beta_def"], std, rng)
-        out["sigma"] = np.asarray(samples["sigma"])
-        out["beta_0"] = out["mu_0"][..., None] + out["tau_0"][..., None] * out["e_0"]
-        out["beta_off"] = np.exp(out["mu_off"][..., None, :] + out["tau_off"][..., None, :] * out["e_off"])
-        out["beta_def"] = np.exp(out["mu_def"][..., None, :] + out["tau_def"][..., None, :] * out["e_def"])
-        return out
-    raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
+        return {**full, "sigma": np.asarray(samples["sigma"])}
+    out = {k: np.asarray(samples[k]) for k in ("mu_0", "tau_0", "mu_off", "tau_off", "mu_def", "tau_def")}
+    out.update(e_0=full["beta_0"], e_off=full["beta_off"], e_def=full["beta_def"], sigma=np.asarray(samples["sigma"]))
+    out["beta_0"] = out["mu_0"][..., None] + out["tau_0"][..., None] * out["e_0"]
+    out["beta_off"] = np.exp(out["mu_off"][..., None, :] + out["tau_off"][..., None, :] * out["e_off"])
+    out["beta_def"] = np.exp(out["mu_def"][..., None, :] + out["tau_def"][..., None, :] * out["e_def"])
+    return out
 
 
 def make_likelihood(kind: str, stats: SuffStats | None = None, rows: Possessions | None = None) -> Likelihood:

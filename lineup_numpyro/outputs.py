@@ -134,11 +134,14 @@ def to_inference_data(samples: dict[str, np.ndarray], sample_stats: dict[str, np
 def coverage(samples: dict[str, np.ndarray], model: str, stats: SuffStats) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per coefficient family: (possessions with the coefficient's column non-zero, 90% interval
     width / the prior's), each shaped like the family's parameter (pooled counts for the pooled model)."""
-    a = names.N_ARCHETYPES
     nonzero = np.asarray(stats.nonzero, dtype=np.int64)
-    counts = {"beta_0": nonzero[:, 0], "beta_off": nonzero[:, 1:1 + a], "beta_def": nonzero[:, 1 + a:]}
     ratios = prior_width_ratios(samples, model)
-    return {f: (counts[f].sum(axis=0) if model == "simplified" else counts[f], ratios[f]) for f in FAMILIES}
+    out = {}
+    for family in FAMILIES:
+        counts = nonzero[:, names.FAMILY_COLUMNS[family]]
+        counts = counts[:, 0] if family == "beta_0" else counts
+        out[family] = (counts.sum(axis=0) if model == "simplified" else counts, ratios[family])
+    return out
 
 
 def prior_width_ratios(samples: dict[str, np.ndarray], model: str) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -202,8 +203,6 @@ def density_checks(model: str, rows: Possessions, form: str, n_points: int = 20,
     sample every cell, so that every prior faces the comparison. `model_fn(likelihood, cells)`
     replaces the package's model (to show that the harness catches a wrong one).
     """
-    from functools import partial
-
     from .models import MODEL_FUNCTIONS, make_likelihood
 
     checks = {}

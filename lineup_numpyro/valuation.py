@@ -24,8 +24,7 @@ import pandas as pd
 
 from . import names
 from .data import DataError, design_matrix
-from .outputs import POSTERIOR, RunDirError, informed, load_run
-from .outputs import prior_width_ratios
+from .outputs import FAMILIES, POSTERIOR, RunDirError, informed, load_run, prior_width_ratios
 from .players import Assignments, Lineup, Players, make_lineup
 from .validation import Posterior, posterior_of
 
@@ -54,17 +53,16 @@ class Fit:
 
     @cached_property
     def weak(self) -> np.ndarray:
-        """(36, 17) bool: coefficients the data do not inform (outputs.informed: unseen, or a
-        posterior sd too close to the prior's), whose values are mostly the prior's."""
+        """(36, 17) bool: coefficients the data do not inform (outputs.informed: unseen, or a 90%
+        interval not narrowed tenfold from the prior's), whose values are mostly the prior's."""
         if self.informed is not None:
             return ~np.asarray(self.informed, dtype=bool)
-        coef = self.posterior.coef  # (S, 36, 17)
-        model = self.posterior.model
-        samples = {"beta_0": coef[None, :, :, 0], "beta_off": coef[None, :, :, 1:1 + names.N_ARCHETYPES],
-                   "beta_def": coef[None, :, :, 1 + names.N_ARCHETYPES:]}
-        r = prior_width_ratios(samples, model)
-        ratio = np.concatenate([r["beta_0"].reshape(-1, 1), r["beta_off"], r["beta_def"]], axis=1)
-        return ~informed(np.ones_like(ratio, dtype=np.int64), ratio, model)
+        coef = self.posterior.coef[None]  # (1, S, 36, 17): one "chain"
+        cols = names.FAMILY_COLUMNS
+        samples = {f: coef[..., cols[f]].squeeze(-1) if f == "beta_0" else coef[..., cols[f]] for f in FAMILIES}
+        r = prior_width_ratios(samples, self.posterior.model)
+        ratio = np.concatenate([r["beta_0"][:, None], r["beta_off"], r["beta_def"]], axis=1)
+        return ~informed(np.ones_like(ratio, dtype=np.int64), ratio, self.posterior.model)
 
     def unseen(self, matchups: np.ndarray) -> np.ndarray:
         """Which of `matchups` had no training possessions (their coefficients are the prior's,
@@ -93,11 +91,11 @@ def load_fit(run_dir: str | Path) -> Fit:
     const = idata.constant_data
     n = np.asarray(const["n_possessions"].values, dtype=np.int64)
     flags = None
-    if "informed_beta_off" in const:
-        m, a = names.N_MATCHUPS, names.N_ARCHETYPES
-        parts = [np.broadcast_to(np.asarray(const[f"informed_{f}"].values, dtype=bool).reshape(-1, k), (m, k))
-                 for f, k in (("beta_0", 1), ("beta_off", a), ("beta_def", a))]
-        flags = np.concatenate(parts, axis=1)
+    if "informed_beta_off" in const:  # the pooled model's (8,) flags apply to every matchup
+        flags = np.empty((names.N_MATCHUPS, names.N_FEATURES), dtype=bool)
+        for family in FAMILIES:
+            cols = names.FAMILY_COLUMNS[family]
+            flags[:, cols] = np.asarray(const[f"informed_{family}"].values, dtype=bool).reshape(-1, cols.stop - cols.start)
     return Fit(posterior_of(idata), n, str(run_dir), flags)
 
 
@@ -232,9 +230,7 @@ def value_lineup(fit: Fit, lineup: Lineup, opponent: Lineup | None, opponents: S
         unseen = unseen_pairings(fit, lineup, opponents)
         rows.append({"quantity": f"v(lineup) over {len(opponents)} opponents", **summarize(over),
                      "matchup": "", "no_data": unseen > 0})
-        weak = weak_players(fit, lineup, opponents)
-        if weak:
-            rows[-1]["uninformed"] = ", ".join(weak)
+        rows[-1]["uninformed"] = ", ".join(weak_players(fit, lineup, opponents))
         if unseen:
             notes.append(f"{unseen} of the {2 * len(opponents)} matchups against the opponents had no training "
                          "possessions")
@@ -242,10 +238,7 @@ def value_lineup(fit: Fit, lineup: Lineup, opponent: Lineup | None, opponents: S
         if placed:
             notes.append(f"{placed} of the {len(opponents)} opponent lineups are not in the assignment table; "
                          "each took the supercluster of its nearest listed archetype-lineup")
-    table = pd.DataFrame(rows)
-    if "uninformed" not in table:
-        table["uninformed"] = ""
-    table["uninformed"] = table["uninformed"].fillna("")
+    table = pd.DataFrame(rows, columns=["quantity", "mean", "5%", "95%", "matchup", "no_data", "uninformed"])
     table["flag"] = [implausible(r["quantity"], r["mean"], r["5%"], r["95%"]) or "" for _, r in table.iterrows()]
     for _, r in table.iterrows():
         if r["uninformed"]:

@@ -43,8 +43,8 @@ def test_touched_cells_and_counts_from_hand_built_statistics():
     expected[0, 1 + 2] = True  # z_off_2 in matchup 0
     expected[7, 1 + A + 5] = True  # z_def_5 in matchup 7
     np.testing.assert_array_equal(cells.touched, expected)
-    assert cells.n_on_floor[0, 0] == 2 and cells.n_on_floor[0, 3] == 2 and cells.n_on_floor[7, 14] == 1
-    assert cells.n_on_floor[~expected].sum() == 0
+    assert stats.nonzero[0, 0] == 2 and stats.nonzero[0, 3] == 2 and stats.nonzero[7, 14] == 1
+    assert stats.nonzero[~expected].sum() == 0
     assert (cells.count("beta_0"), cells.count("beta_off"), cells.count("beta_def")) == (2, 1, 1)
     m, a = cells.matchup_archetype("beta_def")
     assert (m.tolist(), a.tolist()) == ([7], [5])
