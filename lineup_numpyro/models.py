@@ -26,6 +26,7 @@ from . import names
 from .cells import Cells
 from .data import Possessions
 from .suffstats import SuffStats
+from .whitening import Whitening
 
 M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
 LOG_2PI = float(np.log(2 * np.pi))
@@ -168,28 +169,51 @@ def matchup(likelihood: Likelihood, cells: Cells) -> None:
     likelihood.observe(_touched_coefficients(cells, beta_0, beta_off, beta_def), sigma)
 
 
-def hierarchical(likelihood: Likelihood, cells: Cells) -> None:
-    """Partial pooling: each matchup's effect a multiplicative deviation from a league-wide one.
+def hierarchical(likelihood: Likelihood, cells: Cells, whitening: Whitening | None = None) -> None:
+    """Partial pooling: each matchup's effect a multiplicative deviation from a league-wide one,
+    beta_off[m, a] = exp(mu_off[a] + tau_off[a] * e_off[m, a]), e ~ N(0, 1).
 
-    Non-centred: beta_off[m, a] = exp(mu_off[a] + tau_off[a] * e_off[m, a]), e ~ N(0, 1); only
-    the touched cells' e are sampled (`e_*_data`), the others are N(0, 1) draws in `complete`.
+    NUTS moves whitened coordinates (`z_mu_*`, `z_*_data`; whitening.py): an exact change of
+    variables to mu and the touched cells' e, which are recorded under their own names. With
+    `whitening` None (p = 0) the coordinates are the plain non-centred form. Untouched cells'
+    e are N(0, 1) draws in `complete`.
     """
-    mu_0 = numpyro.sample("mu_0", dist.Normal(0.0, BETA_0_SD))
+    w = whitening if whitening is not None else Whitening.none()
     tau_0 = numpyro.sample("tau_0", dist.HalfNormal(TAU_SD))
-    mu_off = numpyro.sample("mu_off", dist.Normal(MU_LOC, MU_SD).expand([A]).to_event(1))  # (8,)
     tau_off = numpyro.sample("tau_off", dist.HalfNormal(TAU_SD).expand([A]).to_event(1))  # (8,)
-    mu_def = numpyro.sample("mu_def", dist.Normal(MU_LOC, MU_SD).expand([A]).to_event(1))  # (8,)
     tau_def = numpyro.sample("tau_def", dist.HalfNormal(TAU_SD).expand([A]).to_event(1))  # (8,)
-    e_0 = _touched("e_0_data", dist.Normal(0.0, 1.0), cells, "beta_0")
-    e_off = _touched("e_off_data", dist.Normal(0.0, 1.0), cells, "beta_off")
-    e_def = _touched("e_def_data", dist.Normal(0.0, 1.0), cells, "beta_def")
     sigma = numpyro.sample("sigma", dist.HalfCauchy(SIGMA_SCALE))
-    _, a_off = cells.matchup_archetype("beta_off")
-    _, a_def = cells.matchup_archetype("beta_def")
-    beta_0 = mu_0 + tau_0 * e_0
-    beta_off = jnp.exp(mu_off[a_off] + tau_off[a_off] * e_off)
-    beta_def = jnp.exp(mu_def[a_def] + tau_def[a_def] * e_def)
-    likelihood.observe(_touched_coefficients(cells, beta_0, beta_off, beta_def), sigma)
+    beta = {}
+    for family, short, tau, loc, sd in (("beta_0", "0", tau_0[None], 0.0, BETA_0_SD),
+                                        ("beta_off", "off", tau_off, MU_LOC, MU_SD),
+                                        ("beta_def", "def", tau_def, MU_LOC, MU_SD)):
+        mu, e, eta = _population_and_cells(family, short, tau, loc, sd, cells, w)
+        beta[family] = eta if family == "beta_0" else jnp.exp(eta)
+        numpyro.deterministic(f"mu_{short}", mu[0] if family == "beta_0" else mu)
+        numpyro.deterministic(f"e_{short}_data", e)
+    likelihood.observe(_touched_coefficients(cells, beta["beta_0"], beta["beta_off"], beta["beta_def"]), sigma)
+
+
+def _population_and_cells(family: str, short: str, tau: jnp.ndarray, loc: float, sd: float, cells: Cells,
+                          w: Whitening) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """mu (J,), the touched cells' e and eta = mu + tau e of one family, from its whitened
+    coordinates; adds their density: mu ~ N(loc, sd), e ~ N(0, 1), and the log Jacobian."""
+    _, j = cells.matchup_archetype(family)
+    p, ehat = (jnp.asarray(v) for v in w.family(family, cells.index(family)))
+    shape = () if family == "beta_0" else (A,)  # mu_0 is a scalar, as in Stan
+    z_mu = jnp.reshape(numpyro.sample(f"z_mu_{short}", dist.Normal(0.0, 1.0).expand(shape).to_event(len(shape))), (-1,))
+    z = _touched(f"z_{short}_data", dist.Normal(0.0, 1.0), cells, family)
+    t = tau[j]
+    a = p * t**2  # data precision x population variance, per cell
+    prec = 1.0 / sd**2 + jnp.zeros_like(tau).at[j].add(p / (1.0 + a))  # of mu given tau, cells integrated
+    mean = (loc / sd**2 + jnp.zeros_like(tau).at[j].add(p * ehat / (1.0 + a))) / prec
+    mu = mean + z_mu / jnp.sqrt(prec)
+    e = p * t * (ehat - mu[j]) / (1.0 + a) + z / jnp.sqrt(1.0 + a)  # = (eta - mu) / tau, without cancellation
+    log_jacobian = -0.5 * jnp.sum(jnp.log(prec)) - 0.5 * jnp.sum(jnp.log1p(a))
+    # the sites were drawn as N(0, 1): swap that density for the model's
+    numpyro.factor(f"whitening_{short}", dist.Normal(loc, sd).log_prob(mu).sum() + dist.Normal(0.0, 1.0).log_prob(e).sum()
+                   + log_jacobian - dist.Normal(0.0, 1.0).log_prob(z_mu).sum() - dist.Normal(0.0, 1.0).log_prob(z).sum())
+    return mu, e, mu[j] + t * e
 
 
 MODEL_FUNCTIONS: dict[str, Callable[[Likelihood, Cells], None]] = {
@@ -199,13 +223,17 @@ MODEL_FUNCTIONS: dict[str, Callable[[Likelihood, Cells], None]] = {
 }
 
 
-def get_model(name: str, cells: Cells | None = None) -> Callable[[Likelihood], None]:
-    """The NumPyro model `name` for data whose touched cells are `cells` (all cells if None)."""
+def get_model(name: str, cells: Cells | None = None, whitening: Whitening | None = None) -> Callable[[Likelihood], None]:
+    """The NumPyro model `name` for data whose touched cells are `cells` (all cells if None);
+    the hierarchical model in `whitening`'s coordinates (None: plain non-centred)."""
     try:
         fn = MODEL_FUNCTIONS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(names.MODELS)}") from None
-    return partial(fn, cells=cells if cells is not None else Cells.everywhere())
+    cells = cells if cells is not None else Cells.everywhere()
+    if name == "hierarchical":
+        return partial(fn, cells=cells, whitening=whitening)
+    return partial(fn, cells=cells)
 
 
 # Per model and coefficient family: the site NUTS samples over the touched cells, and what

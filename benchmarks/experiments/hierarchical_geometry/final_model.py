@@ -125,7 +125,7 @@ def plan(stats, method: str = "whiten", whiten_mu: bool = True, r_int: float = 0
     rows, cols = np.nonzero(touched)
     K = len(rows)
     p = np.zeros((M, P)); ehat = np.zeros((M, P))
-    if method == "whiten":
+    if method in ("whiten", "signed"):
         tot, ty = xtx.sum(0), xty.sum(0)
         b_pool = np.linalg.solve(tot + 1e-6 * np.trace(tot) / P * np.eye(P) + 1e-12 * np.eye(P), ty)
         s2 = max((yty.sum() - 2 * b_pool @ ty + b_pool @ tot @ b_pool) / max(n.sum(), 1.0), 1e-6)
@@ -146,10 +146,10 @@ def plan(stats, method: str = "whiten", whiten_mu: bool = True, r_int: float = 0
             p[m, T] = np.where(ok, pm, 0.0)
             ehat[m, T] = eh
     pk = p[rows, cols]
-    s2_ = s2 if method == "whiten" else 0.31
+    s2_ = s2 if method != "nc" else 0.31
     soft = IS_EXP[cols] & (pk < p_soft) & (knee > 0)
     logk = np.log(max(knee, 1e-300) * np.sqrt(s2_ / d[rows, cols]))
-    if method == "whiten":
+    if method != "nc":
         logk = np.maximum(logk, eta0[cols] + knee_gap)
     return Plan(touched, rows, cols, pk, ehat[rows, cols], whiten_mu, method, soft, logk)
 
@@ -159,7 +159,13 @@ def _improper(shape):
 
 
 def hierarchical(likelihood, plan: Plan):
-    tau = numpyro.sample("tau", dist.HalfNormal(1.0).expand([P]).to_event(1))
+    if plan.method == "signed":
+        # tau = |z|, z ~ N(0,1): the half-normal prior without its boundary at 0
+        zt = numpyro.sample("tau_signed", dist.Normal(0.0, 1.0).expand([P]).to_event(1))
+        tau = numpyro.deterministic("tau", jnp.abs(zt))
+    else:
+        tau = numpyro.sample("tau", dist.HalfNormal(1.0).expand([P]).to_event(1))
+        zt = tau
     sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
     rows, cols = plan.rows, plan.cols
     K = len(rows)
@@ -182,10 +188,19 @@ def hierarchical(likelihood, plan: Plan):
         else:
             mu = numpyro.sample("mu", dist.Normal(PRIOR_LOC, PRIOR_SD).to_event(1))
         u = numpyro.sample("u", _improper((K,)))
-        s = tau[cols] / jnp.sqrt(1.0 + a)
+        s = zt[cols] / jnp.sqrt(1.0 + a)
         c = (mu[cols] + a * ek) / (1.0 + a)
         eta_t = c + s * u
-        logj = jnp.sum(jnp.log(s))
+        logj = jnp.sum(jnp.log(jnp.abs(s)))
+        if plan.method == "signed":
+            zc = pk * zt[cols] * (ek - mu[cols]) / (1.0 + a) + u / jnp.sqrt(1.0 + a)
+            numpyro.factor("cell_prior", jnp.sum(-0.5 * zc**2 - 0.5 * LOG_2PI - 0.5 * jnp.log1p(a)))
+            eta = jnp.zeros((M, P)).at[rows, cols].set(eta_t)
+            numpyro.deterministic("mu_", mu)
+            b = jnp.where(jnp.asarray(IS_EXP), jnp.exp(eta), eta)
+            b = jnp.where(jnp.asarray(plan.touched), b, 0.0)
+            numpyro.factor("lik", likelihood.log_likelihood(b, sigma))
+            return
         if plan.soft is not None and plan.soft.any():
             # eta = log k + log softplus(t - log k): exp link below the knee k, linear in beta above
             sm = jnp.asarray(plan.soft); lk = jnp.asarray(plan.logk)
@@ -194,7 +209,14 @@ def hierarchical(likelihood, plan: Plan):
             eta_soft = lk + lsp
             logj = logj + jnp.sum(jnp.where(sm, jax.nn.log_sigmoid(x) - lsp, 0.0))
             eta_t = jnp.where(sm, eta_soft, eta_t)
-        numpyro.factor("cell_prior", jnp.sum(dist.Normal(mu[cols], tau[cols]).log_prob(eta_t)) + logj)
+        if plan.soft is not None and plan.soft.any():
+            cp = jnp.sum(dist.Normal(mu[cols], tau[cols]).log_prob(eta_t))
+        else:
+            # (eta - mu) / tau in closed form: eta - mu cancels catastrophically when tau is tiny
+            sq = jnp.sqrt(1.0 + a)
+            zc = pk * tau[cols] * (ek - mu[cols]) / (1.0 + a) + u / sq
+            cp = jnp.sum(-jnp.log(tau[cols]) - 0.5 * zc**2 - 0.5 * LOG_2PI)
+        numpyro.factor("cell_prior", cp + logj)
     numpyro.deterministic("mu_", mu)
     eta = jnp.zeros((M, P)).at[rows, cols].set(eta_t)
     b = jnp.where(jnp.asarray(IS_EXP), jnp.exp(eta), eta)
@@ -216,7 +238,8 @@ def recover(samples: dict, plan: Plan, rng=None) -> dict:
         eta_t = mu[..., cols] + tau[..., cols] * e_t
     else:
         a = plan.p * tau[..., cols] ** 2
-        eta_t = (mu[..., cols] + a * plan.ehat) / (1 + a) + tau[..., cols] / np.sqrt(1 + a) * np.asarray(samples["u"])
+        zt = np.asarray(samples.get("tau_signed", tau))
+        eta_t = (mu[..., cols] + a * plan.ehat) / (1 + a) + zt[..., cols] / np.sqrt(1 + a) * np.asarray(samples["u"])
         if plan.soft is not None and plan.soft.any():
             x = eta_t - plan.logk
             lsp = np.where(x < -30.0, x, np.log(np.logaddexp(0.0, np.maximum(x, -30.0))))

@@ -17,7 +17,7 @@ ap.add_argument("data"); ap.add_argument("method"); ap.add_argument("seed", type
 ap.add_argument("--warm", type=int, default=500); ap.add_argument("--draws", type=int, default=500)
 ap.add_argument("--ta", type=float, default=0.9); ap.add_argument("--nomu", action="store_true")
 ap.add_argument("--rint", type=float, default=0.25); ap.add_argument("--rarch", type=float, default=1.0)
-ap.add_argument("--chain", default="parallel"); ap.add_argument("--kw", default="{}"); ap.add_argument("--tag", default=""); ap.add_argument("--init", type=float, default=2.0)
+ap.add_argument("--chain", default="parallel"); ap.add_argument("--kw", default="{}"); ap.add_argument("--tag", default=""); ap.add_argument("--init", type=float, default=2.0); ap.add_argument("--dense", default="False")
 args = ap.parse_args()
 
 z = np.load(os.path.join(HERE, f"data_{args.data}.npz"))
@@ -25,7 +25,7 @@ class S: pass
 st = S(); st.n, st.xtx, st.xty, st.yty = z["n"], z["xtx"], z["xty"], z["yty"]
 pl = fm.plan(st, method=args.method, whiten_mu=not args.nomu, r_int=args.rint, r_arch=args.rarch, **eval(args.kw))
 lik = fm.Likelihood.from_stats(st)
-mcmc = MCMC(NUTS(fm.hierarchical, target_accept_prob=args.ta, init_strategy=numpyro.infer.init_to_uniform(radius=args.init)), num_warmup=args.warm, num_samples=args.draws,
+mcmc = MCMC(NUTS(fm.hierarchical, target_accept_prob=args.ta, dense_mass=eval(args.dense), init_strategy=numpyro.infer.init_to_uniform(radius=args.init)), num_warmup=args.warm, num_samples=args.draws,
             num_chains=4, progress_bar=False, chain_method=args.chain)
 t = time.time()
 mcmc.run(jax.random.PRNGKey(args.seed), lik, pl, extra_fields=("diverging", "num_steps"))
@@ -33,7 +33,7 @@ wall = time.time() - t
 ex = mcmc.get_extra_fields(group_by_chain=True)
 s = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
 rec = fm.recover(s, pl)
-post = {k: v for k, v in s.items() if k != "mu_"}
+post = {k: v for k, v in s.items() if k not in ("mu_", "tau_signed") and not (k == "u" and args.method == "signed")}
 post["mu"] = rec["mu"]
 post["beta_t"] = rec["beta"][:, :, pl.rows, pl.cols]
 post["e_t"] = rec["e"][:, :, pl.rows, pl.cols]

@@ -1,0 +1,119 @@
+"""Coordinates for the hierarchical model: a plug-in Gaussian view of each touched cell's data.
+
+The hierarchical model's trouble on sparse data (issue 15) is a mix of geometries: a cell with
+little data wants the non-centred form (e sampled, eta = mu + tau e), a data-rich cell the
+centred one, and the population mean mu is pinned by the data-rich cells when tau is small.
+`models.hierarchical` samples whitened coordinates instead: if cell (m, j)'s likelihood on the
+link scale eta (beta_0 itself; log beta for the positive families) were Gaussian, with data
+precision p[m, j] and location ehat[m, j], then
+
+    mu_j | tau_j        ~ N(M_j, 1 / prec_j),  prec_j = 1/sd_j^2 + sum_m p_mj / (1 + p_mj tau_j^2)
+    eta_mj | mu_j, tau_j ~ N((mu_j + a ehat_mj) / (1 + a), tau_j^2 / (1 + a)),  a = p_mj tau_j^2
+
+and the sampled coordinates z_mu, z (their standardised versions) would be independent N(0, 1)
+given tau. The map from (z_mu, z) to (mu, e) is an exact, triangular change of variables for
+any p >= 0 and ehat: the posterior is the model's whatever numbers are used; good numbers only
+make it rounder. p = 0 everywhere is the plain non-centred form.
+
+`Whitening.from_stats` takes the numbers from the sufficient statistics alone: per matchup a
+Gauss-Newton fit of the touched columns on the link scale with a weak ridge toward the pooled
+least-squares fit, whose precision with the ridge taken out gives each cell's marginal data
+precision and location.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import names
+from .suffstats import SuffStats
+
+M, P = names.N_MATCHUPS, names.N_FEATURES
+EXP_LINK = np.arange(P) > 0  # beta_off, beta_def = exp(eta); beta_0 = eta
+# Ridge of the per-matchup fits toward the pooled fit, on the link scale: only keeps a fit
+# of a matchup with few possessions finite; its information is taken out again.
+RIDGE_SD = np.array([0.25] + [1.0] * (P - 1))
+SMALLEST_EFFECT = 0.005  # where a pooled effect <= 0 is placed on the log scale
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """Per cell (M, 17): data precision and location on the link scale (0 / anything: untouched)."""
+
+    precision: np.ndarray
+    location: np.ndarray
+
+    @classmethod
+    def none(cls) -> Whitening:
+        """No data information: the plain non-centred form."""
+        return cls(np.zeros((M, P)), np.zeros((M, P)))
+
+    @classmethod
+    def from_stats(cls, stats: SuffStats) -> Whitening:
+        xtx, xty = np.asarray(stats.xtx, dtype=np.float64), np.asarray(stats.xty, dtype=np.float64)
+        pooled, s2 = _pooled_fit(stats)
+        start = np.concatenate([[pooled[0]], np.log(np.maximum(pooled[1:], SMALLEST_EFFECT))])
+        precision, location = np.zeros((M, P)), np.zeros((M, P))
+        for m in range(M):
+            touched = np.diag(xtx[m]) > 0
+            if touched.any():
+                precision[m, touched], location[m, touched] = _cell_approximation(
+                    xtx[m][np.ix_(touched, touched)] / s2, xty[m, touched] / s2, EXP_LINK[touched],
+                    start[touched], RIDGE_SD[touched])
+        return cls(precision, location)
+
+    def family(self, family: str, flat_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(precision, location) of the cells `flat_index` (cells.Cells.index(family)) of `family`."""
+        return self.precision.reshape(-1)[flat_index], self.location.reshape(-1)[flat_index]
+
+
+def _pooled_fit(stats: SuffStats) -> tuple[np.ndarray, float]:
+    """Least squares of all matchups together (a whisper of ridge for empty columns) and its
+    residual variance."""
+    xtx, xty = np.asarray(stats.xtx).sum(0), np.asarray(stats.xty).sum(0)
+    ridge = 1e-6 * np.trace(xtx) / P + 1e-12
+    b = np.linalg.solve(xtx + ridge * np.eye(P), xty)
+    n = max(float(np.sum(stats.n)), 1.0)
+    s2 = (float(np.sum(stats.yty)) - 2 * b @ xty + b @ xtx @ b) / n
+    return b, max(s2, 1e-6)
+
+
+def _cell_approximation(a: np.ndarray, g: np.ndarray, exp_link: np.ndarray, start: np.ndarray,
+                        ridge_sd: np.ndarray, iterations: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian approximation on the link scale of one matchup's likelihood
+    exp(-b'Ab/2 + b'g), b = link(eta): each cell's marginal precision and location."""
+
+    def beta(eta: np.ndarray) -> np.ndarray:
+        return np.where(exp_link, np.exp(np.minimum(eta, 30.0)), eta)
+
+    def objective(eta: np.ndarray) -> float:
+        b = beta(eta)
+        return 0.5 * b @ a @ b - b @ g + 0.5 * np.sum(((eta - start) / ridge_sd) ** 2)
+
+    eta, f = start.copy(), objective(start)
+    for _ in range(iterations):  # damped Gauss-Newton
+        b = beta(eta)
+        jac = np.where(exp_link, b, 1.0)
+        grad = jac * (a @ b - g) + (eta - start) / ridge_sd**2
+        hess = jac[:, None] * a * jac[None, :] + np.diag(ridge_sd**-2.0)
+        step, t = np.linalg.solve(hess, grad), 1.0
+        while True:
+            new = eta - t * step
+            f_new = objective(new)
+            if f_new <= f or t < 1e-8:
+                break
+            t *= 0.5
+        done = f - f_new < 1e-12 * (1 + abs(f))
+        if f_new <= f:
+            eta, f = new, f_new
+        if done:
+            break
+    jac = np.where(exp_link, beta(eta), 1.0)
+    cov = np.linalg.inv(jac[:, None] * a * jac[None, :] + np.diag(ridge_sd**-2.0))
+    marginal = 1.0 / np.diag(cov)  # the fit's marginal precision; remove the ridge's share
+    precision = np.maximum(marginal - ridge_sd**-2.0, 0.0)
+    informed = precision > 1e-8
+    location = np.where(informed, (eta * marginal - start * ridge_sd**-2.0) / np.where(informed, precision, 1.0), eta)
+    return np.where(informed, precision, 0.0), location

@@ -1,0 +1,109 @@
+"""The hierarchical model's whitened coordinates are an exact change of variables (issue 15)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
+
+from lineup_numpyro import models
+from lineup_numpyro.cells import Cells
+from lineup_numpyro.models import SuffStatsLikelihood, get_model
+from lineup_numpyro.simulate import simulate_season
+from lineup_numpyro.suffstats import SuffStats
+from lineup_numpyro.whitening import Whitening
+
+FAMILIES = (("0", 0.0, models.BETA_0_SD), ("off", models.MU_LOC, models.MU_SD), ("def", models.MU_LOC, models.MU_SD))
+
+
+@pytest.fixture(scope="module")
+def sparse():
+    """A season with empty and thin matchups, its cells and its whitening."""
+    data, _ = simulate_season(6_000, model="hierarchical", seed=3, empty_matchups=3)
+    stats = SuffStats.from_possessions(data)
+    return stats, Cells.from_stats(stats), Whitening.from_stats(stats)
+
+
+def test_whitening_is_informative_only_where_the_data_touch(sparse):
+    stats, cells, w = sparse
+    touched = np.einsum("mjj->mj", stats.xtx) > 0
+    assert np.all(w.precision[~touched] == 0)
+    assert np.all(w.precision >= 0) and np.all(np.isfinite(w.location))
+    assert (w.precision[touched] > 0).mean() > 0.9
+    # data-rich intercepts: precision about n / residual variance (beta_0 is on its own scale)
+    rich = stats.n > 400
+    ratio = w.precision[rich, 0] / (stats.n[rich] / np.var([0.0] * 89 + [1.0] * 7 + [2.0] * 3 + [3.0] * 2))
+    assert np.all((ratio > 0.2) & (ratio < 5)), ratio
+
+
+def _nc_coordinates(z: dict, constrained: dict) -> dict:
+    """The plain non-centred coordinates (p = 0) of the same (tau, mu, e, sigma)."""
+    out = dict(z)
+    for short, loc, sd in FAMILIES:
+        out[f"z_mu_{short}"] = (constrained[f"mu_{short}"] - loc) / sd
+        out[f"z_{short}_data"] = constrained[f"e_{short}_data"]
+    return out
+
+
+def test_whitened_density_is_the_model_density_times_the_jacobian(sparse):
+    """log p_w(z) = log p_nc(T(z)) + log |det dT/dz|, with the Jacobian of the map T from the
+    whitened to the non-centred coordinates computed by JAX (not by the formula in the model)."""
+    stats, cells, w = sparse
+    lik = SuffStatsLikelihood.from_stats(stats)
+    whitened, plain = get_model("hierarchical", cells, w), get_model("hierarchical", cells, None)
+    info = initialize_model(jax.random.PRNGKey(0), whitened, model_args=(lik,))
+    keys = sorted(k for k in info.param_info.z if k.startswith("z_"))
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        z = {k: jnp.asarray(rng.normal(0.0, 1.0, np.shape(v))) for k, v in info.param_info.z.items()}
+
+        def mapped(flat, z=z):
+            parts, i = {}, 0
+            for k in keys:
+                size = int(np.size(z[k]))
+                parts[k] = flat[i:i + size].reshape(np.shape(z[k]))
+                i += size
+            zz = {**z, **parts}
+            nc = _nc_coordinates(zz, constrain_fn(whitened, (lik,), {}, zz, return_deterministic=True))
+            return jnp.concatenate([jnp.ravel(nc[k]) for k in keys])
+
+        flat = jnp.concatenate([jnp.ravel(z[k]) for k in keys])
+        _, logdet = jnp.linalg.slogdet(jax.jacfwd(mapped)(flat))
+        z_nc = _nc_coordinates(z, constrain_fn(whitened, (lik,), {}, z, return_deterministic=True))
+        lp_w = -float(potential_energy(whitened, (lik,), {}, z))
+        lp_nc = -float(potential_energy(plain, (lik,), {}, z_nc))
+        assert np.isfinite(lp_w)
+        np.testing.assert_allclose(lp_w, lp_nc + float(logdet), rtol=1e-10, atol=1e-8)
+
+
+def test_no_whitening_is_the_plain_non_centred_model(sparse):
+    """p = 0: mu = loc + sd z_mu and e = z, the density the model had before whitening."""
+    stats, cells, _ = sparse
+    lik = SuffStatsLikelihood.from_stats(stats)
+    model = get_model("hierarchical", cells, Whitening.none())
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(lik,))
+    z = {k: jnp.asarray(np.random.default_rng(2).normal(0.0, 1.0, np.shape(v))) for k, v in info.param_info.z.items()}
+    c = constrain_fn(model, (lik,), {}, z, return_deterministic=True)
+    for short, loc, sd in FAMILIES:
+        np.testing.assert_allclose(c[f"mu_{short}"], loc + sd * z[f"z_mu_{short}"], rtol=1e-14)
+        np.testing.assert_allclose(c[f"e_{short}_data"], z[f"z_{short}_data"], rtol=1e-14)
+
+
+def test_cells_stay_exact_when_tau_is_tiny(sparse):
+    """e = (eta - mu) / tau is computed without the cancellation that wrecks it as tau -> 0
+    (a chain once stuck at log tau_0 = -50 because of it)."""
+    stats, cells, w = sparse
+    lik = SuffStatsLikelihood.from_stats(stats)
+    model = get_model("hierarchical", cells, w)
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(lik,))
+    z = {k: jnp.zeros(np.shape(v)) for k, v in info.param_info.z.items()}
+    grads = []
+    for log_tau in (-10.0, -30.0, -50.0):
+        z["tau_0"] = jnp.asarray(log_tau)
+        value, grad = jax.value_and_grad(lambda zz: potential_energy(model, (lik,), {}, zz))(z)
+        assert np.isfinite(float(value))
+        grads.append(float(grad["tau_0"]))
+    # the density of log tau_0 flattens to the prior's tau^1 tail: d/dlog tau -> -1 of the potential
+    np.testing.assert_allclose(grads[1:], -1.0, atol=1e-6)
