@@ -37,6 +37,11 @@ class Model(str, Enum):
     hierarchical = "hierarchical"
 
 
+class Parameterization(str, Enum):
+    whitened = "whitened"
+    noncentred = "noncentred"
+
+
 class LikelihoodKind(str, Enum):
     suffstats = "suffstats"
     rows = "rows"
@@ -131,7 +136,11 @@ def train(
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
     draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")] = 0,
-    target_accept: Annotated[float, typer.Option(min=0.0, max=1.0, help="NUTS target acceptance rate.")] = 0.9,
+    target_accept: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.95 for hierarchical).")] = None,
+    parameterization: Annotated[Parameterization, typer.Option(
+        help="hierarchical model only: whitened (default) or noncentred (the plain form, to compare); "
+             "the same posterior either way.")] = Parameterization.whitened,
     max_tree_depth: Annotated[int, typer.Option(min=1, help="NUTS maximum tree depth.")] = 10,
     dense_mass: Annotated[bool, typer.Option(help="Adapt a dense mass matrix instead of a diagonal one.")] = False,
     chain_method: Annotated[
@@ -154,7 +163,7 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
 ) -> None:
     """Fit a model and write its run directory (or finish a stopped one: --resume)."""
-    from lineup_numpyro.config import ApproxConfig, DataConfig, RunConfig, SamplerConfig
+    from lineup_numpyro.config import ApproxConfig, DataConfig, RunConfig, SamplerConfig, default_target_accept
     from lineup_numpyro.data import parse_seasons
     from lineup_numpyro.train import resume as resume_training
     from lineup_numpyro.train import train as run_training
@@ -177,13 +186,15 @@ def train(
             data=DataConfig(path=str(data) if data else None, seasons=parse_seasons(season),
                             holdout_fraction=holdout, split_seed=split_seed),
             sampler=SamplerConfig(
-                chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=target_accept,
+                chains=chains, warmup=warmup, draws=draws, seed=seed,
+                target_accept=default_target_accept(model.value) if target_accept is None else target_accept,
                 max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method.value,
                 platform=platform.value, progress_bar=sys.stderr.isatty() if progress is None else progress,
                 checkpoint_every=checkpoint_every, init=init.value,
             ),
             method=method.value,
             approx=ApproxConfig(draws=chains * draws, seed=seed, guide=guide.value),
+            parameterization=parameterization.value,
         )
         report = run_training(config, out_dir, overwrite=overwrite)
     except _known_errors() as exc:

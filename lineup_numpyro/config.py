@@ -10,6 +10,16 @@ ModelName = Literal["simplified", "matchup", "hierarchical"]
 Likelihood = Literal["suffstats", "rows"]
 ChainMethod = Literal["parallel", "vectorized", "sequential"]
 Platform = Literal["cpu", "gpu"]
+Parameterization = Literal["whitened", "noncentred"]  # the hierarchical model's coordinates (whitening.py)
+
+# NUTS target acceptance per model. The hierarchical model's thinnest matchups (1-24 possessions)
+# put a steep wall under some exp-link cells (the data bound beta from above); at 0.9 a few
+# transitions in 4,000 still hit it (README, "Which model for production?").
+TARGET_ACCEPT = {"simplified": 0.9, "matchup": 0.9, "hierarchical": 0.95}
+
+
+def default_target_accept(model: str) -> float:
+    return TARGET_ACCEPT.get(model, 0.9)
 Method = Literal["nuts", "map", "laplace", "advi"]
 Init = Literal["default", "map"]
 
@@ -106,6 +116,8 @@ class RunConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     method: Method = "nuts"  # or an approximation, with the settings in `approx`
     approx: ApproxConfig = field(default_factory=ApproxConfig)
+    # hierarchical model only: NUTS's coordinates; both give the same posterior
+    parameterization: Parameterization = "whitened"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,7 +128,9 @@ class RunConfig:
         data = {**d["data"], "seasons": tuple(d["data"].get("seasons") or ())}
         return cls(model=d["model"], likelihood=d["likelihood"], data=DataConfig(**data),
                    sampler=SamplerConfig(**d["sampler"]), method=d.get("method", "nuts"),
-                   approx=ApproxConfig(**d.get("approx", {})))
+                   approx=ApproxConfig(**d.get("approx", {})),
+                   # runs saved before the whitened form existed were non-centred
+                   parameterization=d.get("parameterization", "noncentred"))
 
 
 def default_host_devices(chains: int) -> int:

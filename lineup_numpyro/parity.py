@@ -27,6 +27,7 @@ from scipy.stats import norm
 
 from . import names
 from .cells import Cells
+from .whitening import Whitening
 from .data import Possessions
 from .models import Likelihood
 from .stan_runner import StanUnavailable, build_stan, sample_stan, stan_data, stan_file  # noqa: F401
@@ -199,9 +200,11 @@ def density_checks(model: str, rows: Possessions, form: str, n_points: int = 20,
                    model_fn: Callable[..., None] | None = None) -> dict[str, DensityParity]:
     """Density parity on `rows` and on the prior probe, for both NumPyro likelihoods.
 
-    On `rows` both sides sample only the cells the data touch (cells.py); on the probe both
-    sample every cell, so that every prior faces the comparison. `model_fn(likelihood, cells)`
-    replaces the package's model (to show that the harness catches a wrong one).
+    On `rows` both sides sample only the cells the data touch (cells.py), the hierarchical
+    model in the data's whitened coordinates (whitening.py); on the probe both sample every
+    cell in plain coordinates, so that every prior faces the comparison.
+    `model_fn(likelihood, cells[, whitening])` replaces the package's model (to show that the
+    harness catches a wrong one).
     """
     from .models import MODEL_FUNCTIONS, make_likelihood
 
@@ -209,8 +212,11 @@ def density_checks(model: str, rows: Possessions, form: str, n_points: int = 20,
     for label, data in (("data", rows), ("prior probe", prior_probe())):
         stats = SuffStats.from_possessions(data)
         cells = Cells.from_stats(stats) if label == "data" else Cells.everywhere()
-        bound = partial(model_fn or MODEL_FUNCTIONS[model], cells=cells)
-        stan_model = build_stan(model, form, stan_data(model, form, data, stats, cells), seed=seed)
+        extra = {}
+        if model == "hierarchical":
+            extra["whitening"] = Whitening.from_stats(stats) if label == "data" else Whitening.none()
+        bound = partial(model_fn or MODEL_FUNCTIONS[model], cells=cells, **extra)
+        stan_model = build_stan(model, form, stan_data(model, form, data, stats, cells, **extra), seed=seed)
         for kind in ("suffstats", "rows"):
             checks[f"{kind}, {label}"] = density_parity(bound, make_likelihood(kind, stats, data), stan_model,
                                                         n_points, seed=seed)
@@ -230,8 +236,9 @@ def run_parity(model: str, rows: Possessions, form: str = "reference", sampler=N
         return ParityReport(model, form, density, None, None)
     stats = SuffStats.from_possessions(rows)
     cells = Cells.from_stats(stats)
-    stan_fit = sample_stan(model, form, stan_data(model, form, rows, stats, cells), sampler)
-    ours = sample_posterior(get_model(model, cells), make_likelihood("suffstats", stats), sampler)
+    whitening = Whitening.from_stats(stats) if model == "hierarchical" else None
+    stan_fit = sample_stan(model, form, stan_data(model, form, rows, stats, cells, whitening), sampler)
+    ours = sample_posterior(get_model(model, cells, whitening), make_likelihood("suffstats", stats), sampler)
     ours_samples = complete(model, ours.samples, cells, sampler.seed)
     return ParityReport(model, form, density, posterior_parity(ours_samples, stan_fit.samples, model),
                         int(stan_fit.stats["diverging"].sum()))

@@ -23,6 +23,7 @@ from . import names
 from .cells import Cells
 from .data import Possessions
 from .suffstats import SuffStats
+from .whitening import Whitening
 
 MODELS_DIR = Path(os.environ.get("LINEUP_STAN_MODELS", Path(__file__).resolve().parents[1] / "models"))
 STAN_FILES = {
@@ -48,10 +49,11 @@ def stan_file(model: str, form: str = "reference") -> Path:
 
 
 def stan_data(model: str, form: str, rows: Possessions | None = None, stats: SuffStats | None = None,
-              cells: Cells | None = None) -> dict:
+              cells: Cells | None = None, whitening: Whitening | None = None) -> dict:
     """The data block of the Stan file: rows for the reference files, statistics for the fast one,
     and for the per-matchup models the touched cells (cells.py; default: those of the data),
-    each family's as 1-based (matchup, archetype) pairs, which the Stan files sample."""
+    each family's as 1-based (matchup, archetype) pairs, which the Stan files sample; for the
+    hierarchical model each touched cell's whitening (default: from the data's statistics)."""
     if form == "fast":
         if stats is None:
             raise ValueError("the fast Stan form needs sufficient statistics")
@@ -64,9 +66,13 @@ def stan_data(model: str, form: str, rows: Possessions | None = None, stats: Suf
         if model != "simplified":
             data.update(M=names.N_MATCHUPS, matchup=rows.matchup + 1)
     if model != "simplified":
-        if cells is None:
-            cells = Cells.from_stats(stats if stats is not None else SuffStats.from_possessions(rows))
+        stats = stats if stats is not None else SuffStats.from_possessions(rows)
+        cells = cells if cells is not None else Cells.from_stats(stats)
         data.update(_cell_data(cells))
+        if model == "hierarchical":
+            w = whitening if whitening is not None else Whitening.from_stats(stats)
+            for family, short in (("beta_0", "0"), ("beta_off", "off"), ("beta_def", "def")):
+                data[f"p_{short}"], data[f"ehat_{short}"] = w.family(family, cells.index(family))
     return data
 
 

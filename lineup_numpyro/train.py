@@ -16,6 +16,7 @@ from .config import RunConfig
 from .data import Possessions, load_possessions
 from .cells import Cells
 from .models import complete, get_model, make_likelihood
+from .whitening import Whitening
 from .runtime import configure_jax
 from .sampling import sample_posterior
 from .simulate import simulate_season
@@ -87,6 +88,13 @@ def resume(run_dir: str | Path) -> dict:
     return _sample_and_write(run_dir, config, data, data_s)
 
 
+def _whitening(config: RunConfig, data: PreparedData) -> Whitening | None:
+    """The hierarchical model's whitened coordinates (None: plain non-centred, or another model)."""
+    if config.model == "hierarchical" and config.parameterization == "whitened":
+        return Whitening.from_stats(data.stats)
+    return None
+
+
 def _sample_and_write(run_dir: Path, config: RunConfig, data: PreparedData, data_s: float) -> dict:
     """NUTS (checkpointed), or one of the approximations, which take seconds and start over."""
     outputs.set_status(run_dir, "running")
@@ -95,7 +103,7 @@ def _sample_and_write(run_dir: Path, config: RunConfig, data: PreparedData, data
         if data.truth is not None:
             outputs.write_json(run_dir / "true_params.json", data.truth)
         cells = Cells.from_stats(data.stats)
-        model = get_model(config.model, cells)
+        model = get_model(config.model, cells, _whitening(config, data))
         if config.method == "nuts":
             result = sample_posterior(model, likelihood, config.sampler, checkpoint_dir=run_dir / outputs.CHECKPOINT)
             result = replace(result, samples=complete(config.model, result.samples, cells, config.sampler.seed))

@@ -1,10 +1,37 @@
-// Hierarchical lineup model: partial pooling toward league-wide archetype effects, non-centred.
+// Hierarchical lineup model: partial pooling toward league-wide archetype effects, in the
+// whitened coordinates of lineup_numpyro/whitening.py (p = 0 in the data: plain non-centred).
 // Written from ../shared/MODELS.md §3 (the original project had no such file):
 //   beta_0[m] = mu_0 + tau_0 e_0[m]
 //   beta_off[m,a] = exp(mu_off[a] + tau_off[a] e_off[m,a]), likewise beta_def
 //   e ~ N(0, 1); mu_0 ~ N(0, 5); tau_0 ~ N+(0, 1); mu_off[a], mu_def[a] ~ N(-4, 2);
 //   tau_off[a], tau_def[a] ~ N+(0, 1); sigma ~ C+(0, 2.5)
 // The same posterior, with only the touched cells' deviations as parameters (see data).
+functions {
+  // The whitened coordinates of lineup_numpyro/whitening.py: given tau, an exact triangular change
+  // of variables from (z_mu, z) to (mu, e), built from each touched cell's plug-in data precision p
+  // and location ehat on the link scale (beta_0; log beta_off, log beta_def). Any p >= 0 gives the
+  // same posterior; p = 0 is the plain non-centred form. a[k]: the population of cell k.
+  vector mu_precision(vector tau, vector p, array[] int a, real sd) {
+    vector[rows(tau)] prec = rep_vector(inv_square(sd), rows(tau));
+    for (k in 1:rows(p)) prec[a[k]] += p[k] / (1 + p[k] * square(tau[a[k]]));
+    return prec;
+  }
+  vector unwhiten_mu(vector z_mu, vector tau, vector p, vector ehat, array[] int a, real loc, real sd) {
+    vector[rows(tau)] prec = mu_precision(tau, p, a, sd);
+    vector[rows(tau)] num = rep_vector(loc * inv_square(sd), rows(tau));
+    for (k in 1:rows(p)) num[a[k]] += p[k] * ehat[k] / (1 + p[k] * square(tau[a[k]]));
+    return num ./ prec + z_mu ./ sqrt(prec);
+  }
+  // e = (eta - mu) / tau in closed form (no cancellation when tau is tiny)
+  vector unwhiten_e(vector z, vector mu, vector tau, vector p, vector ehat, array[] int a) {
+    vector[rows(z)] t = tau[a];
+    vector[rows(z)] s = 1 + p .* square(t);
+    return p .* t .* (ehat - mu[a]) ./ s + z ./ sqrt(s);
+  }
+  real whitening_log_jacobian(vector tau, vector p, array[] int a, real sd) {
+    return -0.5 * sum(log(mu_precision(tau, p, a, sd))) - 0.5 * sum(log1p(p .* square(tau[a])));
+  }
+}
 data {
   int<lower=1> N;                 // possessions
   int<lower=1> M;                 // matchups (36)
@@ -24,18 +51,36 @@ data {
   int<lower=0> K_def;                            // touched defensive cells
   array[K_def] int<lower=1, upper=M> m_def;
   array[K_def] int<lower=1, upper=K> a_def;
+  // whitening.py: each touched cell's plug-in data precision and location on the link scale
+  vector<lower=0>[K_0] p_0;
+  vector[K_0] ehat_0;
+  vector<lower=0>[K_off] p_off;
+  vector[K_off] ehat_off;
+  vector<lower=0>[K_def] p_def;
+  vector[K_def] ehat_def;
+}
+transformed data {
+  array[K_0] int a_0 = rep_array(1, K_0);        // one intercept population
 }
 parameters {
-  real mu_0;
+  real z_mu_0;                   // whitened coordinates of mu and of the touched cells' e
   real<lower=0> tau_0;
-  vector[K] mu_off;
+  vector[K] z_mu_off;
   vector<lower=0>[K] tau_off;
-  vector[K] mu_def;
+  vector[K] z_mu_def;
   vector<lower=0>[K] tau_def;
-  vector[K_0] e_0_data;          // standardised deviations of the touched cells
-  vector[K_off] e_off_data;
-  vector[K_def] e_def_data;
+  vector[K_0] z_0_data;
+  vector[K_off] z_off_data;
+  vector[K_def] z_def_data;
   real<lower=0> sigma;
+}
+transformed parameters {
+  real mu_0 = unwhiten_mu([z_mu_0]', [tau_0]', p_0, ehat_0, a_0, 0, 5)[1];
+  vector[K] mu_off = unwhiten_mu(z_mu_off, tau_off, p_off, ehat_off, a_off, -4, 2);
+  vector[K] mu_def = unwhiten_mu(z_mu_def, tau_def, p_def, ehat_def, a_def, -4, 2);
+  vector[K_0] e_0_data = unwhiten_e(z_0_data, [mu_0]', [tau_0]', p_0, ehat_0, a_0);  // touched cells' deviations
+  vector[K_off] e_off_data = unwhiten_e(z_off_data, mu_off, tau_off, p_off, ehat_off, a_off);
+  vector[K_def] e_def_data = unwhiten_e(z_def_data, mu_def, tau_def, p_def, ehat_def, a_def);
 }
 model {
   vector[K_0] b0_data = mu_0 + tau_0 * e_0_data;
@@ -47,15 +92,13 @@ model {
   for (k in 1:K_0) b0[m_0[k]] = b0_data[k];
   for (k in 1:K_off) bo[m_off[k], a_off[k]] = bo_data[k];
   for (k in 1:K_def) bd[m_def[k], a_def[k]] = bd_data[k];
-  mu_0 ~ normal(0, 5);
+  target += normal_lpdf(mu_0 | 0, 5) + normal_lpdf(mu_off | -4, 2) + normal_lpdf(mu_def | -4, 2);
   tau_0 ~ normal(0, 1);
-  mu_off ~ normal(-4, 2);
   tau_off ~ normal(0, 1);
-  mu_def ~ normal(-4, 2);
   tau_def ~ normal(0, 1);
-  e_0_data ~ std_normal();
-  e_off_data ~ std_normal();
-  e_def_data ~ std_normal();
+  target += std_normal_lpdf(e_0_data) + std_normal_lpdf(e_off_data) + std_normal_lpdf(e_def_data);
+  target += whitening_log_jacobian([tau_0]', p_0, a_0, 5) + whitening_log_jacobian(tau_off, p_off, a_off, 2)
+            + whitening_log_jacobian(tau_def, p_def, a_def, 2);
   sigma ~ cauchy(0, 2.5);
   for (i in 1:N) {
     int m = matchup[i];

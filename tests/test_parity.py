@@ -23,6 +23,7 @@ from lineup_numpyro.data import Possessions, load_possessions
 from lineup_numpyro.cells import Cells
 from lineup_numpyro.models import get_model, make_likelihood
 from lineup_numpyro.suffstats import SuffStats
+from lineup_numpyro.whitening import Whitening
 
 FORMS = [("simplified", "reference"), ("matchup", "reference"), ("matchup", "fast"), ("hierarchical", "reference"),
          ("hierarchical", "fast")]
@@ -51,7 +52,9 @@ def stan_models(small_rows):
 @pytest.mark.parametrize(("model", "form"), FORMS)
 def test_density_parity(model, form, likelihood, small_rows, stan_models):
     stats = SuffStats.from_possessions(small_rows)
-    result = parity.density_parity(get_model(model, Cells.from_stats(stats)), make_likelihood(likelihood, stats, small_rows),
+    whitening = Whitening.from_stats(stats) if model == "hierarchical" else None  # as stan_data's default
+    result = parity.density_parity(get_model(model, Cells.from_stats(stats), whitening),
+                                   make_likelihood(likelihood, stats, small_rows),
                                    stan_models[(model, form)], n_points=20, seed=1)
     assert len(result.table) == 20
     assert result.offset_spread <= parity.DENSITY_RTOL
@@ -77,10 +80,17 @@ def wrong_sign_simplified(likelihood, cells=None):
     likelihood.observe(models._coefficients(beta_0, beta_off, -beta_def), sigma)
 
 
+def other_coordinates_hierarchical(likelihood, cells, whitening):
+    """The hierarchical model in coordinates other than the Stan file's (precisions doubled):
+    the same posterior, but another density over the sampled coordinates."""
+    models.hierarchical(likelihood, cells, Whitening(2.0 * whitening.precision, whitening.location))
+
+
 @pytest.mark.parametrize(("wrong", "model", "form", "caught_by"), [
     (wrong_prior_matchup, "matchup", "fast", "prior probe"),  # the probe shows a prior difference plainly
     (wrong_prior_matchup, "matchup", "reference", "prior probe"),
     (wrong_sign_simplified, "simplified", "reference", "data"),  # z = 0 in the probe hides the sign
+    (other_coordinates_hierarchical, "hierarchical", "fast", "data"),  # the probe has no whitening
 ])
 def test_harness_catches_a_wrong_model(wrong, model, form, caught_by, small_rows):
     checks = parity.density_checks(model, small_rows, form, n_points=20, model_fn=wrong)
