@@ -21,6 +21,7 @@ from lineup_numpyro.models import (
 )
 from lineup_numpyro.outputs import informed, largest_effects
 from lineup_numpyro.suffstats import SuffStats
+from lineup_numpyro.whitening import Whitening
 
 M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
 
@@ -79,17 +80,19 @@ def test_touched_model_is_the_full_model_minus_untouched_priors(model):
         else:
             values = {"beta_0": rng.normal(0, 1, M), "beta_off": rng.normal(0, 1, (M, A)),
                       "beta_def": rng.normal(0, 1, (M, A))}
-            sites = {"beta_0": "e_0_data", "beta_off": "e_off_data", "beta_def": "e_def_data"}
+            # whitened coordinates (whitening.py): an untouched cell has p = 0, so its z is its e
+            sites = {"beta_0": "z_0_data", "beta_off": "z_off_data", "beta_def": "z_def_data"}
             prior = dict.fromkeys(sites, sps.norm(0, 1))
-            shared = {"sigma": 0.7, "mu_0": 0.1, "tau_0": 0.3, "mu_off": rng.normal(-4, 1, A),
-                      "tau_off": rng.uniform(0.1, 1, A), "mu_def": rng.normal(-4, 1, A), "tau_def": rng.uniform(0.1, 1, A)}
+            shared = {"sigma": 0.7, "z_mu_0": 0.1, "tau_0": 0.3, "z_mu_off": rng.normal(0, 1, A),
+                      "tau_off": rng.uniform(0.1, 1, A), "z_mu_def": rng.normal(0, 1, A), "tau_def": rng.uniform(0.1, 1, A)}
         full = {**shared, **{sites[f]: _flat(values[f], f) for f in sites}}
         touched_params = {**shared, **{sites[f]: _flat(values[f], f)[cells.index(f) - _offset(f, cells)]
                                        for f in sites}}
         untouched_prior = sum(prior[f].logpdf(np.delete(_flat(values[f], f), cells.index(f) - _offset(f, cells))).sum()
                               for f in sites)
-        lp_full, _ = log_density(MODEL_FUNCTIONS[model], (lik,), {"cells": everywhere}, _jnp(full))
-        lp_touched, _ = log_density(MODEL_FUNCTIONS[model], (lik,), {"cells": cells}, _jnp(touched_params))
+        extra = {"whitening": Whitening.from_stats(stats)} if model == "hierarchical" else {}
+        lp_full, _ = log_density(MODEL_FUNCTIONS[model], (lik,), {"cells": everywhere, **extra}, _jnp(full))
+        lp_touched, _ = log_density(MODEL_FUNCTIONS[model], (lik,), {"cells": cells, **extra}, _jnp(touched_params))
         assert float(lp_full) == pytest.approx(float(lp_touched) + untouched_prior, rel=1e-12, abs=1e-9)
 
 

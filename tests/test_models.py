@@ -56,8 +56,10 @@ def test_sites_carry_the_stan_names(model_name, season):
     stats = SuffStats.from_possessions(season)
     cells = Cells.from_stats(stats)
     tr = trace(seed(get_model(model_name, cells), 0)).get_trace(SuffStatsLikelihood.from_stats(stats))
-    sampled = {k: np.asarray(v["value"])[None, None] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
-    full = complete(model_name, sampled, cells)  # sampled sites plus the generated untouched cells
+    # what NUTS returns: the sampled sites and the recorded ones (the hierarchical model's mu, e)
+    sampled = {k: np.asarray(v["value"])[None, None] for k, v in tr.items()
+               if v["type"] == "deterministic" or (v["type"] == "sample" and not v["is_observed"])}
+    full = complete(model_name, sampled, cells)  # plus the generated untouched cells
     assert set(full) == set(names.POSTERIOR_DIMS[model_name])
     for var, dims in names.POSTERIOR_DIMS[model_name].items():
         shape = tuple(len(names.COORDS[d]) for d in dims)
