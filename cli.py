@@ -137,7 +137,7 @@ def train(
     draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")] = 0,
     target_accept: Annotated[Optional[float], typer.Option(
-        min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.95 for hierarchical).")] = None,
+        min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.99 for hierarchical).")] = None,
     parameterization: Annotated[Parameterization, typer.Option(
         help="hierarchical model only: whitened (default) or noncentred (the plain form, to compare); "
              "the same posterior either way.")] = Parameterization.whitened,
