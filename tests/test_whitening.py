@@ -107,3 +107,14 @@ def test_cells_stay_exact_when_tau_is_tiny(sparse):
         grads.append(float(grad["tau_0"]))
     # the density of log tau_0 flattens to the prior's tau^1 tail: d/dlog tau -> -1 of the potential
     np.testing.assert_allclose(grads[1:], -1.0, atol=1e-6)
+
+
+def test_runs_record_their_coordinates():
+    """A run saves which coordinates it sampled; runs saved before whitening existed were plain."""
+    from lineup_numpyro.config import RunConfig
+
+    saved = RunConfig(model="hierarchical").to_dict()
+    assert saved["parameterization"] == "whitened"
+    assert RunConfig.from_dict(saved) == RunConfig(model="hierarchical")
+    del saved["parameterization"]
+    assert RunConfig.from_dict(saved).parameterization == "noncentred"
