@@ -27,7 +27,8 @@ Init = Literal["default", "map"]
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """NUTS settings. Defaults follow Stan's, except target_accept (0.9, see README)."""
+    """NUTS settings. Defaults follow Stan's, except target_accept (0.9, see README; the command
+    line uses default_target_accept(model): 0.99 for the hierarchical model)."""
 
     chains: int = 4
     warmup: int = 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 
 import arviz as az
 import numpy as np
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from cli import app
 from lineup_numpyro import names, outputs
 from lineup_numpyro.comparison import compare_runs, write_comparison
-from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig, default_target_accept
 from lineup_numpyro.data import Split, load_possessions
 from lineup_numpyro.simulate import simulate_season, write_season
 from lineup_numpyro.train import train
@@ -114,7 +115,8 @@ def runs(season_csv, tmp_path_factory):
     for model in names.MODELS:
         run_dir = tmp_path_factory.mktemp(model)
         data = DataConfig(path=str(path), holdout_fraction=HOLDOUT, split_seed=7)
-        train(RunConfig(model=model, data=data, sampler=FULL), run_dir, overwrite=True)
+        sampler = replace(FULL, target_accept=default_target_accept(model))  # as `train` on the command line
+        train(RunConfig(model=model, data=data, sampler=sampler), run_dir, overwrite=True)
         out[model] = run_dir
     return out
 
