@@ -11,6 +11,8 @@ Likelihood = Literal["suffstats", "rows"]
 ChainMethod = Literal["parallel", "vectorized", "sequential"]
 Platform = Literal["cpu", "gpu"]
 Parameterization = Literal["whitened", "noncentred"]  # the hierarchical model's coordinates (whitening.py)
+Method = Literal["nuts", "map", "laplace", "advi"]
+Init = Literal["default", "map"]
 
 # NUTS target acceptance per model. In the hierarchical model a matchup of 1-24 possessions puts
 # a steep wall in front of some exp-link cells (its data bound beta from above, and exp() makes
@@ -20,9 +22,7 @@ TARGET_ACCEPT = {"simplified": 0.9, "matchup": 0.9, "hierarchical": 0.99}
 
 
 def default_target_accept(model: str) -> float:
-    return TARGET_ACCEPT.get(model, 0.9)
-Method = Literal["nuts", "map", "laplace", "advi"]
-Init = Literal["default", "map"]
+    return TARGET_ACCEPT[model]
 
 
 @dataclass(frozen=True)

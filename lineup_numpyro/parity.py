@@ -27,11 +27,11 @@ from scipy.stats import norm
 
 from . import names
 from .cells import Cells
-from .whitening import Whitening
 from .data import Possessions
 from .models import Likelihood
 from .stan_runner import StanUnavailable, build_stan, sample_stan, stan_data, stan_file  # noqa: F401
 from .suffstats import SuffStats
+from .whitening import Whitening
 
 DENSITY_RTOL = 1e-8
 GRADIENT_RTOL = 1e-6

@@ -68,16 +68,15 @@ def stan_data(model: str, form: str, rows: Possessions | None = None, stats: Suf
     if model != "simplified":
         stats = stats if stats is not None else SuffStats.from_possessions(rows)
         cells = cells if cells is not None else Cells.from_stats(stats)
-        data.update(_cell_data(cells))
-        if model == "hierarchical":
-            w = whitening if whitening is not None else Whitening.from_stats(stats)
-            for family, short in (("beta_0", "0"), ("beta_off", "off"), ("beta_def", "def")):
-                data[f"p_{short}"], data[f"ehat_{short}"] = w.family(family, cells.index(family))
+        if model == "hierarchical" and whitening is None:
+            whitening = Whitening.from_stats(stats)
+        data.update(_cell_data(cells, whitening if model == "hierarchical" else None))
     return data
 
 
-def _cell_data(cells: Cells) -> dict:
-    """K0, K_off, K_def touched cells, with their 1-based matchups (and archetypes)."""
+def _cell_data(cells: Cells, whitening: Whitening | None = None) -> dict:
+    """K0, K_off, K_def touched cells, with their 1-based matchups (and archetypes), and with a
+    whitening each cell's data precision p and location ehat."""
     out = {}
     for family, short in (("beta_0", "0"), ("beta_off", "off"), ("beta_def", "def")):
         m, a = cells.matchup_archetype(family)
@@ -85,6 +84,8 @@ def _cell_data(cells: Cells) -> dict:
         out[f"m_{short}"] = (m + 1).astype(int)
         if family != "beta_0":
             out[f"a_{short}"] = (a + 1).astype(int)
+        if whitening is not None:
+            out[f"p_{short}"], out[f"ehat_{short}"] = whitening.family(family, cells.index(family))
     return out
 
 

@@ -16,11 +16,11 @@ from .config import RunConfig
 from .data import Possessions, load_possessions
 from .cells import Cells
 from .models import complete, get_model, make_likelihood
-from .whitening import Whitening
 from .runtime import configure_jax
 from .sampling import sample_posterior
 from .simulate import simulate_season
 from .suffstats import SuffStats, from_file, require_fittable, warn_degenerate
+from .whitening import Whitening
 
 
 @dataclass(frozen=True)

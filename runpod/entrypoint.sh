@@ -18,7 +18,7 @@ CHAINS="${CHAINS:-4}"
 WARMUP="${WARMUP:-1000}"
 DRAWS="${DRAWS:-1000}"
 SEED="${SEED:-0}"
-TARGET_ACCEPT="${TARGET_ACCEPT:-0.9}"
+TARGET_ACCEPT="${TARGET_ACCEPT:-}"           # empty: the model's default (0.9; 0.99 for hierarchical)
 CHECKPOINT_EVERY="${CHECKPOINT_EVERY:-250}" # draws per chain between checkpoints
 PLATFORM="${PLATFORM:-cpu}"               # cpu | gpu
 CHAIN_METHOD="${CHAIN_METHOD:-parallel}"  # parallel (one chain per core) | vectorized (GPU) | sequential
@@ -122,8 +122,8 @@ else
     [[ -z "$data_path" || -e "$data_path" ]] || die "DATA: $data_path does not exist"
     args=(train --model "$MODEL" --out "$RUN_DIR" --overwrite
         --chains "$CHAINS" --warmup "$WARMUP" --draws "$DRAWS" --seed "$SEED"
-        --target-accept "$TARGET_ACCEPT" --checkpoint-every "$CHECKPOINT_EVERY"
-        --platform "$PLATFORM" --chain-method "$CHAIN_METHOD")
+        --checkpoint-every "$CHECKPOINT_EVERY" --platform "$PLATFORM" --chain-method "$CHAIN_METHOD")
+    [[ -z "$TARGET_ACCEPT" ]] || args+=(--target-accept "$TARGET_ACCEPT")
     [[ -z "$data_path" ]] || args+=(--data "$data_path")
     read -r -a extra <<<"$EXTRA_ARGS"
     args+=(${extra[@]+"${extra[@]}"})
