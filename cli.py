@@ -6,6 +6,7 @@ and column; warnings about the data are printed and the command goes on.
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from enum import Enum
@@ -176,8 +177,7 @@ def train(
         except _known_errors() as exc:
             _fail(str(exc))
         _print_summary(resume)
-        if not report["converged"]:
-            err.print("[yellow]warning:[/] the run did not meet the convergence thresholds; see diagnostics.json")
+        _warn_if_unconverged(report)
         return
     try:
         config = RunConfig(
@@ -204,7 +204,16 @@ def train(
             _fail(f"no usable GPU: {exc}. Install the CUDA build of JAX (see runpod/) or use --platform cpu")
         raise
     _print_summary(out_dir)
-    if not report["converged"]:
+    _warn_if_unconverged(report)
+
+
+def _warn_if_unconverged(report: dict) -> None:
+    if report["converged"]:
+        return
+    if report.get("method") == "nuts" and report.get("max_rhat") is None:
+        err.print("[yellow]warning:[/] one chain: R-hat needs at least 2, so convergence was not checked; "
+                  "rerun with --chains 2 or more before acting on the results")
+    else:
         err.print("[yellow]warning:[/] the run did not meet the convergence thresholds; see diagnostics.json")
 
 
@@ -685,7 +694,7 @@ def _checkpoint_progress(run_dir: Path, record: dict) -> str | None:
 
 def _print_summary(run_dir: Path, top: int = 10) -> bool:
     """Print the tables; returns whether the run is complete."""
-    from lineup_numpyro.outputs import load_run
+    from lineup_numpyro.outputs import load_run, rhat_text
 
     status, record, table, diag = load_run(run_dir)
     if status["state"] != "complete" or diag is None or table is None:
@@ -708,7 +717,8 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
         _print_effects(table, top)
         return True
     t.add_row("chains x draws", f"{diag['chains']} x {diag['draws']} (+{diag['warmup']} warm-up, {diag['chain_method']})")
-    t.add_row("max R-hat", f"{diag['max_rhat']:.4f} ({diag['max_rhat_parameter']})")
+    t.add_row("max R-hat", rhat_text(diag["max_rhat"], 4) + (f" ({diag['max_rhat_parameter']})"
+                                                              if diag["max_rhat"] is not None else ""))
     t.add_row("min ESS bulk", f"{diag['min_ess_bulk']:.0f} ({diag['min_ess_bulk_parameter']})")
     t.add_row("min ESS tail", f"{diag['min_ess_tail']:.0f}")
     div = diag["divergences"]
@@ -754,7 +764,7 @@ def _print_effects(table, top: int) -> None:  # noqa: ANN001
         eff.add_column(col, justify="left" if col == "parameter" else "right", no_wrap=col == "parameter")
     for _, row in largest_effects(table, top).iterrows():
         eff.add_row(row["parameter"], f"{row['mean']:.4f}", f"{row['5%']:.4f}", f"{row['95%']:.4f}",
-                    f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}",
+                    "n/a" if math.isnan(row["r_hat"]) else f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}",
                     *([f"{int(row['n_on_floor']):,}", f"{row['prior_width_ratio']:.3f}"] if has_coverage else []))
     out.print(eff)
     if has_coverage:

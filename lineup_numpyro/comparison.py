@@ -21,7 +21,7 @@ import pandas as pd
 
 from .config import DataConfig
 from .data import iter_chunks
-from .outputs import RunDirError, atomic_path, load_run, require_nuts, write_json
+from .outputs import RunDirError, atomic_path, load_run, require_nuts, rhat_text, write_json
 from .validation import HoldoutScore, LooResult, data_config_of, describe, load_posterior, psis_loo, run_data, \
     score_holdout
 
@@ -89,7 +89,7 @@ def _fit_health(run_dir: str, diag: dict | None) -> dict:
     if diag is None:
         raise RunDirError(f"{run_dir}: no diagnostics.json; is the run complete?")
     require_nuts(run_dir, diag, "compare")
-    return {"divergences": int(diag["divergences"]["count"]), "max_rhat": float(diag["max_rhat"]),
+    return {"divergences": int(diag["divergences"]["count"]), "max_rhat": diag["max_rhat"],
             "min_ess_bulk": float(diag["min_ess_bulk"]), "converged": bool(diag["converged"])}
 
 
@@ -98,7 +98,7 @@ def _recommend(table: pd.DataFrame, run_dirs: Sequence[str], models: Sequence[st
     """The run to use and one sentence saying why: the module docstring's rule, applied to the
     runs whose fits converged (an unconverged fit's elpd_loo is no evidence)."""
     healthy = [i for i, fit in enumerate(fits) if fit["converged"]]
-    skipped = [f"{r['model']} ({r['divergences']} divergences, max R-hat {r['max_rhat']:.3f})"
+    skipped = [f"{r['model']} ({r['divergences']} divergences, max R-hat {rhat_text(r['max_rhat'])})"
                for _, r in table.iterrows() if not r["converged"]]
     caveat = f"; not converged, so not considered: {', '.join(skipped)}" if skipped else ""
     if not healthy:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import names
-from .outputs import ESS_MIN, RHAT_MAX, RunDirError, atomic_path, load_run, require_nuts
+from .outputs import ESS_MIN, RHAT_MAX, RunDirError, atomic_path, load_run, require_nuts, rhat_text
 
 MIN_POSSESSIONS = 200  # fewer possessions than this and a matchup's own estimate is mostly prior
 PRODUCTION = "production_coefficients.csv"
@@ -44,6 +44,8 @@ def _reason(verdict: dict, divergences: int, min_possessions: int, model: str = 
             return f"{n} possessions < {min_possessions}"
     if divergences:
         return f"the run had {divergences} divergent transitions"
+    if verdict["max_rhat"] is None:
+        return "not checked: R-hat needs at least 2 chains"
     if verdict["max_rhat"] > RHAT_MAX:
         return f"not converged: R-hat {verdict['max_rhat']:.3f} > {RHAT_MAX}"
     if verdict["min_ess_bulk"] < ESS_MIN:
@@ -62,7 +64,7 @@ def production_coefficients(run_dir: str | Path, pooled_dir: str | Path,
         raise RunDirError(f"{pooled_dir}: a {pooled_diag['model']} run; --pooled takes a simplified run")
     if not pooled_diag["converged"]:
         raise RunDirError(f"{pooled_dir}: the pooled run did not converge (max R-hat "
-                          f"{pooled_diag['max_rhat']:.3f}, min ESS_bulk {pooled_diag['min_ess_bulk']:.0f}); "
+                          f"{rhat_text(pooled_diag['max_rhat'])}, min ESS_bulk {pooled_diag['min_ess_bulk']:.0f}); "
                           "it cannot serve as the fallback")
     divergences = int(diag["divergences"]["count"])
     stats = ["mean", "sd", "5%", "50%", "95%"]

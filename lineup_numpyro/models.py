@@ -26,7 +26,7 @@ from . import names
 from .cells import Cells
 from .data import Possessions
 from .suffstats import SuffStats
-from .whitening import Whitening
+from .whitening import Whitening, half_normal_from_standard
 
 M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
 LOG_2PI = float(np.log(2 * np.pi))
@@ -173,15 +173,15 @@ def hierarchical(likelihood: Likelihood, cells: Cells, whitening: Whitening | No
     """Partial pooling: each matchup's effect a multiplicative deviation from a league-wide one,
     beta_off[m, a] = exp(mu_off[a] + tau_off[a] * e_off[m, a]), e ~ N(0, 1).
 
-    NUTS moves whitened coordinates (`z_mu_*`, `z_*_data`; whitening.py): an exact change of
-    variables to mu and the touched cells' e, which are recorded under their own names. With
-    `whitening` None (p = 0) the coordinates are the plain non-centred form. Untouched cells'
-    e are N(0, 1) draws in `complete`.
+    NUTS moves whitened coordinates (`z_tau_*`, `z_mu_*`, `z_*_data`; whitening.py): an exact
+    change of variables to tau, mu and the touched cells' e, which are recorded under their own
+    names. With `whitening` None the coordinates are the plain non-centred form (tau sampled
+    on the log scale, p = 0). Untouched cells' e are N(0, 1) draws in `complete`.
     """
     w = whitening if whitening is not None else Whitening.none()
-    tau_0 = numpyro.sample("tau_0", dist.HalfNormal(TAU_SD))
-    tau_off = numpyro.sample("tau_off", dist.HalfNormal(TAU_SD).expand([A]).to_event(1))  # (8,)
-    tau_def = numpyro.sample("tau_def", dist.HalfNormal(TAU_SD).expand([A]).to_event(1))  # (8,)
+    tau_0 = _scale("tau_0", (), whitened=whitening is not None)
+    tau_off = _scale("tau_off", (A,), whitened=whitening is not None)  # (8,)
+    tau_def = _scale("tau_def", (A,), whitened=whitening is not None)  # (8,)
     sigma = numpyro.sample("sigma", dist.HalfCauchy(SIGMA_SCALE))
     beta = {}
     for family, short, tau, loc, sd in (("beta_0", "0", tau_0[None], 0.0, BETA_0_SD),
@@ -192,6 +192,16 @@ def hierarchical(likelihood: Likelihood, cells: Cells, whitening: Whitening | No
         numpyro.deterministic(f"mu_{short}", mu[0] if family == "beta_0" else mu)
         numpyro.deterministic(f"e_{short}_data", e)
     likelihood.observe(_touched_coefficients(cells, beta["beta_0"], beta["beta_off"], beta["beta_def"]), sigma)
+
+
+def _scale(name: str, shape: tuple[int, ...], whitened: bool) -> jnp.ndarray:
+    """A population scale tau ~ N+(0, TAU_SD): drawn through z_tau ~ N(0, 1) in the whitened
+    coordinates (recorded as a deterministic `name`), else sampled as it stands."""
+    prior = dist.HalfNormal(TAU_SD) if not shape else dist.HalfNormal(TAU_SD).expand(list(shape)).to_event(len(shape))
+    if not whitened:
+        return numpyro.sample(name, prior)
+    std = dist.Normal(0.0, 1.0) if not shape else dist.Normal(0.0, 1.0).expand(list(shape)).to_event(len(shape))
+    return numpyro.deterministic(name, TAU_SD * half_normal_from_standard(numpyro.sample(f"z_{name}", std)))
 
 
 def _population_and_cells(family: str, short: str, tau: jnp.ndarray, loc: float, sd: float, cells: Cells,

@@ -187,7 +187,9 @@ def parameter_summary(posterior, model: str) -> pd.DataFrame:
     rows come in Stan's order under Stan's names, with the 0-based matchup of each row
     (None for parameters not indexed by matchup).
     """
-    rhat, ess_bulk = az.rhat(posterior), az.ess(posterior, method="bulk")
+    # R-hat compares chains: with one there is none (ArviZ would warn and give NaN)
+    rhat = az.rhat(posterior) if posterior.sizes["chain"] > 1 else None
+    ess_bulk = az.ess(posterior, method="bulk")
     ess_tail, mcse = az.ess(posterior, method="tail"), az.mcse(posterior, method="mean")
     rows = []
     for var, dims in names.POSTERIOR_DIMS[model].items():
@@ -203,7 +205,7 @@ def parameter_summary(posterior, model: str) -> pd.DataFrame:
                     "5%": q05[j],
                     "50%": q50[j],
                     "95%": q95[j],
-                    "r_hat": float(rhat[var].values.reshape(-1)[j]),
+                    "r_hat": float(rhat[var].values.reshape(-1)[j]) if rhat is not None else np.nan,
                     "ess_bulk": float(ess_bulk[var].values.reshape(-1)[j]),
                     "ess_tail": float(ess_tail[var].values.reshape(-1)[j]),
                     "mcse_mean": float(mcse[var].values.reshape(-1)[j]),
@@ -241,6 +243,11 @@ def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
     return table
 
 
+def rhat_text(max_rhat: float | None, digits: int = 3) -> str:
+    """An R-hat for people: 'n/a (one chain)' where there was none to compute."""
+    return "n/a (one chain)" if max_rhat is None else f"{max_rhat:.{digits}f}"
+
+
 def _matchup_of(parameter: str) -> int | None:
     """0-based matchup of a matchup-indexed Stan name, None for global parameters."""
     if "[" not in parameter:
@@ -259,9 +266,11 @@ def diagnostics(table: pd.DataFrame, result: SamplingResult, model: str) -> dict
     n_draws = stats["diverging"].size
     n_div = int(stats["diverging"].sum())
     at_max = float(np.mean(stats["tree_depth"] >= result.config.max_tree_depth))
-    worst_rhat = table.loc[table["r_hat"].idxmax()]
+    known = table["r_hat"].dropna()  # none with one chain: convergence cannot be checked then
+    worst_rhat = table.loc[known.idxmax()] if len(known) else None
+    max_rhat = None if worst_rhat is None else float(worst_rhat["r_hat"])
     worst_ess = table.loc[table["ess_bulk"].idxmin()]
-    converged = bool(worst_rhat["r_hat"] <= RHAT_MAX and worst_ess["ess_bulk"] >= ESS_MIN and n_div == 0)
+    converged = bool(max_rhat is not None and max_rhat <= RHAT_MAX and worst_ess["ess_bulk"] >= ESS_MIN and n_div == 0)
     report = {
         "model": model,
         "method": "nuts",
@@ -269,8 +278,8 @@ def diagnostics(table: pd.DataFrame, result: SamplingResult, model: str) -> dict
         "warmup": result.config.warmup,
         "draws": result.config.draws,
         "chain_method": result.chain_method,
-        "max_rhat": float(worst_rhat["r_hat"]),
-        "max_rhat_parameter": worst_rhat["parameter"],
+        "max_rhat": max_rhat,  # None: not available (one chain)
+        "max_rhat_parameter": None if worst_rhat is None else worst_rhat["parameter"],
         "min_ess_bulk": float(worst_ess["ess_bulk"]),
         "min_ess_bulk_parameter": worst_ess["parameter"],
         "min_ess_tail": float(table["ess_tail"].min()),
@@ -296,9 +305,12 @@ def _matchup_verdicts(table: pd.DataFrame) -> list[dict]:
     for m in range(names.N_MATCHUPS):
         rows = table[matchup == m]
         n = int(rows["n_possessions"].iloc[0])
-        max_rhat, min_ess = float(rows["r_hat"].max()), float(rows["ess_bulk"].min())
+        max_rhat, min_ess = rows["r_hat"].max(), float(rows["ess_bulk"].min())
+        max_rhat = None if pd.isna(max_rhat) else float(max_rhat)
         if n == 0:
             verdict = "no data"
+        elif max_rhat is None:
+            verdict = "not checked"
         elif max_rhat <= RHAT_MAX and min_ess >= ESS_MIN:
             verdict = "converged"
         else:

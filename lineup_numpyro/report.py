@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import names
 from .data import Possessions
-from .outputs import POSTERIOR, RunDirError, load_run, require_nuts
+from .outputs import POSTERIOR, RunDirError, load_run, require_nuts, rhat_text
 from .suffstats import SuffStats
 from .validation import VALIDATION, Posterior, data_config_of, describe, posterior_of, run_data
 
@@ -240,7 +240,7 @@ def _html(run_dir: Path, record: dict, diag: dict, figures: dict, data: str, val
     ok = diag["converged"]
     cfg = record.get("config", {}).get("sampler", {})
     summary = pd.DataFrame([{
-        "max R-hat": diag["max_rhat"], "worst parameter": diag["max_rhat_parameter"],
+        "max R-hat": rhat_text(diag["max_rhat"]), "worst parameter": diag["max_rhat_parameter"] or "",
         "min ESS_bulk": diag["min_ess_bulk"], "min ESS_tail": diag["min_ess_tail"],
         "divergences": diag["divergences"]["count"], "share at max tree depth": diag["max_tree_depth"]["share_at_limit"],
         "sampling s": diag["timing"]["sampling_s"],
@@ -255,7 +255,8 @@ def _html(run_dir: Path, record: dict, diag: dict, figures: dict, data: str, val
         "<h2>Convergence</h2>",
         f"<p class='{'good' if ok else 'bad'}'>"
         f"{'Converged' if ok else 'Not converged'}: thresholds R-hat ≤ {diag['thresholds']['r_hat_max']}, "
-        f"ESS_bulk ≥ {diag['thresholds']['ess_bulk_min']}, no divergences.</p>",
+        f"ESS_bulk ≥ {diag['thresholds']['ess_bulk_min']}, no divergences"
+        f"{'' if diag['max_rhat'] is not None else ' (R-hat needs at least 2 chains: not checked)'}.</p>",
         _table_html(summary),
     ]
     if diag.get("matchups"):

@@ -80,7 +80,10 @@ def load_fit(run_dir: str | Path) -> Fit:
     if diag.get("method") == "map":
         raise RunDirError(f"{run_dir}: a map run is one point, with no uncertainty to value with; "
                           "use a nuts (or laplace, advi) run")
-    if not diag["converged"]:
+    if diag.get("method") == "nuts" and diag.get("max_rhat") is None:
+        warnings.warn(f"{run_dir}: one chain, so convergence was not checked (R-hat needs at least 2); "
+                      "do not act on its values before a run with more chains agrees", RuntimeWarning, stacklevel=2)
+    elif not diag["converged"]:
         warnings.warn(f"{run_dir}: the run did not converge (see its diagnostics.json); its values are "
                       "not to be trusted", RuntimeWarning, stacklevel=2)
     if not diag.get("evidence", {}).get("pareto_k_ok", True):

@@ -15,6 +15,13 @@ given tau. The map from (z_mu, z) to (mu, e) is an exact, triangular change of v
 any p >= 0 and ehat: the posterior is the model's whatever numbers are used; good numbers only
 make it rounder. p = 0 everywhere is the plain non-centred form.
 
+The population scales get the same treatment against their prior: tau = sd F^-1(Phi(z_tau)),
+F the N+(0, 1) distribution function, so z_tau ~ N(0, 1) gives exactly tau ~ N+(0, sd). Where
+the data say little about tau (most populations of a sparse season) its posterior is close to
+that prior and z_tau close to N(0, 1), which NUTS crosses in a few steps; on log tau the same
+posterior has a long left tail (ESS 590-780 of 4,000 on the simulated season, against
+1,055-1,119 with z_tau: benchmarks/experiments/hierarchical_geometry).
+
 `Whitening.from_stats` takes the numbers from the sufficient statistics alone: per matchup a
 Gauss-Newton fit of the touched columns on the link scale with a weak ridge toward the pooled
 least-squares fit, whose precision with the ridge taken out gives each cell's marginal data
@@ -25,7 +32,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import erfinv, ndtr, ndtri
 
 from . import names
 from .suffstats import SuffStats
@@ -36,6 +45,19 @@ EXP_LINK = np.arange(P) > 0  # beta_off, beta_def = exp(eta); beta_0 = eta
 # of a matchup with few possessions finite; its information is taken out again.
 RIDGE_SD = np.array([0.25] + [1.0] * (P - 1))
 SMALLEST_EFFECT = 0.005  # where a pooled effect <= 0 is placed on the log scale
+LOWEST_Z_TAU = -30.0  # tau = 6e-198 there; below, Phi(z) underflows and tau would be 0
+
+
+def half_normal_from_standard(z: jnp.ndarray) -> jnp.ndarray:
+    """tau = F^-1(Phi(z)), F the N+(0, 1) distribution function: z ~ N(0, 1) gives tau ~ N+(0, 1).
+
+    Two branches keep full relative precision: sqrt(2) erfinv(Phi(z)) for z < 0 (tau ~ Phi(z)
+    as z -> -inf), -Phi^-1(Phi(-z) / 2) for z >= 0 (tau ~ z as z -> inf).
+    """
+    negative = z < 0
+    low = jnp.maximum(jnp.where(negative, z, -1.0), LOWEST_Z_TAU)
+    high = jnp.where(negative, 1.0, z)
+    return jnp.where(negative, jnp.sqrt(2.0) * erfinv(ndtr(low)), -ndtri(0.5 * ndtr(-high)))
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,8 @@ def test_touched_model_is_the_full_model_minus_untouched_priors(model):
             # whitened coordinates (whitening.py): an untouched cell has p = 0, so its z is its e
             sites = {"beta_0": "z_0_data", "beta_off": "z_off_data", "beta_def": "z_def_data"}
             prior = dict.fromkeys(sites, sps.norm(0, 1))
-            shared = {"sigma": 0.7, "z_mu_0": 0.1, "tau_0": 0.3, "z_mu_off": rng.normal(0, 1, A),
-                      "tau_off": rng.uniform(0.1, 1, A), "z_mu_def": rng.normal(0, 1, A), "tau_def": rng.uniform(0.1, 1, A)}
+            shared = {"sigma": 0.7, "z_mu_0": 0.1, "z_tau_0": -0.3, "z_mu_off": rng.normal(0, 1, A),
+                      "z_tau_off": rng.normal(0, 1, A), "z_mu_def": rng.normal(0, 1, A), "z_tau_def": rng.normal(0, 1, A)}
         full = {**shared, **{sites[f]: _flat(values[f], f) for f in sites}}
         touched_params = {**shared, **{sites[f]: _flat(values[f], f)[cells.index(f) - _offset(f, cells)]
                                        for f in sites}}

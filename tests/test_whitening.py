@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import special
 from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
 
 from lineup_numpyro import models
@@ -13,7 +14,7 @@ from lineup_numpyro.cells import Cells
 from lineup_numpyro.models import SuffStatsLikelihood, get_model
 from lineup_numpyro.simulate import simulate_season
 from lineup_numpyro.suffstats import SuffStats
-from lineup_numpyro.whitening import Whitening
+from lineup_numpyro.whitening import Whitening, half_normal_from_standard
 
 FAMILIES = (("0", 0.0, models.BETA_0_SD), ("off", models.MU_LOC, models.MU_SD), ("def", models.MU_LOC, models.MU_SD))
 
@@ -39,12 +40,18 @@ def test_whitening_is_informative_only_where_the_data_touch(sparse):
 
 
 def _nc_coordinates(z: dict, constrained: dict) -> dict:
-    """The plain non-centred coordinates (p = 0) of the same (tau, mu, e, sigma)."""
-    out = dict(z)
+    """The plain non-centred coordinates of the same (tau, mu, e, sigma): log tau, and mu, e
+    as the p = 0 whitening has them."""
+    out = {k: v for k, v in z.items() if not k.startswith("z_tau_")}
     for short, loc, sd in FAMILIES:
+        out[f"tau_{short}"] = jnp.log(constrained[f"tau_{short}"])
         out[f"z_mu_{short}"] = (constrained[f"mu_{short}"] - loc) / sd
         out[f"z_{short}_data"] = constrained[f"e_{short}_data"]
     return out
+
+
+def _plain_name(key: str) -> str:
+    return key[2:] if key.startswith("z_tau_") else key
 
 
 def test_whitened_density_is_the_model_density_times_the_jacobian(sparse):
@@ -67,7 +74,7 @@ def test_whitened_density_is_the_model_density_times_the_jacobian(sparse):
                 i += size
             zz = {**z, **parts}
             nc = _nc_coordinates(zz, constrain_fn(whitened, (lik,), {}, zz, return_deterministic=True))
-            return jnp.concatenate([jnp.ravel(nc[k]) for k in keys])
+            return jnp.concatenate([jnp.ravel(nc[_plain_name(k)]) for k in keys])
 
         flat = jnp.concatenate([jnp.ravel(z[k]) for k in keys])
         _, logdet = jnp.linalg.slogdet(jax.jacfwd(mapped)(flat))
@@ -76,6 +83,22 @@ def test_whitened_density_is_the_model_density_times_the_jacobian(sparse):
         lp_nc = -float(potential_energy(plain, (lik,), {}, z_nc))
         assert np.isfinite(lp_w)
         np.testing.assert_allclose(lp_w, lp_nc + float(logdet), rtol=1e-10, atol=1e-8)
+
+
+def test_population_scales_are_half_normal_through_a_standard_normal():
+    """tau = F^-1(Phi(z)) inverts F(tau) = Phi(z) to full relative precision, tails included, so
+    z ~ N(0, 1) gives tau ~ N+(0, 1) exactly."""
+    z = np.concatenate([np.linspace(-29.0, 0.0, 300, endpoint=False), np.linspace(0.0, 8.0, 100)])
+    tau = np.asarray(half_normal_from_standard(jnp.asarray(z)))
+    assert np.all(np.diff(tau) > 0) and tau[0] > 0
+    low, high = z < 0, z >= 0
+    np.testing.assert_allclose(special.erf(tau[low] / np.sqrt(2)), special.ndtr(z[low]), rtol=1e-12)
+    np.testing.assert_allclose(special.erfc(tau[high] / np.sqrt(2)), special.ndtr(-z[high]), rtol=1e-12)
+    # NUTS needs the gradient: d tau / dz = phi(z) / (2 phi(tau)), the ratio of the two densities
+    at = jnp.asarray([-12.0, -3.0, 0.0, 0.5, 4.0])
+    slope = np.asarray(jax.vmap(jax.grad(half_normal_from_standard))(at))
+    np.testing.assert_allclose(slope, np.exp(-0.5 * np.asarray(at) ** 2) / (2 * np.exp(-0.5 * half_normal_from_standard(at) ** 2)),
+                               rtol=1e-10)
 
 
 def test_no_whitening_is_the_plain_non_centred_model(sparse):
@@ -99,14 +122,14 @@ def test_cells_stay_exact_when_tau_is_tiny(sparse):
     model = get_model("hierarchical", cells, w)
     info = initialize_model(jax.random.PRNGKey(0), model, model_args=(lik,))
     z = {k: jnp.zeros(np.shape(v)) for k, v in info.param_info.z.items()}
-    grads = []
-    for log_tau in (-10.0, -30.0, -50.0):
-        z["tau_0"] = jnp.asarray(log_tau)
+    grads, points = [], (-10.0, -20.0, -29.0, -40.0)  # tau_0 = 8e-24 ... 6e-198 (held below -30)
+    for z_tau in points:
+        z["z_tau_0"] = jnp.asarray(z_tau)
         value, grad = jax.value_and_grad(lambda zz: potential_energy(model, (lik,), {}, zz))(z)
         assert np.isfinite(float(value))
-        grads.append(float(grad["tau_0"]))
-    # the density of log tau_0 flattens to the prior's tau^1 tail: d/dlog tau -> -1 of the potential
-    np.testing.assert_allclose(grads[1:], -1.0, atol=1e-6)
+        grads.append(float(grad["z_tau_0"]))
+    # as tau_0 -> 0 the data stop depending on it: only z_tau_0's N(0, 1) prior is left, gradient z
+    np.testing.assert_allclose(grads, points, atol=1e-6)
 
 
 def test_runs_record_their_coordinates():

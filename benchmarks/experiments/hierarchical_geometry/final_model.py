@@ -63,6 +63,7 @@ class Plan(NamedTuple):
     method: str = "whiten"  # "whiten" or "nc" (plain non-centred baseline)
     soft: np.ndarray = None  # (K,) bool: exp-link cell with p = 0 gets the softplus knee
     logk: np.ndarray = None  # (K,) log of the knee k (beta scale)
+    tau_map: str = "exp"  # "quantile": tau = F^-1(Phi(x)), x ~ N(0,1) (prior-whitened scale)
 
 
 def _link(eta):
@@ -107,7 +108,8 @@ def _fit_cell_approx(xtx, xty, s2, eta0, r, iters=200):
 
 
 def plan(stats, method: str = "whiten", whiten_mu: bool = True, r_int: float = 0.25, r_arch: float = 1.0,
-         p_min: float = 0.0, clip_k: float = 0.0, knee: float = 0.0, p_soft: float = 1e-300, knee_gap: float = -np.inf) -> Plan:
+         p_min: float = 0.0, clip_k: float = 0.0, knee: float = 0.0, p_soft: float = 1e-300, knee_gap: float = -np.inf,
+         tau_map: str = "exp") -> Plan:
     """Treatment of every cell, from n, X'X, X'y, y'y only.
 
     1. Pooled ridge least squares over all matchups -> b_pool, residual variance s2.
@@ -151,7 +153,16 @@ def plan(stats, method: str = "whiten", whiten_mu: bool = True, r_int: float = 0
     logk = np.log(max(knee, 1e-300) * np.sqrt(s2_ / d[rows, cols]))
     if method != "nc":
         logk = np.maximum(logk, eta0[cols] + knee_gap)
-    return Plan(touched, rows, cols, pk, ehat[rows, cols], whiten_mu, method, soft, logk)
+    return Plan(touched, rows, cols, pk, ehat[rows, cols], whiten_mu, method, soft, logk, tau_map)
+
+
+def halfnormal_of_standard(x):
+    """tau = F^-1(Phi(x)) for F the N+(0,1) cdf: x ~ N(0,1) gives tau ~ N+(0,1) exactly."""
+    from jax.scipy.special import erfinv, ndtr, ndtri
+    neg = x < 0
+    xn = jnp.maximum(jnp.where(neg, x, -1.0), -30.0)
+    xp = jnp.where(neg, 1.0, x)
+    return jnp.where(neg, jnp.sqrt(2.0) * erfinv(ndtr(xn)), -ndtri(0.5 * ndtr(-xp)))
 
 
 def _improper(shape):
@@ -163,6 +174,10 @@ def hierarchical(likelihood, plan: Plan):
         # tau = |z|, z ~ N(0,1): the half-normal prior without its boundary at 0
         zt = numpyro.sample("tau_signed", dist.Normal(0.0, 1.0).expand([P]).to_event(1))
         tau = numpyro.deterministic("tau", jnp.abs(zt))
+    elif plan.tau_map == "quantile":
+        xt = numpyro.sample("tau_x", dist.Normal(0.0, 1.0).expand([P]).to_event(1))
+        tau = numpyro.deterministic("tau", halfnormal_of_standard(xt))
+        zt = tau
     else:
         tau = numpyro.sample("tau", dist.HalfNormal(1.0).expand([P]).to_event(1))
         zt = tau

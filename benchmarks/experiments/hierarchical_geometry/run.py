@@ -33,7 +33,7 @@ wall = time.time() - t
 ex = mcmc.get_extra_fields(group_by_chain=True)
 s = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
 rec = fm.recover(s, pl)
-post = {k: v for k, v in s.items() if k not in ("mu_", "tau_signed") and not (k == "u" and args.method == "signed")}
+post = {k: v for k, v in s.items() if k not in ("mu_", "tau_signed", "tau_x") and not (k == "u" and args.method == "signed")}
 post["mu"] = rec["mu"]
 post["beta_t"] = rec["beta"][:, :, pl.rows, pl.cols]
 post["e_t"] = rec["e"][:, :, pl.rows, pl.cols]
