@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lineup_numpyro import __version__
+from lineup_numpyro.errors import LineupError
 
 app = typer.Typer(
     help="Bayesian NBA lineup models (Brill, Hughes & Waldbaum 2023) fitted with NumPyro.",
@@ -86,12 +87,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from lineup_numpyro.data import DataError
-    from lineup_numpyro.outputs import RunDirError
-    from lineup_numpyro.approx import ApproxError
-    from lineup_numpyro.sampling import CheckpointError
-
-    return (DataError, RunDirError, CheckpointError, ApproxError, ValueError)
+    """What the user can fix (exit 2, one line); anything else is a bug and keeps its traceback."""
+    return (LineupError,)
 
 
 def _version(value: bool) -> None:
@@ -633,8 +630,8 @@ def benchmark(
                                   platform=platform.value),
         )
         prices = load_prices(price_from, config.model) if price_from else []
-    except (ValueError, OSError, KeyError) as exc:
-        _fail(str(exc) if not isinstance(exc, KeyError) else f"{price_from}: not a benchmark results.json")
+    except _known_errors() as exc:
+        _fail(str(exc))
 
     def show(r: dict) -> None:
         figures = (f"wall {r['wall_s']:.1f} s, min ESS_bulk/s {r['ess_bulk_min_per_s']:.2f}"

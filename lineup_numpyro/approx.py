@@ -35,12 +35,9 @@ from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import initialize_model
 from numpyro.optim import optax_to_numpyro
 
+from .errors import ApproxError
 from .config import ApproxConfig
 from .models import Likelihood
-
-class ApproxError(RuntimeError):
-    """An approximation that cannot be formed (e.g. no Gaussian at a saddle point)."""
-
 
 PARETO_K_OK = 0.7  # above this, importance weights (and the approximation) are unreliable
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
 from .config import ModelName, SamplerConfig
 
 METHODS = ("numpyro-suffstats", "numpyro-rows", "stan-loop", "stan-fast")
@@ -59,13 +60,13 @@ class BenchmarkConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
-            raise ValueError(f"unknown method(s) {', '.join(unknown)}; expected some of {', '.join(METHODS)}")
+            raise ConfigError(f"unknown method(s) {', '.join(unknown)}; expected some of {', '.join(METHODS)}")
         if not self.methods or not self.sizes:
-            raise ValueError("give at least one method and one size")
+            raise ConfigError("give at least one method and one size")
         if min(self.sizes) < 1 or self.repeats < 1 or self.budget_s <= 0:
-            raise ValueError("sizes and repeats must be at least 1 and the budget positive")
+            raise ConfigError("sizes and repeats must be at least 1 and the budget positive")
         if self.model == "simplified" and "stan-fast" in self.methods:
-            raise ValueError("the simplified model has no fast Stan form; drop stan-fast from the methods")
+            raise ConfigError("the simplified model has no fast Stan form; drop stan-fast from the methods")
 
 
 def season_path(config: BenchmarkConfig, n: int) -> Path:
@@ -274,10 +275,14 @@ def _drain(stream, lines: list[str]):
 
 def load_prices(path: str | Path, model: str) -> list[dict]:
     """The runs of an earlier results.json of the same model, to price this benchmark's runs."""
-    saved = json.loads(Path(path).read_text())
-    if saved["config"]["model"] != model:
-        raise ValueError(f"{path}: those runs are of the {saved['config']['model']} model, not {model}")
-    return [r for r in saved["runs"] if r["status"] in ("ok", "pilot")]
+    try:
+        saved = json.loads(Path(path).read_text())
+        saved_model, runs = saved["config"]["model"], saved["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a readable benchmark results.json ({type(exc).__name__}: {exc})") from exc
+    if saved_model != model:
+        raise ConfigError(f"{path}: those runs are of the {saved_model} model, not {model}")
+    return [r for r in runs if r["status"] in ("ok", "pilot")]
 
 
 def run_benchmark(config: BenchmarkConfig, out_dir: str | Path,

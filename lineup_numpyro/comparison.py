@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import ConfigError
 from .config import DataConfig
 from .data import iter_chunks
 from .outputs import RunDirError, atomic_path, load_run, require_nuts, rhat_text, write_json
@@ -58,7 +59,7 @@ def compare_runs(run_dirs: Sequence[str | Path], holdout: DataConfig | None = No
     random split held out, when `use_split` and they had one)."""
     run_dirs = [str(r) for r in run_dirs]
     if len(run_dirs) < 2:
-        raise ValueError("give at least two run directories to compare")
+        raise ConfigError("give at least two run directories to compare")
     loaded = [load_run(r) for r in run_dirs]
     records = [rec for _, rec, _, _ in loaded]
     fits = [_fit_health(r, diag) for r, (_, _, _, diag) in zip(run_dirs, loaded)]

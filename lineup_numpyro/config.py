@@ -6,6 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from .errors import ConfigError
+
 ModelName = Literal["simplified", "matchup", "hierarchical"]
 Likelihood = Literal["suffstats", "rows"]
 ChainMethod = Literal["parallel", "vectorized", "sequential"]
@@ -50,11 +52,11 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         for name in ("chains", "draws", "max_tree_depth", "checkpoint_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
-            raise ValueError(f"warmup must be non-negative, got {self.warmup}")
+            raise ConfigError(f"warmup must be non-negative, got {self.warmup}")
         if not 0.0 < self.target_accept < 1.0:
-            raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept}")
+            raise ConfigError(f"target_accept must lie in (0, 1), got {self.target_accept}")
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,10 @@ class ApproxConfig:
     def __post_init__(self) -> None:
         for name in ("draws", "max_iter", "rank", "block", "max_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("grad_tol", "learning_rate", "elbo_rtol"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
+            raise ConfigError(f"holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
 
     def split(self, side: str = "train"):
         """The data.Split of one side, or None when nothing is held out."""

@@ -21,6 +21,7 @@ from typing import IO, Literal
 import numpy as np
 import pandas as pd
 
+from .errors import ConfigError, DataError
 from . import names
 
 # Values beyond these are taken to be corrupt: DARKO sums of five players lie within about
@@ -30,10 +31,6 @@ MAX_ABS_OUTCOME = 1_000.0
 
 _LABEL_RE = re.compile(r"^\s*(\d+)\s*_vs_\s*(\d+)\s*$")
 _INT_RE = re.compile(r"^\s*(\d+)(?:\.0*)?\s*$")
-
-
-class DataError(ValueError):
-    """Input that cannot be used; the message says where and what was expected."""
 
 
 class DataWarning(UserWarning):
@@ -483,7 +480,7 @@ class Split:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction < 1.0:
-            raise ValueError(f"the holdout fraction must lie in (0, 1), got {self.fraction}")
+            raise ConfigError(f"the holdout fraction must lie in (0, 1), got {self.fraction}")
         if self.side not in ("train", "holdout"):
             raise ValueError(f"side must be 'train' or 'holdout', got {self.side!r}")
 

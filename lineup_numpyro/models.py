@@ -80,6 +80,21 @@ class RowsLikelihood(NamedTuple):
 Likelihood = SuffStatsLikelihood | RowsLikelihood
 
 
+def predict(coef: np.ndarray, matchup: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The linear predictor, E[y_i] = x_i . b[m_i], for rows x (n, 17) = [1, z_off, -z_def] in
+    matchups `matchup` (n,): coef (S, M, 17) gives (S, n); (M, 17) gives (n,); a pooled (17,) or
+    (S, 17) serves every matchup. The one place validation, valuation, simulation and the report
+    compute it (RowsLikelihood.mean is its JAX twin inside the model, tested equal)."""
+    coef, x, matchup = np.asarray(coef), np.asarray(x, dtype=np.float64), np.asarray(matchup)
+    if coef.ndim == 1 or (coef.ndim == 2 and coef.shape[0] != M):  # pooled: (17,) or (S, 17)
+        return coef @ x.T
+    out = np.empty((*coef.shape[:-2], len(x)))
+    for m in np.unique(matchup):  # one product per matchup: no (S, n, 17) temporary
+        mine = matchup == m
+        out[..., mine] = coef[..., m, :] @ x[mine].T
+    return out
+
+
 # Prior scales of ../shared/MODELS.md, in one place.
 BETA_0_SD = 5.0  # beta_0 ~ N(0, 5) (pooled and matchup models); mu_0 ~ N(0, 5) (hierarchical)
 BETA_SD = 5.0  # beta_off, beta_def ~ N+(0, 5)

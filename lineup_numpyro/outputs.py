@@ -35,6 +35,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from .errors import RunDirError
 from . import names
 from .config import RunConfig
 from .models import prior_width
@@ -61,10 +62,6 @@ DIAGNOSTICS = "diagnostics.json"
 RUN_CONFIG = "run_config.json"
 CHECKPOINT = "checkpoint"  # the sampler's progress while a run is unfinished
 STATUS = "status.json"
-
-
-class RunDirError(RuntimeError):
-    """A run directory that cannot be used (exists already, incomplete, unreadable)."""
 
 
 @contextlib.contextmanager

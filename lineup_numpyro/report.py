@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import names
 from .data import Possessions
+from .models import predict
 from .outputs import POSTERIOR, RunDirError, load_run, require_nuts, rhat_text
 from .suffstats import SuffStats
 from .validation import VALIDATION, Posterior, data_config_of, describe, posterior_of, run_data
@@ -155,10 +156,10 @@ def ppc_plots(post: Posterior, stats: SuffStats, rows: Possessions, dist_path: P
     ax.set_xlabel("points on the possession")
     dist = _save(ax.figure, dist_path)
 
-    # a matchup's mean outcome: sum_i x_i . b_m / n_m, with sum_i x_i = X'X[m, 0, :] (x_0 = 1)
+    # a matchup's mean outcome is the prediction at its mean design row, X'X[m, 0, :] / n_m (x_0 = 1)
     present = np.flatnonzero(stats.n > 0)
     n = stats.n[present]
-    mean_mu = np.einsum("mk,smk->sm", stats.xtx[present, 0, :], post.coef[:, present, :]) / n
+    mean_mu = predict(post.coef, present, stats.xtx[present, 0, :] / n[:, None])
     rep = mean_mu + post.sigma[:, None] / np.sqrt(n) * rng.standard_normal(mean_mu.shape)
     lo, hi = np.quantile(rep, [0.05, 0.95], axis=0)
     observed = stats.sum_y[present] / n

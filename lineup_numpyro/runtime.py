@@ -15,6 +15,7 @@ import jax
 import numpyro
 from jax._src import xla_bridge
 
+from .errors import ConfigError
 from .config import default_host_devices
 
 
@@ -50,7 +51,7 @@ def configure_jax(platform: str = "cpu", chains: int = 4, host_devices: int | No
     elif platform == "gpu":
         jax.config.update("jax_platforms", "cuda")
     else:
-        raise ValueError(f"unknown platform {platform!r}; expected 'cpu' or 'gpu'")
+        raise ConfigError(f"unknown platform {platform!r}; expected 'cpu' or 'gpu'")
 
 
 def _requested_host_devices() -> int:

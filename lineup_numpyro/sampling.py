@@ -23,6 +23,7 @@ import numpy as np
 from jax import lax, monitoring
 from numpyro.infer import MCMC, NUTS
 
+from .errors import CheckpointError
 from .config import SamplerConfig
 from .models import Likelihood
 
@@ -314,10 +315,6 @@ def saved_draws(directory: Path, config: SamplerConfig) -> tuple[bool, int]:
     """Whether a checkpoint holds the warm-up, and how many draws per chain it holds."""
     ckpt = Checkpoint(directory, config)
     return (directory / Checkpoint.WARMUP).exists(), sum(chunk_sizes(config)[:ckpt.chunk_count()])
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be continued with the settings given."""
 
 
 def _block(tree: object) -> None:

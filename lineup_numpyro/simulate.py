@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
 from . import names
 from .data import Possessions, design_matrix
+from .models import predict
 
 DEFAULT_POSSESSIONS = 96_837
 DEFAULT_SEED = 2023
@@ -94,9 +96,9 @@ def _side_skills(n: int, mean: float, sd: float, rng: np.random.Generator) -> np
 
 def _check_season_args(n_possessions: int, empty_matchups: int) -> None:
     if n_possessions < 1:
-        raise ValueError(f"n_possessions must be at least 1, got {n_possessions}")
+        raise ConfigError(f"n_possessions must be at least 1, got {n_possessions}")
     if not 0 <= empty_matchups < names.N_MATCHUPS:
-        raise ValueError(f"empty_matchups must lie in 0..{names.N_MATCHUPS - 1}, got {empty_matchups}")
+        raise ConfigError(f"empty_matchups must lie in 0..{names.N_MATCHUPS - 1}, got {empty_matchups}")
 
 
 def _possessions(n: int, params: dict, weights: np.ndarray, rng: np.random.Generator, source: str) -> Possessions:
@@ -105,9 +107,7 @@ def _possessions(n: int, params: dict, weights: np.ndarray, rng: np.random.Gener
     z_off = _side_skills(n, 0.3, 1.8, rng)
     z_def = _side_skills(n, 0.1, 1.2, rng)
     b = np.concatenate([np.asarray(params["beta_0"])[..., None], params["beta_off"], params["beta_def"]], axis=-1)
-    b_rows = b[matchup] if b.ndim == 2 else b[None, :]
-    x = design_matrix(z_off, z_def)
-    y = np.sum(x * b_rows, axis=1) + rng.normal(0.0, float(params["sigma"]), n)
+    y = predict(b, matchup, design_matrix(z_off, z_def)) + rng.normal(0.0, float(params["sigma"]), n)
     return Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=None, source=source)
 
 

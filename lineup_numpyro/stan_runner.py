@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import StanUnavailable
 from . import names
 from .cells import Cells
 from .data import Possessions
@@ -34,10 +35,6 @@ STAN_FILES = {
     ("hierarchical", "fast"): "hierarchical_fast.stan",
 }
 _ELAPSED = re.compile(r"([0-9.eE+-]+) seconds \((Warm-up|Sampling)\)")
-
-
-class StanUnavailable(RuntimeError):
-    """PyStan is not installed or cannot compile."""
 
 
 def stan_file(model: str, form: str = "reference") -> Path:

@@ -20,6 +20,7 @@ from scipy.special import ndtr
 from . import names
 from .config import DataConfig
 from .data import DataError, Possessions, iter_chunks
+from .models import predict
 from .outputs import POSTERIOR, RunDirError, load_run
 
 CHUNK_ROWS = 4_000  # possessions whose (draws x rows) predictions are held at once
@@ -75,12 +76,7 @@ def load_posterior(run_dir: str | Path) -> Posterior:
 
 def predicted_means(post: Posterior, rows: Possessions) -> np.ndarray:
     """mu[s, i] = x_i . b[s, m_i], shape (S, n)."""
-    x = rows.design()  # (n, 17)
-    mu = np.empty((post.n_draws, len(rows)))
-    for m in np.unique(rows.matchup):
-        mine = rows.matchup == m
-        mu[:, mine] = post.coef[:, m, :] @ x[mine].T
-    return mu
+    return predict(post.coef, rows.matchup, rows.design())
 
 
 def log_likelihood(post: Posterior, rows: Possessions, mu: np.ndarray | None = None) -> np.ndarray:

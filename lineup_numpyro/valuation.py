@@ -24,6 +24,7 @@ import pandas as pd
 
 from . import names
 from .data import DataError, design_matrix
+from .models import predict
 from .outputs import FAMILIES, POSTERIOR, RunDirError, informed, load_run, prior_width_ratios
 from .players import Assignments, Lineup, Players, make_lineup
 from .validation import Posterior, posterior_of
@@ -112,12 +113,7 @@ def expected_points(fit: Fit, offense: Sequence[Lineup], defense: Sequence[Lineu
     z_off = np.stack([lineup.z_off for lineup in offense])
     z_def = np.stack([lineup.z_def for lineup in defense])
     m = np.array([matchup(o, d) for o, d in zip(offense, defense)])
-    x = design_matrix(z_off, z_def)  # (pairs, 17)
-    out = np.empty((len(m), fit.posterior.n_draws))
-    for k in np.unique(m):
-        mine = m == k
-        out[mine] = x[mine] @ fit.by_matchup[k]
-    return out.T
+    return predict(fit.posterior.coef, m, design_matrix(z_off, z_def))
 
 
 def value(fit: Fit, first: Sequence[Lineup], second: Sequence[Lineup]) -> np.ndarray:

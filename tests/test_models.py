@@ -10,7 +10,7 @@ from numpyro.infer.util import initialize_model
 
 from lineup_numpyro import names
 from lineup_numpyro.cells import Cells
-from lineup_numpyro.models import complete, RowsLikelihood, SuffStatsLikelihood, get_model
+from lineup_numpyro.models import RowsLikelihood, SuffStatsLikelihood, complete, get_model, predict
 from lineup_numpyro.simulate import simulate_season
 from lineup_numpyro.suffstats import SuffStats
 
@@ -77,3 +77,19 @@ def test_suffstats_loglik_matches_scipy(season):
     mu = np.sum(season.design() * b[season.matchup], axis=1)
     expected = norm.logpdf(season.y, mu, sigma).sum()
     np.testing.assert_allclose(float(ss.log_likelihood(jnp.asarray(b), sigma)), expected, rtol=1e-10)
+
+
+def test_predict_is_the_models_linear_predictor(season):
+    """models.predict (validation, valuation, simulation, report) equals the mean the rows
+    likelihood puts into the model, per matchup and pooled, for one draw and for several."""
+    rows = RowsLikelihood.from_possessions(season)
+    rng = np.random.default_rng(4)
+    draws = rng.normal(0.0, 0.3, (3, names.N_MATCHUPS, names.N_FEATURES))
+    got = predict(draws, season.matchup, season.design())
+    assert got.shape == (3, len(season))
+    for s in range(3):
+        np.testing.assert_allclose(got[s], np.asarray(rows.mean(jnp.asarray(draws[s]))), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(predict(draws[s], season.matchup, season.design()), got[s], rtol=1e-12)
+    pooled = draws[:, 0, :]
+    np.testing.assert_allclose(predict(pooled, season.matchup, season.design())[1],
+                               np.asarray(rows.mean(jnp.asarray(pooled[1]))), rtol=1e-12, atol=1e-12)

@@ -213,4 +213,7 @@ def test_the_real_tables(shared_data):
     for lineup in opponents:
         rows = players.table.loc[list(lineup.player_ids)]
         assert np.isclose(lineup.z_off.sum(), rows["o_dpm"].sum()) and np.isclose(lineup.z_def.sum(), rows["d_dpm"].sum())
-        assert lineup.note is None or lineup.key not in assignments.lineups
+        listed = lineup.key in assignments.lineups  # a note exactly when the lineup is not listed
+        assert (lineup.note is None) == listed, (lineup.key, lineup.note)
+        if listed:
+            assert lineup.supercluster == assignments.lineups[lineup.key]

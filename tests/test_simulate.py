@@ -8,6 +8,7 @@ import pytest
 
 from lineup_numpyro import names
 from lineup_numpyro.data import load_possessions
+from lineup_numpyro.models import predict
 from lineup_numpyro.simulate import (DEFAULT_POSSESSIONS, Truth, iter_season, simulate_season, truth_path,
                                       write_season_parquet)
 
@@ -56,8 +57,14 @@ def test_truth_matches_model_and_round_trips(model):
     back = Truth.from_json(truth.to_json())
     for var in truth.params:
         np.testing.assert_array_equal(back.params[var], truth.params[var])
-    # the outcome is drawn around the model's mean with the stated noise
-    assert abs(np.std(data.y) - truth.params["sigma"]) < 0.1
+    # the outcome is the model's mean plus N(0, sigma) noise: the residuals' sd is sigma within
+    # 4 standard errors (sd(s) ~ sigma / sqrt(2n)), their mean 0 within 4 sigma / sqrt(n)
+    p = truth.params
+    b = np.concatenate([np.asarray(p["beta_0"])[..., None], p["beta_off"], p["beta_def"]], axis=-1)
+    residual = data.y - predict(b, data.matchup, data.design())
+    sigma, n = float(p["sigma"]), len(data)
+    assert abs(residual.std(ddof=1) - sigma) < 4 * sigma / np.sqrt(2 * n)
+    assert abs(residual.mean()) < 4 * sigma / np.sqrt(n)
 
 
 def test_iter_season_is_the_same_season_when_it_fits_one_chunk():
