@@ -6,6 +6,7 @@ and column; warnings about the data are printed and the command goes on.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import warnings
@@ -106,14 +107,53 @@ def main(
     warnings.showwarning = _show_warning
 
 
+# train's options that a resumed run keeps as it started (option -> RunConfig path): given
+# again with --resume they must match, or the resume is refused (train.resume)
+RESUME_FIXED = {"model": "model", "likelihood": "likelihood", "data": "data.path", "season": "data.seasons",
+                "holdout": "data.holdout_fraction", "split_seed": "data.split_seed", "chains": "sampler.chains",
+                "warmup": "sampler.warmup", "draws": "sampler.draws", "seed": "sampler.seed",
+                "target_accept": "sampler.target_accept", "max_tree_depth": "sampler.max_tree_depth",
+                "dense_mass": "sampler.dense_mass", "chain_method": "sampler.chain_method",
+                "checkpoint_every": "sampler.checkpoint_every", "init": "sampler.init", "method": "method",
+                "guide": "approx.guide", "parameterization": "parameterization"}
+
+
+def _given_again(ctx: typer.Context) -> dict[str, object]:
+    """The RESUME_FIXED options typed on the command line, as RunConfig paths and values."""
+    from lineup_numpyro.data import parse_seasons
+
+    given = {}
+    for name, path in RESUME_FIXED.items():
+        source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
+        if getattr(source, "name", None) != "COMMANDLINE":
+            continue
+        value = ctx.params[name]
+        value = value.value if isinstance(value, Enum) else value
+        given[path] = parse_seasons(value) if name == "season" else str(value) if name == "data" else value
+    return given
+
+
+def _interrupted(run_dir: Path) -> None:
+    """Ctrl-C: say what was kept and how to go on (exit 130, the shell's code for SIGINT)."""
+    from lineup_numpyro.rundir import RunDir
+
+    run = RunDir(run_dir)
+    if not (run / RunDir.RUN_CONFIG).exists():
+        _fail("interrupted before sampling started; nothing was saved", code=130)
+    progress = _checkpoint_progress(run.path, run.record()) or "saved: nothing yet"
+    _fail(f"interrupted; {progress} in {run / RunDir.CHECKPOINT}; resume with: lineup-numpyro train --resume "
+          f"{run_dir}", code=130)
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     out_dir: Annotated[
         Optional[Path], typer.Option("--out", help="Run directory to write (posterior.nc, coefficients.csv, ...).")
     ] = None,
     resume: Annotated[
         Optional[Path], typer.Option(help="Finish the stopped run in this directory, with the settings it was "
-                                          "started with (give no other option).")
+                                          "started with (options that would change them are refused).")
     ] = None,
     model: Annotated[Model, typer.Option(help="Which model to fit.")] = Model.matchup,
     data: Annotated[
@@ -170,9 +210,11 @@ def train(
         _fail("give --out DIR for a new run, or --resume DIR to finish a stopped one (not both)")
     if resume is not None:
         try:
-            report = resume_training(resume)
+            report = resume_training(resume, _given_again(ctx))
         except _known_errors() as exc:
             _fail(str(exc))
+        except KeyboardInterrupt:
+            _interrupted(resume)
         _print_summary(resume)
         _warn_if_unconverged(report)
         return
@@ -196,6 +238,8 @@ def train(
         report = run_training(config, out_dir, overwrite=overwrite)
     except _known_errors() as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _interrupted(out_dir)
     except RuntimeError as exc:
         if platform is PlatformKind.gpu and "backend" in str(exc).lower():
             _fail(f"no usable GPU: {exc}. Install the CUDA build of JAX (see runpod/) or use --platform cpu")
@@ -245,6 +289,42 @@ def summary(
         _fail(str(exc))
     if not complete:
         raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (it need not exist).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False,
+    get: Annotated[Optional[str], typer.Option(help="Print only this field of the JSON object.")] = None,
+) -> None:
+    """Say whether a run is none, running, stopped, interrupted, failed or complete, and what it saved."""
+    from lineup_numpyro.rundir import RunDir
+
+    run = RunDir(run_dir)
+    info: dict = {"run_dir": str(run_dir), "state": "none", "resumable": False, "progress": None, "error": None,
+                  "converged": None}
+    if run.path.is_dir() and (run / RunDir.STATUS).exists():
+        try:
+            state = run.status()
+            record = run.record() if (run / RunDir.RUN_CONFIG).exists() else {}
+        except _known_errors() as exc:
+            _fail(str(exc))
+        info.update(state=state["state"], error=state.get("error"), converged=state.get("converged"),
+                    progress=_checkpoint_progress(run.path, record),
+                    resumable=bool(record) and state["state"] != "complete")
+    elif run.path.is_dir() and (run / RunDir.RUN_CONFIG).exists():
+        info["state"] = "started"  # stopped between writing its record and its status
+    if get is not None:
+        if get not in info:
+            _fail(f"--get takes one of {', '.join(info)}, not {get!r}")
+        value = info[get]
+        typer.echo("" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+    elif as_json:
+        typer.echo(json.dumps(info))
+    else:
+        out.print(escape(f"{run_dir}: {info['state']}" + "".join(
+            f"; {k} {info[k]}" for k in ("progress", "error", "converged") if info[k] is not None)),
+            highlight=False, soft_wrap=True)
 
 
 class StanForm(str, Enum):
@@ -312,11 +392,11 @@ def validate(
     loo: Annotated[bool, typer.Option(help="Also compute PSIS-LOO on the training possessions.")] = True,
 ) -> None:
     """Score a run on possessions it did not see: MSE, RMSE, log predictive density, coverage."""
-    from lineup_numpyro.validation import VALIDATION, validate_run
+    from lineup_numpyro.validation import validate_run
 
     holdout = _holdout_config(data, season)
     try:
-        report = validate_run(run_dir, holdout, loo=loo)
+        report, written = validate_run(run_dir, holdout, loo=loo)
     except _known_errors() as exc:
         _fail(str(exc))
     h = report["holdout"]
@@ -332,7 +412,7 @@ def validate(
         out.print(f"PSIS-LOO on {lo['n']:,} training possessions: elpd_loo {lo['elpd_loo']:,.1f} "
                   f"(se {lo['se']:.1f}), p_loo {lo['p_loo']:.1f}, {lo['n_high_k']} with Pareto k > "
                   f"{lo['k_threshold']:.2f}")
-    out.print(f"wrote {run_dir / VALIDATION}")
+    out.print(f"wrote {written}")
 
 
 @app.command()
@@ -401,9 +481,10 @@ def export(
     ] = 200,
 ) -> None:
     """Write production coefficients: each matchup's own where it converged, the pooled ones otherwise."""
-    from lineup_numpyro.export import PRODUCTION, production_coefficients, write_production
+    from lineup_numpyro.export import production_coefficients, write_production
+    from lineup_numpyro.rundir import RunDir
 
-    target = out_file or run_dir / PRODUCTION
+    target = out_file or run_dir / RunDir.PRODUCTION
     try:
         table = production_coefficients(run_dir, pooled, min_possessions)
     except _known_errors() as exc:
@@ -533,7 +614,7 @@ def lineup_recommend(
     assignments: AssignmentsOption = None,
 ) -> None:
     """Rank fifth players for a core of four by v over the opponents, with P(best of all)."""
-    from lineup_numpyro.outputs import atomic_path
+    from lineup_numpyro.files import atomic_path
     from lineup_numpyro.players import split_names
     from lineup_numpyro.valuation import load_fit, plot_candidates, recommend
 
@@ -677,23 +758,27 @@ def _print_parity(report) -> None:  # noqa: ANN001
 def _checkpoint_progress(run_dir: Path, record: dict) -> str | None:
     """What the checkpoint of an unfinished run holds, in words (None without one)."""
     from lineup_numpyro.config import RunConfig
-    from lineup_numpyro.outputs import CHECKPOINT
-    from lineup_numpyro.sampling import saved_draws
+    from lineup_numpyro.rundir import RunDir
+    from lineup_numpyro.sampling import Checkpoint, saved_draws
 
-    if not record.get("config") or not (run_dir / CHECKPOINT).is_dir():
+    if not record.get("config") or not (run_dir / RunDir.CHECKPOINT).is_dir():
         return None
     sampler = RunConfig.from_dict(record["config"]).sampler
-    warm, draws = saved_draws(run_dir / CHECKPOINT, sampler)
+    warm, draws = saved_draws(run_dir / RunDir.CHECKPOINT, sampler)
+    damaged = Checkpoint(run_dir / RunDir.CHECKPOINT, sampler).damaged()
+    note = (f" (damaged: {damaged}; delete it and every later chunk file, then resume: their draws are drawn "
+            "again, identically)" if damaged else "")
     if not warm:
-        return "saved: nothing yet (it stopped during warm-up)"
-    return f"saved: warm-up and {draws:,} of {sampler.draws:,} draws per chain"
+        return "saved: nothing yet (it stopped during warm-up)" + note
+    return f"saved: warm-up and {draws:,} of {sampler.draws:,} draws per chain" + note
 
 
 def _print_summary(run_dir: Path, top: int = 10) -> bool:
     """Print the tables; returns whether the run is complete."""
-    from lineup_numpyro.outputs import load_run, rhat_text
+    from lineup_numpyro.outputs import rhat_text
+    from lineup_numpyro.rundir import RunDir
 
-    status, record, table, diag = load_run(run_dir)
+    status, record, table, diag = RunDir(run_dir).load()
     if status["state"] != "complete" or diag is None or table is None:
         detail = f": {status['error']}" if status.get("error") else ""
         message = f"{run_dir}: this run is {status['state']}, not complete{detail}; its outputs are partial"

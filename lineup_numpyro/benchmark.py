@@ -504,7 +504,7 @@ def plot(results: Sequence[dict], path: str | Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(title="open circle: fewer iterations", fontsize=8, title_fontsize=8)
     fig.tight_layout()
-    from .outputs import atomic_path
+    from .files import atomic_path
 
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
@@ -513,7 +513,7 @@ def plot(results: Sequence[dict], path: str | Path) -> None:
 
 def write_results(config: BenchmarkConfig, results: Sequence[dict], out_dir: str | Path) -> None:
     """results.json (every run, the medians, the machine), results.md and scaling.png, each atomically."""
-    from .outputs import atomic_path, write_json
+    from .files import atomic_path, write_json
 
     out_dir = Path(out_dir)
     info = machine()

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
+from .errors import ConfigError, RunDirError
 from .config import DataConfig
 from .data import iter_chunks
-from .outputs import RunDirError, atomic_path, load_run, require_nuts, rhat_text, write_json
+from .files import atomic_path, write_json
+from .outputs import rhat_text
+from .rundir import RunDir
 from .validation import HoldoutScore, LooResult, data_config_of, describe, load_posterior, psis_loo, run_data, \
     score_holdout
 
@@ -60,9 +62,9 @@ def compare_runs(run_dirs: Sequence[str | Path], holdout: DataConfig | None = No
     run_dirs = [str(r) for r in run_dirs]
     if len(run_dirs) < 2:
         raise ConfigError("give at least two run directories to compare")
-    loaded = [load_run(r) for r in run_dirs]
-    records = [rec for _, rec, _, _ in loaded]
-    fits = [_fit_health(r, diag) for r, (_, _, _, diag) in zip(run_dirs, loaded)]
+    loaded = [RunDir(r).require_complete("compare", nuts=True) for r in run_dirs]
+    records = [run.record for run in loaded]
+    fits = [_fit_health(run.diagnostics) for run in loaded]
     configs = [data_config_of(rec) for rec in records]
     _same_training_data(configs, run_dirs)
     posteriors = [load_posterior(r) for r in run_dirs]
@@ -86,10 +88,7 @@ def compare_runs(run_dirs: Sequence[str | Path], holdout: DataConfig | None = No
     return Comparison(table, recommended, verdict, describe(configs[0]), holdout_source)
 
 
-def _fit_health(run_dir: str, diag: dict | None) -> dict:
-    if diag is None:
-        raise RunDirError(f"{run_dir}: no diagnostics.json; is the run complete?")
-    require_nuts(run_dir, diag, "compare")
+def _fit_health(diag: dict) -> dict:
     return {"divergences": int(diag["divergences"]["count"]), "max_rhat": diag["max_rhat"],
             "min_ess_bulk": float(diag["min_ess_bulk"]), "converged": bool(diag["converged"])}
 

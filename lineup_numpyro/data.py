@@ -26,8 +26,10 @@ from . import names
 
 # Values beyond these are taken to be corrupt: DARKO sums of five players lie within about
 # +-75, and a possession scores a handful of points. They also keep X'X far from overflow.
-MAX_ABS_Z = 1_000.0
-MAX_ABS_OUTCOME = 1_000.0
+MAX_ABS_Z = 1_000.0  # refused beyond: not a sum of players' DARKO
+MAX_ABS_OUTCOME = 100.0  # refused beyond: no possession scores that
+PLAUSIBLE_POINTS = (0.0, 8.0)  # warned outside, or when not whole: a possession's points are 0, 1, 2, 3, ...
+PLAUSIBLE_Z = 60.0  # warned beyond: five players' summed DARKO stays within about +-40
 
 _LABEL_RE = re.compile(r"^\s*(\d+)\s*_vs_\s*(\d+)\s*$")
 _INT_RE = re.compile(r"^\s*(\d+)(?:\.0*)?\s*$")
@@ -326,6 +328,8 @@ def _describe_nonfinite(value: object, col: str) -> Callable[[str | None], str]:
 def _numeric(src: _Source, frame: pd.DataFrame, col: str, row0: int, limit: float | None = None) -> np.ndarray:
     """Column `col` as finite float64, or a DataError at its first bad row."""
     raw = frame[col]
+    if pd.api.types.is_bool_dtype(raw):  # a true/false column is no count of points or skill
+        raise src.cell_error(row0 + 1, col, lambda _: "a true/false column", "numbers")
     numeric = pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)
     values = raw if numeric else pd.to_numeric(raw, errors="coerce")
     values = np.asarray(values, dtype=np.float64)
@@ -379,18 +383,30 @@ def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
             row0 + i + 1, names.MATCHUP, describe,
             f"'<off>_vs_<def>' with superclusters 0-{n_sc - 1}, or an integer 0-{n_m - 1}",
         )
-    if names.OFF_SUPERCLUSTER in frame and names.DEF_SUPERCLUSTER in frame:
-        sc = {}
-        for col in (names.OFF_SUPERCLUSTER, names.DEF_SUPERCLUSTER):
-            v = _numeric(src, frame, col, row0, limit=float(n_sc))
-            wrong = (v != np.round(v)) | (v < 0) | (v >= n_sc)
-            if wrong.any():
-                i = int(np.argmax(wrong))
-                raise src.cell_error(
-                    row0 + i + 1, col, lambda raw, x=v[i]: f"{raw or _show(x)} is not a supercluster",
-                    f"an integer 0-{n_sc - 1}",
-                )
-            sc[col] = v
+    sc = {}
+    both = names.OFF_SUPERCLUSTER in frame and names.DEF_SUPERCLUSTER in frame
+    for col in (names.OFF_SUPERCLUSTER, names.DEF_SUPERCLUSTER):
+        if col not in frame:
+            continue
+        v = _numeric(src, frame, col, row0, limit=float(n_sc))
+        wrong = (v != np.round(v)) | (v < 0) | (v >= n_sc)
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise src.cell_error(
+                row0 + i + 1, col, lambda raw, x=v[i]: f"{raw or _show(x)} is not a supercluster",
+                f"an integer 0-{n_sc - 1}",
+            )
+        sc[col] = v
+        wrong = v != (out // n_sc if col == names.OFF_SUPERCLUSTER else out % n_sc)  # a column on its own
+        if wrong.any() and not both:  # (both: the check below names the pair)
+            i = int(np.argmax(wrong))
+            raise src.cell_error(
+                row0 + i + 1, col,
+                lambda raw, i=i, col=col: (f"{col}={raw or _show(v[i])} disagrees with matchup {_show(values[i])} "
+                                           f"(= {names.matchup_label(int(out[i]))})"),
+                f"matchup_id = off_supercluster * {n_sc} + def_supercluster",
+            )
+    if len(sc) == 2:
         off, dfn = sc[names.OFF_SUPERCLUSTER], sc[names.DEF_SUPERCLUSTER]
         mismatch = off * n_sc + dfn != out
         if mismatch.any():
@@ -411,11 +427,31 @@ def _validate_frame(src: _Source, frame: pd.DataFrame, row0: int) -> Possessions
     y = _numeric(src, frame, names.OUTCOME, row0)
     z_off = np.column_stack([_numeric(src, frame, c, row0) for c in names.Z_OFF])
     z_def = np.column_stack([_numeric(src, frame, c, row0) for c in names.Z_DEF])
+    _warn_implausible(src, row0, y, z_off, z_def)
     matchup = _matchups(src, frame, row0)
     season = None
     if names.SEASON in frame:
         season = frame[names.SEASON].astype("string").str.strip().fillna("").to_numpy(dtype=object)
     return Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=season, source=str(src.path))
+
+
+def _warn_implausible(src: _Source, row0: int, y: np.ndarray, z_off: np.ndarray, z_def: np.ndarray) -> None:
+    """Values a possession can have but rarely does (a simulated season's outcomes are not
+    whole points either): warned with a count and the first row, not refused."""
+    lo, hi = PLAUSIBLE_POINTS
+    odd = (y < lo) | (y > hi) | (y != np.round(y))
+    if odd.any():
+        i = int(np.argmax(odd))
+        warnings.warn(f"{src.where(row0 + i + 1, names.OUTCOME)}: {int(odd.sum()):,} outcome(s) in rows "
+                      f"{row0 + 1:,}-{row0 + len(y):,} are not whole points {lo:g}-{hi:g} (first: {y[i]:g}); the "
+                      "model reads them as points per possession", DataWarning, stacklevel=4)
+    for cols, z in ((names.Z_OFF, z_off), (names.Z_DEF, z_def)):
+        big = np.abs(z) > PLAUSIBLE_Z
+        if big.any():
+            i, a = (int(k) for k in np.argwhere(big)[0])
+            warnings.warn(f"{src.where(row0 + i + 1, cols[a])}: {int(big.sum()):,} skill sum(s) beyond "
+                          f"+-{PLAUSIBLE_Z:g} (first: {z[i, a]:g}); five players' DARKO rarely pass +-40: is "
+                          "the column in another unit?", DataWarning, stacklevel=4)
 
 
 def _field_count_error(src: _Source, fallback: str) -> DataError:

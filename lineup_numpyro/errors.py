@@ -34,3 +34,7 @@ class ApproxError(LineupError, RuntimeError):
 
 class StanUnavailable(LineupError, RuntimeError):
     """PyStan is not installed or cannot compile."""
+
+
+class WriteError(LineupError, OSError):
+    """A file that could not be written: a full disk, a read-only directory, no permission."""

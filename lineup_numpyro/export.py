@@ -19,19 +19,18 @@ from pathlib import Path
 import pandas as pd
 
 from . import names
-from .outputs import ESS_MIN, RHAT_MAX, RunDirError, atomic_path, load_run, require_nuts, rhat_text
+from .errors import RunDirError
+from .files import atomic_path
+from .outputs import ESS_MIN, RHAT_MAX, rhat_text
+from .rundir import RunDir
 
 MIN_POSSESSIONS = 200  # fewer possessions than this and a matchup's own estimate is mostly prior
-PRODUCTION = "production_coefficients.csv"
 COLUMNS = ("parameter", "mean", "sd", "5%", "50%", "95%", "matchup", "label", "source", "reason")
 
 
 def _complete_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame, dict]:
-    status, record, table, diag = load_run(run_dir)
-    if status.get("state") != "complete" or table is None or diag is None:
-        raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to export")
-    require_nuts(run_dir, diag, "export")
-    return record, table.set_index("parameter"), diag
+    run = RunDir(run_dir).require_complete("export", nuts=True)
+    return run.record, run.table.set_index("parameter"), run.diagnostics
 
 
 def _reason(verdict: dict, divergences: int, min_possessions: int, model: str = "matchup") -> str | None:

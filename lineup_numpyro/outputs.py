@@ -1,30 +1,17 @@
-"""What a training run leaves in its run directory, under the Stan names of ../shared/MODELS.md.
-
-    posterior.nc        ArviZ InferenceData: posterior, sample_stats, constant_data (n per matchup, and
-                        per coefficient: n_on_floor_*, prior_width_ratio_*, informed_*)
-    coefficients.csv    parameter,mean,sd,5%,50%,95%,r_hat,ess_bulk,ess_tail,mcse_mean,n_possessions,no_data,
-                        n_on_floor,prior_width_ratio,informed,source (how much of each coefficient is data)
-    diagnostics.json    convergence, divergences, tree depth, timings, per-matchup verdicts
-                        (for map/laplace/advi: the method's convergence evidence and Pareto k)
-    run_config.json     the RunConfig, data source, package versions and device
-    status.json         'running' while the run works, then 'complete' or 'failed'
-    checkpoint/         while unfinished: the state after warm-up and each chunk of draws
-                        (see sampling.Checkpoint), for `train --resume`; removed when complete
-
-Every file is written to a temporary name and renamed, so none is ever half-written; a run
-is finished only when status.json says 'complete'.
+"""The results a run writes into its run directory (rundir.py names the files), under the
+Stan names of ../shared/MODELS.md: posterior.nc (ArviZ InferenceData: posterior, sample_stats,
+constant_data with n per matchup and, per coefficient, n_on_floor_*, prior_width_ratio_*,
+informed_*), coefficients.csv (summary, R-hat, ESS, and how much of each coefficient is data),
+diagnostics.json (convergence, divergences, timings, per-matchup verdicts; for map/laplace/advi
+the method's own evidence) and run_config.json (configuration, data, versions).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import platform
-import shutil
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from importlib import metadata
@@ -35,7 +22,8 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from .errors import RunDirError
+from .files import atomic_path, write_json
+from .rundir import RunDir
 from . import names
 from .config import RunConfig
 from .models import prior_width
@@ -56,38 +44,6 @@ INFORMED_MAX_WIDTH_RATIO = 0.1
 FAMILIES = ("beta_0", "beta_off", "beta_def")
 PACKAGES = ("lineup-numpyro", "numpyro", "jax", "jaxlib", "arviz", "numpy", "pandas", "optax", "typer")
 
-POSTERIOR = "posterior.nc"
-COEFFICIENTS = "coefficients.csv"
-DIAGNOSTICS = "diagnostics.json"
-RUN_CONFIG = "run_config.json"
-CHECKPOINT = "checkpoint"  # the sampler's progress while a run is unfinished
-STATUS = "status.json"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: str | Path, obj: object) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def package_versions() -> dict[str, str]:
@@ -319,32 +275,6 @@ def _matchup_verdicts(table: pd.DataFrame) -> list[dict]:
     return verdicts
 
 
-def prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
-    """Create `run_dir` (refusing to clobber an existing run unless `overwrite`)."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: exists and is not a directory")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(f"{run_dir}: already holds files; choose another --out or pass --overwrite")
-        for name in (POSTERIOR, COEFFICIENTS, DIAGNOSTICS, RUN_CONFIG, STATUS):
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def set_status(run_dir: Path, state: str, **details: object) -> None:
-    write_json(run_dir / STATUS, {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **details})
-
-
-def read_status(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / STATUS
-    if not path.exists():
-        raise RunDirError(f"{run_dir}: not a run directory (no {STATUS})")
-    return json.loads(path.read_text())
-
-
 def write_outputs(
     run_dir: Path, result: SamplingResult, config: RunConfig, stats: SuffStats, source: str,
     data_s: float | None = None,
@@ -403,43 +333,25 @@ def _write(run_dir: Path, idata: az.InferenceData, table: pd.DataFrame, report: 
     report["likelihood"] = config.likelihood
     if data_s is not None:
         report["timing"]["data_s"] = data_s
-    with atomic_path(run_dir / POSTERIOR) as tmp:
+    with atomic_path(run_dir / RunDir.POSTERIOR) as tmp:
         idata.to_netcdf(str(tmp))
-    with atomic_path(run_dir / COEFFICIENTS) as tmp:
+    with atomic_path(run_dir / RunDir.COEFFICIENTS) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    write_json(run_dir / DIAGNOSTICS, report)
-    write_record(run_dir, config, stats, source)
+    write_json(run_dir / RunDir.DIAGNOSTICS, report)
     return report
 
 
-def write_record(run_dir: Path, config: RunConfig, stats: SuffStats, source: str) -> None:
-    """run_config.json: the configuration, the data it read, versions and command line."""
-    write_json(run_dir / RUN_CONFIG, {
+def write_record(run_dir: Path, config: RunConfig, stats: SuffStats, source: str, digest: dict | None = None) -> None:
+    """run_config.json: the configuration, the data it read (with the digest `resume` checks),
+    versions and command line."""
+    write_json(run_dir / RunDir.RUN_CONFIG, {
         "config": config.to_dict(),
         "data": {"source": source, "n_possessions": stats.total,
-                 "matchups_with_data": int((stats.n > 0).sum())},
+                 "matchups_with_data": int((stats.n > 0).sum()),
+                 "digest": digest or {"suffstats": stats.digest()}},
         "versions": package_versions(),
         "command": sys.argv,
     })
-
-
-def read_record(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / RUN_CONFIG
-    if not path.exists():
-        raise RunDirError(f"{run_dir}: no {RUN_CONFIG}; the run stopped before it started sampling, start it again")
-    return json.loads(path.read_text())
-
-
-def load_run(run_dir: str | Path) -> tuple[dict, dict, pd.DataFrame | None, dict | None]:
-    """(status, run record, coefficient table, diagnostics); the last two None if not written."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: no such run directory")
-    status = read_status(run_dir)
-    record = json.loads((run_dir / RUN_CONFIG).read_text()) if (run_dir / RUN_CONFIG).exists() else {}
-    table = pd.read_csv(run_dir / COEFFICIENTS) if (run_dir / COEFFICIENTS).exists() else None
-    diag = json.loads((run_dir / DIAGNOSTICS).read_text()) if (run_dir / DIAGNOSTICS).exists() else None
-    return status, record, table, diag
 
 
 def largest_effects(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
@@ -450,11 +362,3 @@ def largest_effects(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
         keep &= table["source"] == "data"
     effects = table[table["parameter"].str.match(r"beta_(off|def)\[") & keep]
     return effects.sort_values("mean", ascending=False).head(k)
-
-
-def require_nuts(run_dir: str | Path, diag: dict, what: str) -> None:
-    """Refuse an approximate run where NUTS diagnostics (R-hat, divergences) are needed."""
-    method = diag.get("method", "nuts")
-    if method != "nuts":
-        raise RunDirError(f"{run_dir}: a {method} approximation; {what} needs a NUTS run "
-                          "(train --method nuts, the default)")

@@ -246,7 +246,7 @@ def run_parity(model: str, rows: Possessions, form: str = "reference", sampler=N
 
 def write_parity(report: ParityReport, out_dir: str | Path) -> None:
     """parity.json (verdict), density_parity.csv and posterior_parity.csv, written atomically."""
-    from .outputs import atomic_path, write_json
+    from .files import atomic_path, write_json
 
     out_dir = Path(out_dir)
     density = pd.concat([d.table.assign(likelihood=k) for k, d in report.density.items()], ignore_index=True)

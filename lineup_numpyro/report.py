@@ -4,7 +4,7 @@ Sections: convergence diagnostics and per-matchup verdicts; rank plots (ArviZ) o
 parameters with the worst R-hat; forest plots of the archetype effects per matchup; a
 posterior predictive check (the outcomes' distribution on a sample of possessions, and
 each matchup's mean outcome, from the sufficient statistics so any size of data works);
-the run's validation.json and a comparison, when there are. The report is written to a
+the run's validations (one per data set scored) and a comparison, when there are. The report is written to a
 temporary directory and swapped in whole, so a failed report never looks complete.
 """
 
@@ -24,11 +24,13 @@ import pandas as pd
 from . import names
 from .data import Possessions
 from .models import predict
-from .outputs import POSTERIOR, RunDirError, load_run, require_nuts, rhat_text
+from .errors import RunDirError
+from .outputs import rhat_text
+from .rundir import RunDir
 from .suffstats import SuffStats
-from .validation import VALIDATION, Posterior, data_config_of, describe, posterior_of, run_data
+from .validation import Posterior, data_config_of, describe, posterior_of, run_data
 
-REPORT_DIR, REPORT = "report", "report.html"
+REPORT = "report.html"  # in RunDir.REPORT
 WORST = 4  # parameters shown in the rank plots
 PPC_ROWS = 20_000  # possessions sampled for the distribution check
 PPC_DRAWS = 100  # posterior draws replicated for it
@@ -191,16 +193,15 @@ def _swap_in(tmp: Path, target: Path) -> None:
 
 def write_report(run_dir: str | Path, comparison: str | Path | None = None) -> Path:
     """Write RUN_DIR/report/ (report.html and PNGs); returns the path of report.html."""
-    run_dir = Path(run_dir)
-    status, record, table, diag = load_run(run_dir)
-    if status.get("state") != "complete" or table is None or diag is None:
-        raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to report")
-    require_nuts(run_dir, diag, "report")
+    run = RunDir(run_dir)
+    run_dir = run.path
+    done = run.require_complete("report", nuts=True)
+    record, table, diag = done.record, done.table, done.diagnostics
     comparison_data = _load_comparison(comparison) if comparison is not None else None
-    idata = az.from_netcdf(str(run_dir / POSTERIOR))
+    idata = az.from_netcdf(str(run / RunDir.POSTERIOR))
     post = posterior_of(idata)
     data = data_config_of(record)
-    tmp = run_dir / f".{REPORT_DIR}.tmp.{os.getpid()}"
+    tmp = run_dir / f".{RunDir.REPORT}.tmp.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -211,13 +212,12 @@ def write_report(run_dir: str | Path, comparison: str | Path | None = None) -> P
         stats, rows = _sample_rows(run_data(data, "train"), int(record.get("data", {}).get("n_possessions", 0)))
         figures["ppc"], figures["matchup_means"] = ppc_plots(post, stats, rows, tmp / "ppc.png",
                                                              tmp / "matchup_means.png")
-        validation = json.loads((run_dir / VALIDATION).read_text()) if (run_dir / VALIDATION).exists() else None
-        (tmp / REPORT).write_text(_html(run_dir, record, diag, figures, describe(data), validation,
+        (tmp / REPORT).write_text(_html(run_dir, record, diag, figures, describe(data), run.validations(),
                                         comparison_data))
-        _swap_in(tmp, run_dir / REPORT_DIR)
+        _swap_in(tmp, run / RunDir.REPORT)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return run_dir / REPORT_DIR / REPORT
+    return run / RunDir.REPORT / REPORT
 
 
 def _load_comparison(path: str | Path) -> dict:
@@ -235,7 +235,7 @@ table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:ri
 .bad{color:#b00;font-weight:bold}.good{color:#070;font-weight:bold}img{max-width:100%}"""
 
 
-def _html(run_dir: Path, record: dict, diag: dict, figures: dict, data: str, validation: dict | None,
+def _html(run_dir: Path, record: dict, diag: dict, figures: dict, data: str, validations: list[dict],
           comparison: dict | None) -> str:
     e = html.escape
     ok = diag["converged"]
@@ -276,9 +276,13 @@ def _html(run_dir: Path, record: dict, diag: dict, figures: dict, data: str, val
               "outcomes are continuous, so compare the curves' levels at each whole number.</p>",
               f"<img src='{figures['ppc']}' alt='predictive check'>",
               f"<img src='{figures['matchup_means']}' alt='matchup means'>"]
-    if validation:
+    if validations:
+        parts.append("<h2>Validation</h2>")
+    for validation in validations:  # one per data set scored (validate), each named by what it scored
         h = validation["holdout"]
-        parts += [f"<h2>Validation</h2><p>Held-out data: {e(h['source'])}</p>",
+        in_sample = validation.get("in_sample", False)
+        label = "In-sample data (the run's own training possessions, not a holdout)" if in_sample else "Held-out data"
+        parts += [f"<p{' class=bad' if in_sample else ''}>{label}: {e(h['source'])}</p>",
                   _table_html(pd.DataFrame([{k: h[k] for k in ("n", "mse", "rmse", "mlpd", "coverage_50",
                                                               "coverage_90", "outcome_var")}]))]
         if "loo" in validation:

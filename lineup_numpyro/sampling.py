@@ -6,13 +6,15 @@ are the sampler's work alone. Draws come back as NumPy arrays shaped (chains, dr
 
 from __future__ import annotations
 
-import pickle
+import json
+import zipfile
 import threading
 import time
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
@@ -24,6 +26,7 @@ from jax import lax, monitoring
 from numpyro.infer import MCMC, NUTS
 
 from .errors import CheckpointError
+from .files import atomic_path
 from .config import SamplerConfig
 from .models import Likelihood
 
@@ -174,6 +177,17 @@ def _add_chain_axis(tree: dict) -> dict:
     return jax.tree.map(lambda x: x[None], tree)
 
 
+def fresh_kernel(model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig,
+                 chain_method: str) -> tuple[NUTS, object]:
+    """A NUTS kernel set up as a warm-up leaves it (to continue a saved state), and the pytree
+    structure of its state, which saved states are rebuilt on."""
+    kernel = _nuts(model, config)
+    key = jax.random.PRNGKey(config.seed)
+    if chain_method == "vectorized" and config.chains > 1:  # a kernel for batched states
+        key = jax.random.split(key, config.chains)
+    return kernel, jax.tree_util.tree_structure(kernel.init(key, config.warmup, None, (likelihood,), {}))
+
+
 def sample_posterior(
     model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig,
     checkpoint_dir: str | Path | None = None,
@@ -187,25 +201,24 @@ def sample_posterior(
     as a run that was never stopped.
     """
     ckpt = Checkpoint(Path(checkpoint_dir), config) if checkpoint_dir is not None else None
-    warm = ckpt.warmup() if ckpt else None
-    kernel = None
-    if warm is None:
+    setup_s = 0.0
+    if ckpt and ckpt.has_warmup():  # resumed after warm-up: set the kernel up as the warm-up left it
+        compile0 = _compile_clock.seconds
+        kernel, structure = fresh_kernel(model, likelihood, config, ckpt.warmup_header()["chain_method"])
+        setup_s = _compile_clock.seconds - compile0
+        warm = ckpt.warmup(structure)
+        chunks = ckpt.chunks(structure)
+    else:
+        if ckpt:
+            ckpt.discard_chunks()
         warm, kernel = _warm_up(model, likelihood, config)
         if ckpt:
             ckpt.save_warmup(warm)
-    chunks = ckpt.chunks() if ckpt else []
+        chunks = []
     sizes = chunk_sizes(config)
     if len(chunks) < len(sizes):
-        compile0 = _compile_clock.seconds
-        if kernel is None:  # resumed after warm-up: set the kernel up as the warm-up left it
-            kernel = _nuts(model, config)
-            key = jax.random.PRNGKey(config.seed)
-            if warm.chain_method == "vectorized" and config.chains > 1:  # a kernel for batched states
-                key = jax.random.split(key, config.chains)
-            kernel.init(key, config.warmup, None, (likelihood,), {})
         sampler = _ChunkSampler(kernel, likelihood, warm.chain_method, config.chains)
         state = chunks[-1].state if chunks else warm.state
-        setup_s = _compile_clock.seconds - compile0
         with _progress(config, sum(sizes), sum(sizes[:len(chunks)])) as advance:
             for size in sizes[len(chunks):]:
                 start = time.perf_counter()
@@ -256,65 +269,143 @@ class Chunk:
 
 
 class Checkpoint:
-    """The files of an unfinished run: warmup.pkl, then chunk_0000.pkl, chunk_0001.pkl, ...
+    """The files of an unfinished run: warmup.npz, then chunk_0000.npz, chunk_0001.npz, ...
 
-    Each file is written to a temporary name and renamed, so a file that exists is whole.
-    The sampler settings are stored with the warm-up; a directory written under other
-    settings is refused rather than silently mixed.
+    Each file is NumPy arrays plus a JSON header (read back without pickle, so opening someone
+    else's run directory cannot run their code): the sampler settings and library versions
+    with the warm-up, the draws, sampler statistics and end state with each chunk. The state
+    is stored as the leaves of its pytree and rebuilt on the structure of a fresh sampler
+    state, which must match. Files are written to a temporary name and renamed, so a file that
+    exists is whole; one damaged later (a truncated copy, a full disk) is reported by name.
+    A directory written under other settings or versions is refused rather than mixed.
     """
 
-    WARMUP = "warmup.pkl"
+    WARMUP = "warmup.npz"
+    HEADER = "__header__"
 
     @staticmethod
     def chunk_name(index: int) -> str:
-        return f"chunk_{index:04d}.pkl"
+        return f"chunk_{index:04d}.npz"
 
     def __init__(self, directory: Path, config: SamplerConfig) -> None:
         self.directory = directory
         self.settings = {k: v for k, v in asdict(config).items() if k not in ("progress_bar", "platform")}
+        self.versions = {pkg: _version(pkg) for pkg in ("numpyro", "jax", "jaxlib")}
 
-    def _write(self, name: str, payload: dict) -> None:
-        from .outputs import atomic_path
-
+    def _write(self, name: str, header: dict, arrays: dict[str, np.ndarray]) -> None:
         with atomic_path(self.directory / name) as tmp:
-            tmp.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+            with open(tmp, "wb") as f:
+                np.savez(f, **{self.HEADER: np.array(json.dumps(header))}, **arrays)
 
-    def _read(self, name: str) -> dict:
-        return pickle.loads((self.directory / name).read_bytes())
-
-    def warmup(self) -> Warmup | None:
-        if not (self.directory / self.WARMUP).exists():
-            return None
-        saved = self._read(self.WARMUP)
-        if saved["settings"] != self.settings:
+    def _read(self, name: str, arrays: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
+        path = self.directory / name
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(str(z[self.HEADER]))
+                return header, ({k: z[k] for k in z.files if k != self.HEADER} if arrays else {})
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             raise CheckpointError(
-                f"{self.directory}: checkpoint written with sampler settings {saved['settings']}, "
-                f"not {self.settings}; start a new run"
-            )
-        return saved["warmup"]
+                f"{path}: a damaged checkpoint file ({type(exc).__name__}: {exc}); delete it and every later "
+                "chunk file, then resume: the draws they held are drawn again, identically") from exc
+
+    def has_warmup(self) -> bool:
+        return (self.directory / self.WARMUP).exists()
+
+    def warmup_header(self) -> dict:
+        header, _ = self._read(self.WARMUP, arrays=False)
+        if header["settings"] != self.settings:
+            raise CheckpointError(f"{self.directory}: checkpoint written with sampler settings {header['settings']}, "
+                                  f"not {self.settings}; start a new run")
+        if header["versions"] != self.versions:
+            raise CheckpointError(f"{self.directory}: checkpoint written with {header['versions']}, but this is "
+                                  f"{self.versions}; the chains would not continue as they were; install those "
+                                  "versions to resume, or start a new run")
+        return header
+
+    def warmup(self, structure) -> Warmup:  # noqa: ANN001 (a jax PyTreeDef)
+        """The saved warm-up, its state rebuilt on `structure` (that of a fresh sampler state)."""
+        header = self.warmup_header()
+        _, arrays = self._read(self.WARMUP)
+        state = _rebuild(structure, header, arrays, self.directory / self.WARMUP)
+        return Warmup(state, header["chain_method"], header["compile_s"], header["warmup_s"])
 
     def save_warmup(self, warm: Warmup) -> None:
-        self._write(self.WARMUP, {"settings": self.settings, "warmup": warm})
+        leaves, structure = jax.tree_util.tree_flatten(warm.state)
+        header = {"settings": self.settings, "versions": self.versions, "chain_method": warm.chain_method,
+                  "compile_s": warm.compile_s, "warmup_s": warm.warmup_s, "structure": str(structure)}
+        self._write(self.WARMUP, header, _state_arrays(leaves))
 
     def chunk_count(self) -> int:
-        """How many chunks are saved, counting up to the first missing one."""
+        """How many chunks are saved and readable, counting up to the first missing or damaged one."""
         n = 0
         while (self.directory / self.chunk_name(n)).exists():
+            try:
+                self._read(self.chunk_name(n), arrays=False)
+            except CheckpointError:
+                break
             n += 1
         return n
 
-    def chunks(self) -> list[Chunk]:
-        """The saved chunks, in order, up to the first missing one."""
-        return [self._read(self.chunk_name(i)) for i in range(self.chunk_count())]
+    def damaged(self) -> Path | None:
+        """The first checkpoint file that exists but cannot be read (None if all are whole)."""
+        names = [self.WARMUP] if self.has_warmup() else []
+        names += [p.name for p in sorted(self.directory.glob("chunk_*.npz"))]
+        for name in names:
+            try:
+                self._read(name, arrays=False)
+            except CheckpointError:
+                return self.directory / name
+        return None
+
+    def chunks(self, structure) -> list[Chunk]:  # noqa: ANN001
+        """The saved chunks, in order, up to the first missing one (a damaged one is an error)."""
+        out, n = [], 0
+        while (self.directory / self.chunk_name(n)).exists():
+            header, arrays = self._read(self.chunk_name(n))
+            state = _rebuild(structure, header, arrays, self.directory / self.chunk_name(n))
+            out.append(Chunk({k[2:]: v for k, v in arrays.items() if k.startswith("s:")},
+                             {k[2:]: v for k, v in arrays.items() if k.startswith("x:")},
+                             state, header["compile_s"], header["sampling_s"]))
+            n += 1
+        return out
 
     def save_chunk(self, index: int, chunk: Chunk) -> None:
-        self._write(self.chunk_name(index), chunk)
+        leaves, structure = jax.tree_util.tree_flatten(chunk.state)
+        arrays = {**{f"s:{k}": v for k, v in chunk.samples.items()}, **{f"x:{k}": v for k, v in chunk.extra.items()},
+                  **_state_arrays(leaves)}
+        self._write(self.chunk_name(index), {"compile_s": chunk.compile_s, "sampling_s": chunk.sampling_s,
+                                             "structure": str(structure)}, arrays)
+
+    def discard_chunks(self) -> None:
+        """Chunks without the warm-up they continue are not this run's: remove them."""
+        for path in self.directory.glob("chunk_*.npz"):
+            path.unlink()
+
+
+def _state_arrays(leaves: list) -> dict[str, np.ndarray]:
+    return {f"t:{i:04d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
+
+
+def _rebuild(structure, header: dict, arrays: dict[str, np.ndarray], path: Path):  # noqa: ANN001, ANN202
+    if header.get("structure") != str(structure):
+        raise CheckpointError(f"{path}: the saved sampler state does not fit this sampler's ({header.get('structure')} "
+                              f"against {structure}); start a new run")
+    leaves = [arrays[k] for k in sorted(k for k in arrays if k.startswith("t:"))]
+    return jax.tree_util.tree_unflatten(structure, leaves)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def saved_draws(directory: Path, config: SamplerConfig) -> tuple[bool, int]:
-    """Whether a checkpoint holds the warm-up, and how many draws per chain it holds."""
+    """Whether a checkpoint holds the warm-up, and how many draws per chain it holds (readable
+    chunks only)."""
     ckpt = Checkpoint(directory, config)
-    return (directory / Checkpoint.WARMUP).exists(), sum(chunk_sizes(config)[:ckpt.chunk_count()])
+    return ckpt.has_warmup(), sum(chunk_sizes(config)[:ckpt.chunk_count()])
 
 
 def _block(tree: object) -> None:

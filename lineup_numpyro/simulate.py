@@ -155,7 +155,7 @@ def truth_path(data_path: str | Path) -> Path:
 
 def write_season(data: Possessions, truth: Truth, path: str | Path) -> None:
     """Write the possessions (CSV or Parquet by suffix) and the truth beside them, atomically."""
-    from .outputs import atomic_path
+    from .files import atomic_path
 
     path = Path(path)
     frame = data.to_frame("label")
@@ -174,7 +174,7 @@ def write_season_parquet(chunks: Iterable[Possessions], truth: Truth, path: str 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .outputs import atomic_path
+    from .files import atomic_path
 
     path = Path(path)
     total = 0

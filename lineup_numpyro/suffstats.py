@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import hashlib
+
 import numpy as np
 
 from . import names
@@ -70,6 +72,18 @@ class SuffStats:
     def sum_y(self) -> np.ndarray:
         """Sum of outcomes per matchup (x_0 = 1, so it is X'y's first entry)."""
         return self.xty[:, 0]
+
+    def digest(self) -> str:
+        """A fingerprint of the data as the likelihood sees it, for `train --resume` to tell
+        changed data from the same: SHA-256 of every statistic, rounded to 40 bits of mantissa
+        (~1e-12 relative) so that summation order cannot change it while any edited value does."""
+        h = hashlib.sha256()
+        for a in (self.n, self.xtx, self.xty, self.yty):
+            mantissa, exponent = np.frexp(np.asarray(a, dtype=np.float64))
+            h.update(np.round(mantissa * 2.0**40).astype(np.int64).tobytes())
+            h.update(exponent.astype(np.int64).tobytes())
+        h.update(np.asarray(self.nonzero, dtype=np.int64).tobytes())
+        return h.hexdigest()
 
     def empty_matchups(self) -> np.ndarray:
         """0-based ids of matchups without possessions."""

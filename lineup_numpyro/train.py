@@ -1,18 +1,27 @@
 """A training run from start to finish: data -> sufficient statistics -> NUTS -> run directory.
 
 All input is validated before the run directory is touched, so bad input leaves nothing
-behind; once sampling starts, status.json says whether the run is running, complete or failed.
+behind; once sampling starts, status.json says whether the run is running, complete, failed or
+interrupted, and the run holds the directory's lock (rundir.RunDir) until it ends. A stopped
+run is finished by `resume`, which refuses changed data and changed settings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from . import outputs
 from .config import RunConfig
+from .errors import CheckpointError, RunDirError
+from .files import write_json
+from .rundir import RunDir
 from .data import Possessions, load_possessions
 from .cells import Cells
 from .models import complete, get_model, make_likelihood
@@ -31,6 +40,17 @@ class PreparedData:
     rows: Possessions | None
     source: str
     truth: dict | None = None
+
+    def digest(self) -> dict:
+        """Fingerprints of the data for run_config.json: the statistics always, the rows when
+        the likelihood reads them."""
+        out = {"suffstats": self.stats.digest()}
+        if self.rows is not None:
+            h = hashlib.sha256()
+            for a in (self.rows.y, self.rows.matchup, self.rows.z_off, self.rows.z_def):
+                h.update(np.ascontiguousarray(a).tobytes())
+            out["rows"] = h.hexdigest()
+        return out
 
 
 def prepare_data(config: RunConfig) -> PreparedData:
@@ -56,36 +76,74 @@ def train(config: RunConfig, out: str | Path, overwrite: bool = False) -> dict:
     The run record is written first and the sampler saves its progress under
     RUN_DIR/checkpoint as it goes, so that `resume` can finish a run that was stopped.
     """
+    if config.data.path is not None:  # recorded absolute: resume, validate and compare work from anywhere
+        config = replace(config, data=replace(config.data, path=str(Path(config.data.path).resolve())))
     configure_jax(config.sampler.platform, config.sampler.chains)
     start = time.perf_counter()
     data = prepare_data(config)
     data_s = time.perf_counter() - start
     warn_degenerate(data.stats, data.source)
     require_fittable(data.stats, data.source)
-    run_dir = outputs.prepare_run_dir(out, overwrite)
-    outputs.write_record(run_dir, config, data.stats, data.source)
-    return _sample_and_write(run_dir, config, data, data_s)
+    run = RunDir(out)
+    with run.holding():
+        run.prepare(overwrite)
+        outputs.write_record(run.path, config, data.stats, data.source, data.digest())
+        return _sample_and_write(run, config, data, data_s)
 
 
-def resume(run_dir: str | Path) -> dict:
+# Options that `train --resume` may repeat but not change (RunConfig paths); the rest (the
+# platform, a progress bar) do not change the draws.
+FIXED_ON_RESUME = ("model", "likelihood", "method", "parameterization", "data.path", "data.seasons",
+                   "data.holdout_fraction", "data.split_seed", "sampler.chains", "sampler.warmup", "sampler.draws",
+                   "sampler.seed", "sampler.target_accept", "sampler.max_tree_depth", "sampler.dense_mass",
+                   "sampler.chain_method", "sampler.checkpoint_every", "sampler.init", "approx.guide")
+
+
+def resume(run_dir: str | Path, options: Mapping[str, object] | None = None) -> dict:
     """Finish a run that was stopped (killed, crashed, or its machine lost) from its checkpoint,
-    with the configuration it was started with; the result is the same as an unbroken run's."""
-    run_dir = Path(run_dir)
-    status = outputs.read_status(run_dir)
-    if status.get("state") == "complete":
-        raise outputs.RunDirError(f"{run_dir}: the run is already complete; nothing to resume")
-    record = outputs.read_record(run_dir)
+    with the configuration it was started with; the result is the same as an unbroken run's.
+
+    `options` (RunConfig paths, e.g. {"sampler.draws": 600}) are settings the user gave again:
+    each must match the run's, or the resume is refused (a resumed run cannot change them).
+    The data must give the same statistics (digest) as when the run started.
+    """
+    run = RunDir(run_dir)
+    if run.status().get("state") == "complete":
+        raise RunDirError(f"{run}: the run is already complete; nothing to resume")
+    record = run.record()
     config = RunConfig.from_dict(record["config"])
+    _require_same_options(run, config, options or {})
     configure_jax(config.sampler.platform, config.sampler.chains)
     start = time.perf_counter()
     data = prepare_data(config)
     data_s = time.perf_counter() - start
-    if data.stats.total != record["data"]["n_possessions"]:
-        raise outputs.RunDirError(
-            f"{run_dir}: the run was started on {record['data']['n_possessions']:,} possessions but "
-            f"{data.source} now gives {data.stats.total:,}; the data changed, start a new run"
+    saved = record["data"].get("digest")
+    if data.stats.total != record["data"]["n_possessions"] or (saved is not None and saved != data.digest()):
+        raise CheckpointError(
+            f"{run}: the run was started on other data than {data.source} now holds ({record['data']['n_possessions']:,} "
+            f"possessions then, {data.stats.total:,} now; their statistics differ); start a new run with --overwrite"
         )
-    return _sample_and_write(run_dir, config, data, data_s)
+    with run.holding():
+        return _sample_and_write(run, config, data, data_s)
+
+
+def _require_same_options(run: RunDir, config: RunConfig, options: Mapping[str, object]) -> None:
+    recorded = config.to_dict()
+    changed = []
+    for key, value in options.items():
+        if key not in FIXED_ON_RESUME:
+            continue
+        section, _, name = key.partition(".")
+        old = recorded[section][name] if name else recorded[section]
+        if key == "data.path" and value is not None and old is not None:
+            value, old = str(Path(str(value)).resolve()), str(Path(old).resolve())
+        if key == "data.seasons":
+            value, old = tuple(value or ()), tuple(old or ())
+        if value != old:
+            changed.append(f"{key.split('.')[-1]} {value!r} (the run has {old!r})")
+    if changed:
+        raise RunDirError(f"{run}: a resumed run keeps the settings it started with; these differ: "
+                          f"{'; '.join(changed)}. Drop them, or start a new run with --out (or --overwrite)")
 
 
 def _whitening(config: RunConfig, data: PreparedData) -> Whitening | None:
@@ -95,28 +153,39 @@ def _whitening(config: RunConfig, data: PreparedData) -> Whitening | None:
     return None
 
 
-def _sample_and_write(run_dir: Path, config: RunConfig, data: PreparedData, data_s: float) -> dict:
+def _sample_and_write(run: RunDir, config: RunConfig, data: PreparedData, data_s: float) -> dict:
     """NUTS (checkpointed), or one of the approximations, which take seconds and start over."""
-    outputs.set_status(run_dir, "running")
+    run.set_status("running")
     try:
         likelihood = make_likelihood(config.likelihood, stats=data.stats, rows=data.rows)
         if data.truth is not None:
-            outputs.write_json(run_dir / "true_params.json", data.truth)
+            write_json(run / RunDir.TRUE_PARAMS, data.truth)
         cells = Cells.from_stats(data.stats)
         model = get_model(config.model, cells, _whitening(config, data))
         if config.method == "nuts":
-            result = sample_posterior(model, likelihood, config.sampler, checkpoint_dir=run_dir / outputs.CHECKPOINT)
+            result = sample_posterior(model, likelihood, config.sampler, checkpoint_dir=run / RunDir.CHECKPOINT)
             result = replace(result, samples=complete(config.model, result.samples, cells, config.sampler.seed))
-            report = outputs.write_outputs(run_dir, result, config, data.stats, data.source, data_s)
+            report = outputs.write_outputs(run.path, result, config, data.stats, data.source, data_s)
         else:
             from .approx import approximate
 
             fit = approximate(config.method, model, likelihood, config.approx)
             fit = replace(fit, samples=complete(config.model, fit.samples, cells, config.approx.seed))
-            report = outputs.write_approx_outputs(run_dir, fit, config, data.stats, data.source, data_s)
-    except BaseException as exc:
-        outputs.set_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+            report = outputs.write_approx_outputs(run.path, fit, config, data.stats, data.source, data_s)
+    except KeyboardInterrupt:
+        _mark(run, "interrupted")
         raise
-    outputs.set_status(run_dir, "complete", converged=report["converged"])
-    shutil.rmtree(run_dir / outputs.CHECKPOINT, ignore_errors=True)
+    except BaseException as exc:
+        _mark(run, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    run.set_status("complete", converged=report["converged"])
+    shutil.rmtree(run / RunDir.CHECKPOINT, ignore_errors=True)
     return report
+
+
+def _mark(run: RunDir, state: str, **details: object) -> None:
+    """Record how the run ended, if the disk still lets us (a full disk may be why it ended)."""
+    try:
+        run.set_status(state, **details)
+    except OSError:
+        pass

@@ -21,7 +21,8 @@ from . import names
 from .config import DataConfig
 from .data import DataError, Possessions, iter_chunks
 from .models import predict
-from .outputs import POSTERIOR, RunDirError, load_run
+from .errors import RunDirError
+from .rundir import RunDir
 
 CHUNK_ROWS = 4_000  # possessions whose (draws x rows) predictions are held at once
 LOG_2PI = math.log(2 * math.pi)
@@ -68,10 +69,9 @@ def posterior_of(idata: az.InferenceData) -> Posterior:
 
 def load_posterior(run_dir: str | Path) -> Posterior:
     """The posterior of a complete run directory."""
-    status, _, _, _ = load_run(run_dir)
-    if status.get("state") != "complete":
-        raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to score")
-    return posterior_of(az.from_netcdf(str(Path(run_dir) / POSTERIOR)))
+    run = RunDir(run_dir)
+    run.require_complete("score")
+    return posterior_of(az.from_netcdf(str(run / RunDir.POSTERIOR)))
 
 
 def predicted_means(post: Posterior, rows: Possessions) -> np.ndarray:
@@ -234,9 +234,6 @@ def describe(data: DataConfig, side: str = "train") -> str:
     return source
 
 
-VALIDATION = "validation.json"
-
-
 def overlaps_training(train: DataConfig, holdout: DataConfig) -> bool:
     """Whether `holdout` reads possessions the run was fitted to (same file, shared seasons)."""
     if train.path is None or holdout.path is None or Path(train.path).resolve() != Path(holdout.path).resolve():
@@ -246,26 +243,29 @@ def overlaps_training(train: DataConfig, holdout: DataConfig) -> bool:
     return True
 
 
-def validate_run(run_dir: str | Path, holdout: DataConfig | None = None, loo: bool = True) -> dict:
+def validate_run(run_dir: str | Path, holdout: DataConfig | None = None, loo: bool = True) -> tuple[dict, Path]:
     """Score a run on held-out possessions (`holdout`, or those its random split kept out)
-    and, with `loo`, by PSIS-LOO on its training possessions; written to validation.json."""
+    and, with `loo`, by PSIS-LOO on its training possessions. Written to the run's
+    validation/NAME.json, NAME saying what was scored (a file and its seasons, or the run's
+    own split), so that validating on another data set keeps the earlier result; returns
+    the report and its path."""
     import warnings
 
-    from .outputs import write_json
-
-    run_dir = Path(run_dir)
-    post = load_posterior(run_dir)
-    train = data_config_of(load_run(run_dir)[1])
+    run = RunDir(run_dir)
+    post = load_posterior(run.path)
+    train = data_config_of(run.record())
+    in_sample = False
     if holdout is None:
-        source, chunks = describe(train, "holdout"), run_data(train, "holdout")
+        name, source, chunks = "holdout-split", describe(train, "holdout"), run_data(train, "holdout")
     else:
-        if overlaps_training(train, holdout):
+        in_sample = overlaps_training(train, holdout)
+        if in_sample:
             warnings.warn(f"{holdout.path}: these possessions include the run's training data; "
                           "the scores are in-sample, not a holdout", UserWarning, stacklevel=2)
+        name = Path(holdout.path).stem + (f"-{'-'.join(holdout.seasons)}" if holdout.seasons else "")
         source, chunks = describe(holdout), iter_chunks(holdout.path, holdout.seasons, holdout.chunksize)
-    report = {"run": str(run_dir), "model": post.model, "training_data": describe(train),
+    report = {"run": str(run), "model": post.model, "training_data": describe(train), "in_sample": in_sample,
               "holdout": score_holdout(post, chunks, source).to_dict()}
     if loo:
         report["loo"] = psis_loo(post, run_data(train, "train")).summary()
-    write_json(run_dir / VALIDATION, report)
-    return report
+    return report, run.write_validation(name, report)

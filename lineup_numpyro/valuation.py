@@ -25,7 +25,9 @@ import pandas as pd
 from . import names
 from .data import DataError, design_matrix
 from .models import predict
-from .outputs import FAMILIES, POSTERIOR, RunDirError, informed, load_run, prior_width_ratios
+from .errors import RunDirError
+from .outputs import FAMILIES, informed, prior_width_ratios
+from .rundir import RunDir
 from .players import Assignments, Lineup, Players, make_lineup
 from .validation import Posterior, posterior_of
 
@@ -75,9 +77,7 @@ class Fit:
 
 def load_fit(run_dir: str | Path) -> Fit:
     """The posterior of a complete run directory."""
-    status, _, _, diag = load_run(run_dir)
-    if status.get("state") != "complete" or diag is None:
-        raise RunDirError(f"{run_dir}: the run is {status.get('state')!r}, not complete; nothing to value with")
+    diag = RunDir(run_dir).require_complete("value with").diagnostics
     if diag.get("method") == "map":
         raise RunDirError(f"{run_dir}: a map run is one point, with no uncertainty to value with; "
                           "use a nuts (or laplace, advi) run")
@@ -91,7 +91,7 @@ def load_fit(run_dir: str | Path) -> Fit:
         warnings.warn(f"{run_dir}: a {diag['method']} approximation with Pareto k "
                       f"{diag['evidence']['pareto_k']:.2f} > 0.7: its intervals are not the posterior's",
                       RuntimeWarning, stacklevel=2)
-    idata = az.from_netcdf(str(Path(run_dir) / POSTERIOR))
+    idata = az.from_netcdf(str(RunDir(run_dir) / RunDir.POSTERIOR))
     const = idata.constant_data
     n = np.asarray(const["n_possessions"].values, dtype=np.int64)
     flags = None
@@ -334,7 +334,7 @@ def plot_candidates(rec: Recommendation, path: str | Path, top: int = 10) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .outputs import atomic_path
+    from .files import atomic_path
 
     k = min(top, len(rec.table))
     labels = [f"{r.rank}. {r.player}" for r in rec.table.head(k).itertuples()]

@@ -2,11 +2,11 @@
 # Train one lineup-numpyro run on a pod: configured by environment variables, written to the
 # mounted volume, and resumed from its checkpoint when the pod (re)starts. See runpod/README.md.
 #
-# Every (re)start looks at $VOLUME/runs/$RUN_NAME and does one of three things:
-#   status.json says complete             -> train nothing, show the summary
-#   run_config.json and status.json exist -> lineup-numpyro train --resume RUN_DIR
-#   otherwise (no run, or it stopped      -> lineup-numpyro train ... --out RUN_DIR --overwrite
-#   while reading its data)
+# Every (re)start asks `lineup-numpyro status` about $VOLUME/runs/$RUN_NAME and does one of three things:
+#   complete                              -> train nothing, show the summary
+#   running, stopped, interrupted, failed -> lineup-numpyro train --resume RUN_DIR
+#   none, or started (it stopped before   -> lineup-numpyro train ... --out RUN_DIR --overwrite
+#   sampling began)
 set -euo pipefail
 
 MODEL="${MODEL:-matchup}"                 # simplified | matchup | hierarchical
@@ -36,21 +36,15 @@ die() {
     exit 2
 }
 
-# state RUN_DIR: "complete", "running" or "failed" from status.json, "none" without one.
+# state RUN_DIR: none, started, running, stopped, interrupted, failed or complete
+# (`lineup-numpyro status`, which also tells a dead run from a live one).
 run_state() {
-    python3 -c '
-import json, pathlib, sys
-path = pathlib.Path(sys.argv[1]) / "status.json"
-print(json.loads(path.read_text()).get("state", "unknown") if path.exists() else "none")
-' "$1"
+    "$LINEUP_NUMPYRO" status "$1" --get state
 }
 
 # The error a failed run recorded, if any.
 run_error() {
-    python3 -c '
-import json, pathlib, sys
-print(json.loads((pathlib.Path(sys.argv[1]) / "status.json").read_text()).get("error", ""))
-' "$1"
+    "$LINEUP_NUMPYRO" status "$1" --get error
 }
 
 # What to do once the work is over: exit with CODE, keep the container up, or stop the pod
@@ -106,7 +100,7 @@ code=0
 if [[ "$state" == complete ]]; then
     log "decision: already complete; not training again (delete $RUN_DIR or pick another RUN_NAME to refit)"
     "$LINEUP_NUMPYRO" summary "$RUN_DIR" || code=$?
-elif [[ -f "$RUN_DIR/run_config.json" && "$state" != none ]]; then
+elif [[ "$state" != none && "$state" != started ]]; then
     if [[ "$state" == failed ]]; then
         log "the previous attempt failed: $(run_error "$RUN_DIR")"
     fi
@@ -114,7 +108,7 @@ elif [[ -f "$RUN_DIR/run_config.json" && "$state" != none ]]; then
     [[ -z "$EXTRA_ARGS" ]] || log "EXTRA_ARGS is ignored when resuming"
     "$LINEUP_NUMPYRO" train --resume "$RUN_DIR" || code=$?
 else
-    if [[ "$state" == none && -d "$RUN_DIR" ]]; then
+    if [[ "$state" == started ]]; then
         log "decision: start over; the last attempt stopped before sampling began"
     else
         log "decision: new run"

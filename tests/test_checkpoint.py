@@ -17,10 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro import names, outputs
+from lineup_numpyro.rundir import RunDir
+from lineup_numpyro import files
+from lineup_numpyro import names
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.models import get_model, make_likelihood
-from lineup_numpyro.sampling import Checkpoint, CheckpointError, chunk_sizes, sample_posterior, saved_draws
+from lineup_numpyro.sampling import Checkpoint, CheckpointError, chunk_sizes, fresh_kernel, sample_posterior, saved_draws
 from lineup_numpyro.simulate import simulate_season, write_season
 from lineup_numpyro.suffstats import from_file
 from lineup_numpyro.train import resume, train
@@ -38,7 +40,7 @@ def season(tmp_path_factory) -> Path:
 
 
 def _posterior(run_dir: Path) -> dict[str, np.ndarray]:
-    idata = az.from_netcdf(str(run_dir / outputs.POSTERIOR))
+    idata = az.from_netcdf(str(run_dir / RunDir.POSTERIOR))
     return {k: idata.posterior[k].values for k in idata.posterior.data_vars} | {
         "diverging": idata.sample_stats["diverging"].values}
 
@@ -63,7 +65,7 @@ def test_chunks_give_the_same_draws_as_one_piece(season, tmp_path, model):
     for k in whole:
         assert chunked[k].shape[:2] == (2, 120)
         np.testing.assert_array_equal(chunked[k], whole[k], err_msg=k)
-    assert not (tmp_path / "35" / outputs.CHECKPOINT).exists()  # removed once complete
+    assert not (tmp_path / "35" / RunDir.CHECKPOINT).exists()  # removed once complete
 
 
 @pytest.mark.parametrize("chains,method", [(2, "vectorized"), (2, "sequential"), (1, "parallel")])
@@ -80,7 +82,9 @@ def test_chunks_for_every_chain_method(season, tmp_path, chains, method):
         np.testing.assert_array_equal(chunked.samples[k], whole.samples[k], err_msg=k)
     for k in whole.stats:
         np.testing.assert_array_equal(chunked.stats[k], whole.stats[k], err_msg=k)
-    saved = Checkpoint(tmp_path / "ckpt", SamplerConfig(**base, checkpoint_every=30)).chunks()
+    config = SamplerConfig(**base, checkpoint_every=30)
+    _, structure = fresh_kernel(get_model("simplified"), likelihood, config, method)
+    saved = Checkpoint(tmp_path / "ckpt", config).chunks(structure)
     assert len(saved) == 3
     assert saved[0].compile_s > 0 and saved[1].compile_s == saved[2].compile_s == 0.0
     # continuing after the first chunk, with a kernel set up afresh, changes nothing either
@@ -124,13 +128,13 @@ def _uninterrupted(season: Path, tmp_path: Path, draws: int) -> dict[str, np.nda
 def test_kill_during_sampling_then_resume(season, tmp_path):
     run_dir, draws, every = tmp_path / "run", 200, 40
     proc = _start(season, run_dir, every, draws)
-    ckpt = run_dir / outputs.CHECKPOINT
+    ckpt = run_dir / RunDir.CHECKPOINT
     _kill_when(proc, lambda: (ckpt / Checkpoint.chunk_name(2)).exists())
 
-    # killed: the run says so, nothing reads as done, and the saved chunks are whole
-    assert outputs.read_status(run_dir)["state"] == "running"
-    assert not (run_dir / outputs.POSTERIOR).exists() and not (run_dir / outputs.DIAGNOSTICS).exists()
-    sampler = RunConfig.from_dict(outputs.read_record(run_dir)["config"]).sampler
+    # killed: the run says so (its process is gone), nothing reads as done, and the saved chunks are whole
+    assert RunDir(run_dir).status()["state"] == "stopped"
+    assert not (run_dir / RunDir.POSTERIOR).exists() and not (run_dir / RunDir.DIAGNOSTICS).exists()
+    sampler = RunConfig.from_dict(RunDir(run_dir).record()["config"]).sampler
     warm, saved = saved_draws(ckpt, sampler)
     assert warm and 3 * every <= saved < draws
     result = runner.invoke(app, ["summary", str(run_dir)])
@@ -139,21 +143,21 @@ def test_kill_during_sampling_then_resume(season, tmp_path):
 
     result = runner.invoke(app, ["train", "--resume", str(run_dir)])
     assert result.exit_code == 0, result.output
-    assert outputs.read_status(run_dir)["state"] == "complete" and not ckpt.exists()
+    assert RunDir(run_dir).status()["state"] == "complete" and not ckpt.exists()
     resumed, whole = _posterior(run_dir), _uninterrupted(season, tmp_path, draws)
     for k in whole:
         assert resumed[k].shape[:2] == (2, draws)  # nothing lost, nothing duplicated
         np.testing.assert_array_equal(resumed[k], whole[k], err_msg=k)
-    diag = json.loads((run_dir / outputs.DIAGNOSTICS).read_text())
+    diag = json.loads((run_dir / RunDir.DIAGNOSTICS).read_text())
     assert diag["draws"] == draws and diag["timing"]["sampling_s"] > 0
 
 
 def test_kill_during_warmup_then_resume(season, tmp_path):
     run_dir, draws = tmp_path / "run", 200
     proc = _start(season, run_dir, 50, draws)
-    _kill_when(proc, lambda: (run_dir / outputs.STATUS).exists())  # sampling set up, warm-up under way
-    assert not (run_dir / outputs.CHECKPOINT / Checkpoint.WARMUP).exists()
-    assert outputs.read_status(run_dir)["state"] == "running"
+    _kill_when(proc, lambda: (run_dir / RunDir.STATUS).exists())  # sampling set up, warm-up under way
+    assert not (run_dir / RunDir.CHECKPOINT / Checkpoint.WARMUP).exists()
+    assert RunDir(run_dir).status()["state"] == "stopped"
     report = resume(run_dir)
     assert report["draws"] == draws
     resumed, whole = _posterior(run_dir), _uninterrupted(season, tmp_path, draws)
@@ -179,15 +183,15 @@ def test_resume_refuses_what_it_cannot_continue(season, tmp_path):
 
     ckpt.save_warmup(Warmup(state=None, chain_method="parallel", compile_s=0.0, warmup_s=0.0))
     with pytest.raises(CheckpointError, match="sampler settings"):
-        Checkpoint(tmp_path / "ckpt", SamplerConfig(chains=2, warmup=50, draws=60, seed=2)).warmup()
+        Checkpoint(tmp_path / "ckpt", SamplerConfig(chains=2, warmup=50, draws=60, seed=2)).warmup_header()
 
     # the data changed under a stopped run
-    outputs.set_status(run_dir, "running")
+    RunDir(run_dir).set_status("running")
     smaller = tmp_path / "smaller.csv"
     data, truth = simulate_season(1_000, model="matchup", seed=4)
     write_season(data, truth, smaller)
-    record = outputs.read_record(run_dir)
+    record = RunDir(run_dir).record()
     record["config"]["data"]["path"] = str(smaller)
-    outputs.write_json(run_dir / outputs.RUN_CONFIG, record)
+    files.write_json(run_dir / RunDir.RUN_CONFIG, record)
     result = runner.invoke(app, ["train", "--resume", str(run_dir)])
-    assert result.exit_code == 2 and "the data changed" in result.output
+    assert result.exit_code == 2 and "other data" in result.output

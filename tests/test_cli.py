@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro import outputs
+from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.data import load_possessions
 from lineup_numpyro.simulate import truth_path
 
@@ -54,13 +54,13 @@ def test_train_then_summary(season, tmp_path):
 def test_train_on_builtin_season(tmp_path):
     result = runner.invoke(app, ["train", "--model", "simplified", "--out", str(tmp_path / "r"), *QUICK])
     assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / "r" / outputs.RUN_CONFIG).read_text())
+    record = json.loads((tmp_path / "r" / RunDir.RUN_CONFIG).read_text())
     assert record["data"]["n_possessions"] == 96_837 and "built-in" in record["data"]["source"]
     assert (tmp_path / "r" / "true_params.json").exists()
 
 
 def test_summary_of_incomplete_run_says_so(tmp_path):
-    outputs.set_status(tmp_path, "running")
+    RunDir(tmp_path).set_status("running")
     result = runner.invoke(app, ["summary", str(tmp_path)])
     assert result.exit_code == 1
     assert "running, not complete" in result.output
@@ -94,6 +94,6 @@ def test_console_script_runs_chains_in_parallel(season, tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    diag = json.loads((run_dir / outputs.DIAGNOSTICS).read_text())
+    diag = json.loads((run_dir / RunDir.DIAGNOSTICS).read_text())
     assert diag["chain_method"] == "parallel" and diag["chains"] == 4
     assert "not enough devices" not in proc.stderr

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro import approx, comparison, config, data, errors, outputs, sampling, simulate, stan_runner
+from lineup_numpyro.errors import RunDirError
+from lineup_numpyro import approx, comparison, config, data, errors, sampling, simulate, stan_runner
 
 runner = CliRunner()
 
@@ -20,7 +21,7 @@ def test_every_error_type_has_one_base_and_one_home():
                                              "CheckpointError", "ApproxError", "StanUnavailable"}
     assert all(issubclass(c, errors.LineupError) for c in classes)
     # the modules that raise them use the same classes, not copies
-    assert data.DataError is errors.DataError and outputs.RunDirError is errors.RunDirError
+    assert data.DataError is errors.DataError and RunDirError is errors.RunDirError
     assert sampling.CheckpointError is errors.CheckpointError and approx.ApproxError is errors.ApproxError
     assert stan_runner.StanUnavailable is errors.StanUnavailable
 

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from lineup_numpyro.rundir import RunDir
 from lineup_numpyro import names, outputs
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.export import PRODUCTION, production_coefficients
@@ -43,9 +44,9 @@ def test_each_matchup_from_its_own_fit_or_the_pooled_one(runs):
     table = production_coefficients(dirs["matchup"], dirs["simplified"])
     assert list(table.columns[:2]) == ["parameter", "mean"]
     assert len(table) == names.N_MATCHUPS * names.N_FEATURES + 1 and table["parameter"].iloc[-1] == "sigma"
-    own = pd.read_csv(dirs["matchup"] / outputs.COEFFICIENTS).set_index("parameter")
-    pooled = pd.read_csv(dirs["simplified"] / outputs.COEFFICIENTS).set_index("parameter")
-    verdicts = {v["matchup"]: v for v in json.loads((dirs["matchup"] / outputs.DIAGNOSTICS).read_text())["matchups"]}
+    own = pd.read_csv(dirs["matchup"] / RunDir.COEFFICIENTS).set_index("parameter")
+    pooled = pd.read_csv(dirs["simplified"] / RunDir.COEFFICIENTS).set_index("parameter")
+    verdicts = {v["matchup"]: v for v in json.loads((dirs["matchup"] / RunDir.DIAGNOSTICS).read_text())["matchups"]}
     sources = table.dropna(subset=["matchup"]).groupby("matchup")["source"].agg(set)
     assert all(len(s) == 1 for s in sources)  # a matchup is taken whole from one run
     for _, row in table.dropna(subset=["matchup"]).iterrows():
@@ -71,9 +72,9 @@ def test_too_few_possessions_and_divergences_fall_back(runs, tmp_path):
     assert f"{counts[busiest]} possessions < {counts[busiest] + 1}" in set(table["reason"])
     diverged = tmp_path / "diverged"
     shutil.copytree(dirs["matchup"], diverged)
-    diag = json.loads((diverged / outputs.DIAGNOSTICS).read_text())
+    diag = json.loads((diverged / RunDir.DIAGNOSTICS).read_text())
     diag["divergences"]["count"] = 3
-    (diverged / outputs.DIAGNOSTICS).write_text(json.dumps(diag))
+    (diverged / RunDir.DIAGNOSTICS).write_text(json.dumps(diag))
     table = production_coefficients(diverged, dirs["simplified"])
     reasons = set(table.dropna(subset=["matchup"])["reason"])
     assert "the run had 3 divergent transitions" in reasons and set(table["source"].iloc[:-1]) == {"simplified"}
@@ -115,9 +116,9 @@ def test_a_hierarchical_run_keeps_its_own_sparse_and_empty_matchups(runs, tmp_pa
     own = table[table["matchup"].isin(empty)]
     assert (own["source"] == "hierarchical").all() and own["reason"].str.contains("partially pooled").all()
     # a hierarchical run with divergences falls back everywhere, saying why
-    diag = json.loads((run / outputs.DIAGNOSTICS).read_text())
+    diag = json.loads((run / RunDir.DIAGNOSTICS).read_text())
     diag["divergences"]["count"] = 2
-    (run / outputs.DIAGNOSTICS).write_text(json.dumps(diag))
+    (run / RunDir.DIAGNOSTICS).write_text(json.dumps(diag))
     table = production_coefficients(run, dirs["simplified"])
     assert set(table["source"].iloc[:-1]) == {"simplified"}
     assert "the run had 2 divergent transitions" in set(table["reason"])

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro import outputs
+from lineup_numpyro.rundir import RunDir
 
 runner = CliRunner()
 ONE = ["--chains", "1", "--warmup", "150", "--draws", "150", "--no-progress"]
@@ -36,7 +36,7 @@ def runs(tmp_path_factory):
 
 @pytest.mark.parametrize("model", ["simplified", "matchup", "hierarchical"])
 def test_one_chain_reports_rhat_as_not_available(runs, model):
-    diag = json.loads((runs[model] / outputs.DIAGNOSTICS).read_text())
+    diag = json.loads((runs[model] / RunDir.DIAGNOSTICS).read_text())
     assert diag["chains"] == 1 and diag["max_rhat"] is None and diag["max_rhat_parameter"] is None
     assert diag["converged"] is False and diag["min_ess_bulk"] > 0
     assert all(m["verdict"] in ("not checked", "no data") for m in diag["matchups"])

@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lineup_numpyro import names, outputs
+from lineup_numpyro.errors import RunDirError
+from lineup_numpyro.rundir import RunDir
+from lineup_numpyro import files
+from lineup_numpyro import names
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.simulate import simulate_season, write_season
 from lineup_numpyro.train import train
@@ -38,15 +41,15 @@ def run(request, season_file, tmp_path_factory):
 
 def test_run_directory_is_complete(run):
     model, run_dir, _, _ = run
-    for name in (outputs.POSTERIOR, outputs.COEFFICIENTS, outputs.DIAGNOSTICS, outputs.RUN_CONFIG, outputs.STATUS):
+    for name in (RunDir.POSTERIOR, RunDir.COEFFICIENTS, RunDir.DIAGNOSTICS, RunDir.RUN_CONFIG, RunDir.STATUS):
         assert (run_dir / name).stat().st_size > 0, name
-    assert outputs.read_status(run_dir)["state"] == "complete"
+    assert RunDir(run_dir).status()["state"] == "complete"
     assert not list(run_dir.glob(".*.tmp")), "temporary files left behind"
 
 
 def test_posterior_netcdf_has_stan_names_and_coords(run):
     model, run_dir, _, data = run
-    idata = az.from_netcdf(run_dir / outputs.POSTERIOR)
+    idata = az.from_netcdf(run_dir / RunDir.POSTERIOR)
     assert set(idata.posterior.data_vars) == set(names.POSTERIOR_DIMS[model])
     for var, dims in names.POSTERIOR_DIMS[model].items():
         assert idata.posterior[var].dims == ("chain", "draw", *dims)
@@ -63,7 +66,7 @@ def test_posterior_netcdf_has_stan_names_and_coords(run):
 
 def test_coefficients_csv(run):
     model, run_dir, _, data = run
-    table = pd.read_csv(run_dir / outputs.COEFFICIENTS)
+    table = pd.read_csv(run_dir / RunDir.COEFFICIENTS)
     assert list(table.columns[:2]) == ["parameter", "mean"]
     assert list(table.columns[2:]) == ["sd", "5%", "50%", "95%", "r_hat", "ess_bulk", "ess_tail", "mcse_mean",
                                        "n_possessions", "no_data", "n_on_floor", "prior_width_ratio", "informed",
@@ -100,14 +103,14 @@ def test_coefficients_csv(run):
 
 def test_diagnostics_json(run):
     model, run_dir, report, _ = run
-    diag = json.loads((run_dir / outputs.DIAGNOSTICS).read_text())
+    diag = json.loads((run_dir / RunDir.DIAGNOSTICS).read_text())
     assert diag == json.loads(json.dumps(report))
     for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "max_tree_depth", "timing", "converged"):
         assert key in diag
     assert set(diag["divergences"]) == {"count", "percent"}
     assert set(diag["timing"]) == {"data_s", "compile_s", "warmup_s", "sampling_s", "total_s"}
     assert 0 < diag["timing"]["data_s"] < diag["timing"]["total_s"]
-    table = pd.read_csv(run_dir / outputs.COEFFICIENTS)
+    table = pd.read_csv(run_dir / RunDir.COEFFICIENTS)
     assert diag["max_rhat"] == pytest.approx(table["r_hat"].max(), rel=1e-5)
     if model == "simplified":
         assert diag["matchups"] == []
@@ -118,7 +121,7 @@ def test_diagnostics_json(run):
 
 def test_run_record(run):
     model, run_dir, _, _ = run
-    record = json.loads((run_dir / outputs.RUN_CONFIG).read_text())
+    record = json.loads((run_dir / RunDir.RUN_CONFIG).read_text())
     assert record["config"]["model"] == model
     assert record["config"]["sampler"]["draws"] == QUICK.draws
     assert record["versions"]["numpyro"].startswith("0.")
@@ -127,9 +130,9 @@ def test_run_record(run):
 
 def test_existing_run_is_not_clobbered(run):
     model, run_dir, _, _ = run
-    with pytest.raises(outputs.RunDirError, match="--overwrite"):
+    with pytest.raises(RunDirError, match="--overwrite"):
         train(RunConfig(model=model, sampler=QUICK), run_dir)
-    assert outputs.read_status(run_dir)["state"] == "complete"
+    assert RunDir(run_dir).status()["state"] == "complete"
 
 
 def test_failed_run_is_marked_failed(tmp_path, monkeypatch):
@@ -144,15 +147,15 @@ def test_failed_run_is_marked_failed(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="exploded"):
         train(RunConfig(model="simplified", data=DataConfig(path=str(tmp_path / "d.csv")), sampler=QUICK),
               tmp_path / "run")
-    status = outputs.read_status(tmp_path / "run")
+    status = RunDir(tmp_path / "run").status()
     assert status["state"] == "failed" and "exploded" in status["error"]
-    assert not (tmp_path / "run" / outputs.COEFFICIENTS).exists()
+    assert not (tmp_path / "run" / RunDir.COEFFICIENTS).exists()
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "out.txt"
     with pytest.raises(ZeroDivisionError):
-        with outputs.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             tmp.write_text("half")
             1 / 0
     assert not target.exists() and list(tmp_path.iterdir()) == []

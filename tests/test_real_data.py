@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lineup_numpyro import outputs
+from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.train import train
 
@@ -19,5 +19,5 @@ def test_matchup_model_converges_on_real_sample(shared_data, tmp_path):
     assert report["divergences"]["count"] == 0
     assert report["max_rhat"] <= 1.01
     assert all(m["verdict"] == "converged" for m in report["matchups"])
-    record = json.loads((tmp_path / "run" / outputs.RUN_CONFIG).read_text())
+    record = json.loads((tmp_path / "run" / RunDir.RUN_CONFIG).read_text())
     assert record["data"]["n_possessions"] == 10_000

@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro import names, outputs
+from lineup_numpyro.rundir import RunDir
+from lineup_numpyro import names
 from lineup_numpyro.comparison import compare_runs, write_comparison
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.report import REPORT, REPORT_DIR, write_report
@@ -76,7 +77,7 @@ def test_report_refuses_incomplete_runs_and_missing_comparisons(run, tmp_path):
     assert result.exit_code == 2 and "no such comparison" in result.output
     running = tmp_path / "running"
     running.mkdir()
-    outputs.set_status(running, "running")
+    RunDir(running).set_status("running")
     result = runner.invoke(app, ["report", str(running)])
     assert result.exit_code == 2 and "not complete" in result.output
     assert not (running / REPORT_DIR).exists()

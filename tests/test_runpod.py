@@ -20,7 +20,7 @@ import arviz as az
 import pytest
 from packaging.requirements import Requirement
 
-from lineup_numpyro import outputs
+from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.sampling import Checkpoint
 from lineup_numpyro.simulate import simulate_season, write_season
 
@@ -49,6 +49,8 @@ esac
 
 # Stands in for lineup-numpyro where only the entrypoint's decision is under test.
 FAKE_LINEUP = """#!/usr/bin/env bash
+# answers `status` for real (the entrypoint decides on it), echoes every other command
+if [[ "$1" == status ]]; then exec "{real}" "$@"; fi
 echo "lineup-numpyro $*"
 """
 
@@ -81,7 +83,7 @@ def _entrypoint(env: dict[str, str], timeout: float = 300) -> subprocess.Complet
 
 
 def _draws(run_dir: Path) -> tuple[int, int]:
-    posterior = az.from_netcdf(str(run_dir / outputs.POSTERIOR)).posterior
+    posterior = az.from_netcdf(str(run_dir / RunDir.POSTERIOR)).posterior
     return posterior.sizes["chain"], posterior.sizes["draw"]
 
 
@@ -223,11 +225,11 @@ def _decide(tmp_path: Path, status: str | None, record: bool, **values: str) -> 
     if status or record:
         run_dir.mkdir(parents=True)
     if status:
-        (run_dir / outputs.STATUS).write_text(json.dumps({"state": status, "error": "OSError: disk full"}))
+        (run_dir / RunDir.STATUS).write_text(json.dumps({"state": status, "error": "OSError: disk full"}))
     if record:
-        (run_dir / outputs.RUN_CONFIG).write_text("{}")
+        (run_dir / RunDir.RUN_CONFIG).write_text("{}")
     env = _env(tmp_path / "vol", RUN_NAME="r", **values)
-    env["LINEUP_NUMPYRO"] = str(_fake(tmp_path / "bin", "lineup-numpyro", FAKE_LINEUP))
+    env["LINEUP_NUMPYRO"] = str(_fake(tmp_path / "bin", "lineup-numpyro", FAKE_LINEUP.format(real=LINEUP)))
     return _entrypoint(env, timeout=30)
 
 
@@ -278,17 +280,17 @@ def test_entrypoint_trains_then_leaves_a_complete_run_alone(tmp_path, season):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "decision: new run" in result.stdout
     assert (volume / "data" / "season.csv").read_bytes() == season.read_bytes()  # received before training
-    assert outputs.read_status(run_dir)["state"] == "complete"
-    assert _draws(run_dir) == (2, 100) and not (run_dir / outputs.CHECKPOINT).exists()
-    posterior_mtime = (run_dir / outputs.POSTERIOR).stat().st_mtime_ns
+    assert RunDir(run_dir).status()["state"] == "complete"
+    assert _draws(run_dir) == (2, 100) and not (run_dir / RunDir.CHECKPOINT).exists()
+    posterior_mtime = (run_dir / RunDir.POSTERIOR).stat().st_mtime_ns
 
     # a restarted pod: nothing is trained again; the results are sent and the pod stops itself
     env.update(SEND_RESULTS="1", WHEN_DONE="stop", RUNPOD_POD_ID="pod123")
     result = _entrypoint(env, timeout=120)
     assert result.returncode == -signal.SIGTERM, result.stdout + result.stderr  # stopped by `pod stop`
     assert "decision: already complete" in result.stdout and "decision: new run" not in result.stdout
-    assert (run_dir / outputs.POSTERIOR).stat().st_mtime_ns == posterior_mtime
-    assert outputs.read_status(run_dir)["state"] == "complete"
+    assert (run_dir / RunDir.POSTERIOR).stat().st_mtime_ns == posterior_mtime
+    assert RunDir(run_dir).status()["state"] == "complete"
     archive = volume / "runs" / "tiny.tar.gz"
     assert calls.read_text().splitlines() == ["receive 1234-one-time", f"send {archive}", "pod stop pod123"]
     listing = subprocess.run(["tar", "-tzf", str(archive)], capture_output=True, text=True, check=True).stdout
@@ -301,7 +303,7 @@ def test_entrypoint_resumes_a_run_killed_by_sigkill(tmp_path, season):
     env = _env(volume, **TINY, RUN_NAME="killed", DATA=str(season))
     proc = subprocess.Popen(["bash", str(ENTRYPOINT)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
-    warm = run_dir / outputs.CHECKPOINT / Checkpoint.WARMUP
+    warm = run_dir / RunDir.CHECKPOINT / Checkpoint.WARMUP
     deadline = time.monotonic() + 300
     while not warm.exists():
         if proc.poll() is not None:
@@ -314,11 +316,11 @@ def test_entrypoint_resumes_a_run_killed_by_sigkill(tmp_path, season):
     os.killpg(proc.pid, signal.SIGKILL)  # the pod dies: the entrypoint and the training with it
     proc.wait()
     proc.stderr.close()
-    assert outputs.read_status(run_dir)["state"] == "running"
-    assert warm.exists() and not (run_dir / outputs.POSTERIOR).exists()
+    assert RunDir(run_dir).status()["state"] == "stopped"  # status.json says running; its process is gone
+    assert warm.exists() and not (run_dir / RunDir.POSTERIOR).exists()
 
     result = _entrypoint(env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "decision: resume the running run" in result.stdout
-    assert outputs.read_status(run_dir)["state"] == "complete"
-    assert _draws(run_dir) == (2, 100) and not (run_dir / outputs.CHECKPOINT).exists()
+    assert "decision: resume the stopped run" in result.stdout
+    assert RunDir(run_dir).status()["state"] == "complete"
+    assert _draws(run_dir) == (2, 100) and not (run_dir / RunDir.CHECKPOINT).exists()

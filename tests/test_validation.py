@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro import names, outputs
+from lineup_numpyro.rundir import RunDir
+from lineup_numpyro import names
 from lineup_numpyro.comparison import compare_runs, write_comparison
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig, default_target_accept
 from lineup_numpyro.data import Split, load_possessions
@@ -182,9 +183,9 @@ def test_compare_ranks_partial_pooling_first_on_matchup_data(runs, tmp_path):
 def _diverged_copy(run_dir, dest, divergences: int):
     """A copy of a run whose diagnostics say it had `divergences` divergent transitions."""
     shutil.copytree(run_dir, dest)
-    diag = json.loads((dest / outputs.DIAGNOSTICS).read_text())
+    diag = json.loads((dest / RunDir.DIAGNOSTICS).read_text())
     diag["divergences"]["count"], diag["converged"] = divergences, False
-    (dest / outputs.DIAGNOSTICS).write_text(json.dumps(diag))
+    (dest / RunDir.DIAGNOSTICS).write_text(json.dumps(diag))
     return dest
 
 
@@ -243,7 +244,7 @@ def test_cli_validate_errors(runs, tmp_path):
     assert result.exit_code == 2 and "nowhere" in result.output
     result = runner.invoke(app, ["validate", str(runs["matchup"]), "--data", str(tmp_path / "missing.csv")])
     assert result.exit_code == 2 and "missing.csv" in result.output
-    outputs.set_status(no_split, "running")
+    RunDir(no_split).set_status("running")
     result = runner.invoke(app, ["validate", str(no_split), "--data", str(tmp_path / "d.csv")])
     assert result.exit_code == 2 and "not complete" in result.output
 
