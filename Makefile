@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow benchmark benchmark-stan clean
+.PHONY: setup demo lint format test test-slow benchmark benchmark-stan clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,16 @@ demo: setup
 	$(BIN)/lineup-numpyro train --model matchup --out runs/demo --overwrite
 	$(BIN)/lineup-numpyro summary runs/demo
 
-test: setup
+# style is mechanical: ruff lints and formats (`make format` applies it), before any test runs
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: setup lint
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: setup

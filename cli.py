@@ -109,13 +109,27 @@ def main(
 
 # train's options that a resumed run keeps as it started (option -> RunConfig path): given
 # again with --resume they must match, or the resume is refused (train.resume)
-RESUME_FIXED = {"model": "model", "likelihood": "likelihood", "data": "data.path", "season": "data.seasons",
-                "holdout": "data.holdout_fraction", "split_seed": "data.split_seed", "chains": "sampler.chains",
-                "warmup": "sampler.warmup", "draws": "sampler.draws", "seed": "sampler.seed",
-                "target_accept": "sampler.target_accept", "max_tree_depth": "sampler.max_tree_depth",
-                "dense_mass": "sampler.dense_mass", "chain_method": "sampler.chain_method",
-                "checkpoint_every": "sampler.checkpoint_every", "init": "sampler.init", "method": "method",
-                "guide": "approx.guide", "parameterization": "parameterization"}
+RESUME_FIXED = {
+    "model": "model",
+    "likelihood": "likelihood",
+    "data": "data.path",
+    "season": "data.seasons",
+    "holdout": "data.holdout_fraction",
+    "split_seed": "data.split_seed",
+    "chains": "sampler.chains",
+    "warmup": "sampler.warmup",
+    "draws": "sampler.draws",
+    "seed": "sampler.seed",
+    "target_accept": "sampler.target_accept",
+    "max_tree_depth": "sampler.max_tree_depth",
+    "dense_mass": "sampler.dense_mass",
+    "chain_method": "sampler.chain_method",
+    "checkpoint_every": "sampler.checkpoint_every",
+    "init": "sampler.init",
+    "method": "method",
+    "guide": "approx.guide",
+    "parameterization": "parameterization",
+}
 
 
 def _given_again(ctx: typer.Context) -> dict[str, object]:
@@ -141,8 +155,10 @@ def _interrupted(run_dir: Path) -> None:
     if not (run / RunDir.RUN_CONFIG).exists():
         _fail("interrupted before sampling started; nothing was saved", code=130)
     progress = _checkpoint_progress(run.path, run.record()) or "saved: nothing yet"
-    _fail(f"interrupted; {progress} in {run / RunDir.CHECKPOINT}; resume with: lineup-numpyro train --resume "
-          f"{run_dir}", code=130)
+    _fail(
+        f"interrupted; {progress} in {run / RunDir.CHECKPOINT}; resume with: lineup-numpyro train --resume {run_dir}",
+        code=130,
+    )
 
 
 @app.command()
@@ -152,8 +168,11 @@ def train(
         Optional[Path], typer.Option("--out", help="Run directory to write (posterior.nc, coefficients.csv, ...).")
     ] = None,
     resume: Annotated[
-        Optional[Path], typer.Option(help="Finish the stopped run in this directory, with the settings it was "
-                                          "started with (options that would change them are refused).")
+        Optional[Path],
+        typer.Option(
+            help="Finish the stopped run in this directory, with the settings it was "
+            "started with (options that would change them are refused)."
+        ),
     ] = None,
     model: Annotated[Model, typer.Option(help="Which model to fit.")] = Model.matchup,
     data: Annotated[
@@ -166,19 +185,29 @@ def train(
         LikelihoodKind, typer.Option(help="suffstats (exact, fast) or rows (row-by-row, as in Stan).")
     ] = LikelihoodKind.suffstats,
     holdout: Annotated[
-        float, typer.Option(min=0.0, max=0.99, help="Hold out this share of the rows (seeded random split) "
-                                                    "for `validate`; 0: train on all.")
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="Hold out this share of the rows (seeded random split) for `validate`; 0: train on all.",
+        ),
     ] = 0.0,
     split_seed: Annotated[int, typer.Option(help="Seed of the random holdout split.")] = 0,
     chains: Annotated[int, typer.Option(min=1, help="Number of chains.")] = 4,
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
     draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")] = 0,
-    target_accept: Annotated[Optional[float], typer.Option(
-        min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.99 for hierarchical).")] = None,
-    parameterization: Annotated[Parameterization, typer.Option(
-        help="hierarchical model only: whitened (default) or noncentred (the plain form, to compare); "
-             "the same posterior either way.")] = Parameterization.whitened,
+    target_accept: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.99 for hierarchical)."),
+    ] = None,
+    parameterization: Annotated[
+        Parameterization,
+        typer.Option(
+            help="hierarchical model only: whitened (default) or noncentred (the plain form, to compare); "
+            "the same posterior either way."
+        ),
+    ] = Parameterization.whitened,
     max_tree_depth: Annotated[int, typer.Option(min=1, help="NUTS maximum tree depth.")] = 10,
     dense_mass: Annotated[bool, typer.Option(help="Adapt a dense mass matrix instead of a diagonal one.")] = False,
     chain_method: Annotated[
@@ -189,14 +218,23 @@ def train(
         Optional[bool], typer.Option(help="Show a progress bar (default: when writing to a terminal).")
     ] = None,
     checkpoint_every: Annotated[
-        int, typer.Option(min=1, help="Save the draws every this many per chain (what --resume continues from; "
-                                      "the warm-up is always saved).")
+        int,
+        typer.Option(
+            min=1,
+            help="Save the draws every this many per chain (what --resume continues from; "
+            "the warm-up is always saved).",
+        ),
     ] = 250,
-    method: Annotated[Method, typer.Option(
-        help="nuts (the posterior), or a fast approximation: map (the mode), laplace (a Gaussian at the "
-             "mode), advi (variational). Approximations draw chains x draws times.")] = Method.nuts,
-    init: Annotated[Init, typer.Option(
-        help="Where NUTS chains start: default (random), or map (the mode, jittered per chain).")] = Init.default,
+    method: Annotated[
+        Method,
+        typer.Option(
+            help="nuts (the posterior), or a fast approximation: map (the mode), laplace (a Gaussian at the "
+            "mode), advi (variational). Approximations draw chains x draws times."
+        ),
+    ] = Method.nuts,
+    init: Annotated[
+        Init, typer.Option(help="Where NUTS chains start: default (random), or map (the mode, jittered per chain).")
+    ] = Init.default,
     guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
 ) -> None:
@@ -222,14 +260,25 @@ def train(
         config = RunConfig(
             model=model.value,
             likelihood=likelihood.value,
-            data=DataConfig(path=str(data) if data else None, seasons=parse_seasons(season),
-                            holdout_fraction=holdout, split_seed=split_seed),
+            data=DataConfig(
+                path=str(data) if data else None,
+                seasons=parse_seasons(season),
+                holdout_fraction=holdout,
+                split_seed=split_seed,
+            ),
             sampler=SamplerConfig(
-                chains=chains, warmup=warmup, draws=draws, seed=seed,
+                chains=chains,
+                warmup=warmup,
+                draws=draws,
+                seed=seed,
                 target_accept=default_target_accept(model.value) if target_accept is None else target_accept,
-                max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method.value,
-                platform=platform.value, progress_bar=sys.stderr.isatty() if progress is None else progress,
-                checkpoint_every=checkpoint_every, init=init.value,
+                max_tree_depth=max_tree_depth,
+                dense_mass=dense_mass,
+                chain_method=chain_method.value,
+                platform=platform.value,
+                progress_bar=sys.stderr.isatty() if progress is None else progress,
+                checkpoint_every=checkpoint_every,
+                init=init.value,
             ),
             method=method.value,
             approx=ApproxConfig(draws=chains * draws, seed=seed, guide=guide.value),
@@ -252,8 +301,10 @@ def _warn_if_unconverged(report: dict) -> None:
     if report["converged"]:
         return
     if report.get("method") == "nuts" and report.get("max_rhat") is None:
-        err.print("[yellow]warning:[/] one chain: R-hat needs at least 2, so convergence was not checked; "
-                  "rerun with --chains 2 or more before acting on the results")
+        err.print(
+            "[yellow]warning:[/] one chain: R-hat needs at least 2, so convergence was not checked; "
+            "rerun with --chains 2 or more before acting on the results"
+        )
     else:
         err.print("[yellow]warning:[/] the run did not meet the convergence thresholds; see diagnostics.json")
 
@@ -301,17 +352,27 @@ def status(
     from lineup_numpyro.rundir import RunDir
 
     run = RunDir(run_dir)
-    info: dict = {"run_dir": str(run_dir), "state": "none", "resumable": False, "progress": None, "error": None,
-                  "converged": None}
+    info: dict = {
+        "run_dir": str(run_dir),
+        "state": "none",
+        "resumable": False,
+        "progress": None,
+        "error": None,
+        "converged": None,
+    }
     if run.path.is_dir() and (run / RunDir.STATUS).exists():
         try:
             state = run.status()
             record = run.record() if (run / RunDir.RUN_CONFIG).exists() else {}
         except _known_errors() as exc:
             _fail(str(exc))
-        info.update(state=state["state"], error=state.get("error"), converged=state.get("converged"),
-                    progress=_checkpoint_progress(run.path, record),
-                    resumable=bool(record) and state["state"] != "complete")
+        info.update(
+            state=state["state"],
+            error=state.get("error"),
+            converged=state.get("converged"),
+            progress=_checkpoint_progress(run.path, record),
+            resumable=bool(record) and state["state"] != "complete",
+        )
     elif run.path.is_dir() and (run / RunDir.RUN_CONFIG).exists():
         info["state"] = "started"  # stopped between writing its record and its status
     if get is not None:
@@ -322,9 +383,14 @@ def status(
     elif as_json:
         typer.echo(json.dumps(info))
     else:
-        out.print(escape(f"{run_dir}: {info['state']}" + "".join(
-            f"; {k} {info[k]}" for k in ("progress", "error", "converged") if info[k] is not None)),
-            highlight=False, soft_wrap=True)
+        out.print(
+            escape(
+                f"{run_dir}: {info['state']}"
+                + "".join(f"; {k} {info[k]}" for k in ("progress", "error", "converged") if info[k] is not None)
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 class StanForm(str, Enum):
@@ -357,8 +423,14 @@ def parity(
     configure_jax("cpu", chains)
     try:
         rows = load_possessions(data, parse_seasons(season))
-        report = run_parity(model.value, rows, stan_form.value,
-                            SamplerConfig(chains=chains, warmup=warmup, draws=draws, seed=seed), points, posterior)
+        report = run_parity(
+            model.value,
+            rows,
+            stan_form.value,
+            SamplerConfig(chains=chains, warmup=warmup, draws=draws, seed=seed),
+            points,
+            posterior,
+        )
     except StanUnavailable as exc:
         _fail(str(exc), code=3)
     except _known_errors() as exc:
@@ -401,17 +473,31 @@ def validate(
         _fail(str(exc))
     h = report["holdout"]
     table = Table(title=f"{report['model']}: {h['n']:,} held-out possessions ({escape(h['source'])})")
-    for col in ("MSE", "RMSE", "mean log pred. density", "50% interval coverage", "90% interval coverage",
-                "outcome variance"):
+    for col in (
+        "MSE",
+        "RMSE",
+        "mean log pred. density",
+        "50% interval coverage",
+        "90% interval coverage",
+        "outcome variance",
+    ):
         table.add_column(col, justify="right")
-    table.add_row(f"{h['mse']:.4f}", f"{h['rmse']:.4f}", f"{h['mlpd']:.4f}", f"{h['coverage_50']:.3f}",
-                  f"{h['coverage_90']:.3f}", f"{h['outcome_var']:.4f}")
+    table.add_row(
+        f"{h['mse']:.4f}",
+        f"{h['rmse']:.4f}",
+        f"{h['mlpd']:.4f}",
+        f"{h['coverage_50']:.3f}",
+        f"{h['coverage_90']:.3f}",
+        f"{h['outcome_var']:.4f}",
+    )
     out.print(table)
     if loo:
         lo = report["loo"]
-        out.print(f"PSIS-LOO on {lo['n']:,} training possessions: elpd_loo {lo['elpd_loo']:,.1f} "
-                  f"(se {lo['se']:.1f}), p_loo {lo['p_loo']:.1f}, {lo['n_high_k']} with Pareto k > "
-                  f"{lo['k_threshold']:.2f}")
+        out.print(
+            f"PSIS-LOO on {lo['n']:,} training possessions: elpd_loo {lo['elpd_loo']:,.1f} "
+            f"(se {lo['se']:.1f}), p_loo {lo['p_loo']:.1f}, {lo['n_high_k']} with Pareto k > "
+            f"{lo['k_threshold']:.2f}"
+        )
     out.print(f"wrote {written}")
 
 
@@ -419,8 +505,10 @@ def validate(
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories fitted to the same data.")],
     data: Annotated[
-        Optional[Path], typer.Option(help="Held-out possessions to score every run on. Default: the runs' "
-                                          "--holdout split, when they had one.")
+        Optional[Path],
+        typer.Option(
+            help="Held-out possessions to score every run on. Default: the runs' --holdout split, when they had one."
+        ),
     ] = None,
     season: Annotated[Optional[str], typer.Option(help="Score only these seasons of --data, comma-separated.")] = None,
     out_dir: Annotated[
@@ -441,15 +529,33 @@ def compare(
     # one short label per run: the model where the models differ, else the directory's name
     t = t.assign(run=t["model"] if t["model"].is_unique else [Path(r).name for r in t["run"]])
     loo = Table(title=f"PSIS-LOO on {escape(result.training_data)}", box=None, pad_edge=False)
-    columns = {"run": "run", "elpd_loo": "elpd_loo", "elpd_diff": "elpd_diff", "se_diff": "se_diff",
-               "p_loo": "p_loo", "n_high_k": "high k", "divergences": "div", "verdict": "verdict"}
+    columns = {
+        "run": "run",
+        "elpd_loo": "elpd_loo",
+        "elpd_diff": "elpd_diff",
+        "se_diff": "se_diff",
+        "p_loo": "p_loo",
+        "n_high_k": "high k",
+        "divergences": "div",
+        "verdict": "verdict",
+    }
     _add_rows(loo, t, columns)
     out.print(loo)
     if "holdout_mse" in t:
-        held = Table(title=f"held-out possessions: {escape(result.holdout_data)}", box=None,
-                     pad_edge=False)
-        _add_rows(held, t, {"run": "run", "holdout_n": "n", "holdout_mse": "MSE", "holdout_rmse": "RMSE",
-                            "holdout_mlpd": "mean lpd", "coverage_50": "50% cover", "coverage_90": "90% cover"})
+        held = Table(title=f"held-out possessions: {escape(result.holdout_data)}", box=None, pad_edge=False)
+        _add_rows(
+            held,
+            t,
+            {
+                "run": "run",
+                "holdout_n": "n",
+                "holdout_mse": "MSE",
+                "holdout_rmse": "RMSE",
+                "holdout_mlpd": "mean lpd",
+                "coverage_50": "50% cover",
+                "coverage_90": "90% cover",
+            },
+        )
         out.print(held)
     out.print(f"[bold]verdict:[/] {escape(result.verdict)}")
     if out_dir is not None:
@@ -459,12 +565,24 @@ def compare(
 def _add_rows(table: Table, frame, columns: dict[str, str]) -> None:  # noqa: ANN001
     """Columns of `frame` under their display names; elpd-scale numbers to 0.1, scores to 4 places."""
     one_decimal = {"elpd_loo", "se", "elpd_diff", "se_diff", "p_loo"}
-    cells = [[escape(str(row[c])) if not isinstance(row[c], float)
-              else f"{row[c]:,.1f}" if c in one_decimal else f"{row[c]:.4f}" for c in columns]
-             for _, row in frame.iterrows()]
+    cells = [
+        [
+            escape(str(row[c]))
+            if not isinstance(row[c], float)
+            else f"{row[c]:,.1f}"
+            if c in one_decimal
+            else f"{row[c]:.4f}"
+            for c in columns
+        ]
+        for _, row in frame.iterrows()
+    ]
     for j, (col, title) in enumerate(columns.items()):
-        table.add_column(title, justify="left" if col in ("run", "verdict") else "right", no_wrap=True,
-                         min_width=max(len(title), *(len(r[j]) for r in cells)))
+        table.add_column(
+            title,
+            justify="left" if col in ("run", "verdict") else "right",
+            no_wrap=True,
+            min_width=max(len(title), *(len(r[j]) for r in cells)),
+        )
     for r in cells:
         table.add_row(*r)
 
@@ -515,21 +633,32 @@ def report(
     out.print(f"wrote {path}")
 
 
-lineup_app = typer.Typer(help="Value lineups and pick players with a fitted run (paper eq. 2.7-2.8).",
-                         no_args_is_help=True)
+lineup_app = typer.Typer(
+    help="Value lineups and pick players with a fitted run (paper eq. 2.7-2.8).", no_args_is_help=True
+)
 app.add_typer(lineup_app, name="lineup")
 
-TablesOption = Annotated[Optional[Path], typer.Option(
-    help="A folder holding the player and lineup tables (player_archetypes*.csv, darko*.csv, "
-         "supercluster_assignments*.json, optional salar*.csv), e.g. ../shared/data.")]
+TablesOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="A folder holding the player and lineup tables (player_archetypes*.csv, darko*.csv, "
+        "supercluster_assignments*.json, optional salar*.csv), e.g. ../shared/data."
+    ),
+]
 ArchetypesOption = Annotated[Optional[Path], typer.Option(help="CSV: player_id, player_name, archetype (0-7).")]
 DarkoOption = Annotated[Optional[Path], typer.Option(help="CSV of DARKO ratings: nba_id, O-DPM, D-DPM (Team).")]
 SalariesOption = Annotated[Optional[Path], typer.Option(help="CSV: player_id, salary.")]
-AssignmentsOption = Annotated[Optional[Path], typer.Option(
-    help="JSON whose lineup_assignments maps a sorted archetype-lineup to its supercluster.")]
-OpponentsOption = Annotated[Optional[Path], typer.Option(
-    help="CSV of opponent lineups (player_1..player_5, names or ids). Default: each team's five "
-         "players with the highest DARKO.")]
+AssignmentsOption = Annotated[
+    Optional[Path],
+    typer.Option(help="JSON whose lineup_assignments maps a sorted archetype-lineup to its supercluster."),
+]
+OpponentsOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="CSV of opponent lineups (player_1..player_5, names or ids). Default: each team's five "
+        "players with the highest DARKO."
+    ),
+]
 
 
 def _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents):  # noqa: ANN001, ANN202
@@ -537,8 +666,12 @@ def _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents):
     from lineup_numpyro.players import default_opponents, find_tables, load_assignments, load_opponents, load_players
 
     found = find_tables(tables) if tables is not None else {}
-    chosen = {"archetypes": archetypes or found.get("archetypes"), "darko": darko or found.get("darko"),
-              "assignments": assignments or found.get("assignments"), "salaries": salaries or found.get("salaries")}
+    chosen = {
+        "archetypes": archetypes or found.get("archetypes"),
+        "darko": darko or found.get("darko"),
+        "assignments": assignments or found.get("assignments"),
+        "salaries": salaries or found.get("salaries"),
+    }
     missing = [k for k in ("archetypes", "darko", "assignments") if chosen[k] is None]
     if missing:
         where = f" (none found in {tables})" if tables is not None else ""
@@ -584,11 +717,13 @@ def lineup_value(
         t.add_column(col, justify="left" if col in ("quantity", "matchup", "flags") else "right")
     for _, row in result.table.iterrows():
         flags = ("! " if row["flag"] else "") + ("w " if row["uninformed"] else "") + ("u" if row["no_data"] else "")
-        t.add_row(escape(row["quantity"]), f"{row['mean']:+.3f}", escape(_interval(row)), row["matchup"],
-                  flags.strip())
+        t.add_row(escape(row["quantity"]), f"{row['mean']:+.3f}", escape(_interval(row)), row["matchup"], flags.strip())
     out.print(t)
-    out.print("flags: ! = outside what a possession can score (see the note); w = rests on coefficients the "
-              "data do not inform; u = a matchup without training possessions", style="dim")
+    out.print(
+        "flags: ! = outside what a possession can score (see the note); w = rests on coefficients the "
+        "data do not inform; u = a matchup without training possessions",
+        style="dim",
+    )
     for note in dict.fromkeys(result.notes):
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
@@ -597,15 +732,21 @@ def lineup_value(
 def lineup_recommend(
     run_dir: Annotated[Path, typer.Argument(help="A complete run directory written by `train`.")],
     core: Annotated[str, typer.Option(help='Four players, "Name A, Name B, Name C, Name D" (names or ids).')],
-    candidates: Annotated[Optional[str], typer.Option(
-        help="Only these players (comma-separated names or ids). Default: every player not in the core.")] = None,
-    salary_cap: Annotated[Optional[float], typer.Option(
-        help="The five players' salaries must add up to at most this (needs --salaries).")] = None,
-    informed_only: Annotated[bool, typer.Option(
-        help="Leave out lineups with an archetype whose coefficients the data barely inform.")] = False,
+    candidates: Annotated[
+        Optional[str],
+        typer.Option(help="Only these players (comma-separated names or ids). Default: every player not in the core."),
+    ] = None,
+    salary_cap: Annotated[
+        Optional[float], typer.Option(help="The five players' salaries must add up to at most this (needs --salaries).")
+    ] = None,
+    informed_only: Annotated[
+        bool, typer.Option(help="Leave out lineups with an archetype whose coefficients the data barely inform.")
+    ] = False,
     top: Annotated[int, typer.Option(min=1, help="How many candidates to show (and plot).")] = 10,
     csv: Annotated[Optional[Path], typer.Option(help="Write every ranked candidate to this CSV.")] = None,
-    png: Annotated[Optional[Path], typer.Option(help="Plot the top candidates' posterior distributions of v here.")] = None,
+    png: Annotated[
+        Optional[Path], typer.Option(help="Plot the top candidates' posterior distributions of v here.")
+    ] = None,
     opponents: OpponentsOption = None,
     tables: TablesOption = None,
     archetypes: ArchetypesOption = None,
@@ -627,38 +768,68 @@ def lineup_recommend(
         _fail(str(exc))
     shown = rec.table.head(top)
     has_salary = shown["salary"].notna().any()
-    out.print(f"fifth player for {escape(', '.join(rec.core))}: v = net points per possession against "
-              f"{rec.n_opponents} opponent lineups, posterior mean and 90% interval")
+    out.print(
+        f"fifth player for {escape(', '.join(rec.core))}: v = net points per possession against "
+        f"{rec.n_opponents} opponent lineups, posterior mean and 90% interval"
+    )
     t = Table(box=None)
-    for col in ["rank", "player", "arch.", *(["salary"] if has_salary else []), "v", "90% interval", "P(best)",
-                "flags"]:
+    for col in [
+        "rank",
+        "player",
+        "arch.",
+        *(["salary"] if has_salary else []),
+        "v",
+        "90% interval",
+        "P(best)",
+        "flags",
+    ]:
         t.add_column(col, justify="left" if col in ("player", "flags") else "right")
     for _, row in shown.iterrows():
-        flags = ("! " if row["flag"] else "") + \
-                (f"w{row['weak_archetypes'].replace(' ', ',')} " if row["weak_archetypes"] else "") + \
-                ("n " if row["nearest_listed"] else "") + \
-                (f"u{row['no_data_matchups']}" if row["no_data_matchups"] else "")
-        t.add_row(str(row["rank"]), escape(row["player"]), str(row["archetype"]),
-                  *([f"{row['salary']:,.0f}"] if has_salary else []), f"{row['mean']:+.3f}", escape(_interval(row)),
-                  f"{row['p_best']:.3f}", flags.strip())
+        flags = (
+            ("! " if row["flag"] else "")
+            + (f"w{row['weak_archetypes'].replace(' ', ',')} " if row["weak_archetypes"] else "")
+            + ("n " if row["nearest_listed"] else "")
+            + (f"u{row['no_data_matchups']}" if row["no_data_matchups"] else "")
+        )
+        t.add_row(
+            str(row["rank"]),
+            escape(row["player"]),
+            str(row["archetype"]),
+            *([f"{row['salary']:,.0f}"] if has_salary else []),
+            f"{row['mean']:+.3f}",
+            escape(_interval(row)),
+            f"{row['p_best']:.3f}",
+            flags.strip(),
+        )
     out.print(t)
-    out.print("flags: ! = v outside what a possession can score (implausible) or its 90% interval reaching "
-              "outside; wA = the lineup has archetype A, whose coefficients the data do not inform; n = its "
-              "archetype-lineup is not in the assignment table (nearest listed one used); uK = K of its "
-              "matchups had no training possessions", style="dim")
+    out.print(
+        "flags: ! = v outside what a possession can score (implausible) or its 90% interval reaching "
+        "outside; wA = the lineup has archetype A, whose coefficients the data do not inform; n = its "
+        "archetype-lineup is not in the assignment table (nearest listed one used); uK = K of its "
+        "matchups had no training possessions",
+        style="dim",
+    )
     if rec.excluded:
         out.print("left out: " + "; ".join(f"{n} ({escape(why)})" for why, n in rec.excluded.items()))
     weak = shown["weak_archetypes"].astype(bool)
     if weak.any():
-        err.print(f"[yellow]warning:[/] {int(weak.sum())} of the top {len(shown)} lineups have players of archetypes "
-                  "whose coefficients the data do not inform (unseen, or a 90% interval not narrowed tenfold from the "
-                  "prior's): their values "
-                  "mostly reflect the prior, not evidence", highlight=False, soft_wrap=True)
+        err.print(
+            f"[yellow]warning:[/] {int(weak.sum())} of the top {len(shown)} lineups have players of archetypes "
+            "whose coefficients the data do not inform (unseen, or a 90% interval not narrowed tenfold from the "
+            "prior's): their values "
+            "mostly reflect the prior, not evidence",
+            highlight=False,
+            soft_wrap=True,
+        )
     bad = shown["flag"].astype(bool)
     if bad.any():
-        err.print(f"[yellow]warning:[/] {int(bad.sum())} of the top {len(shown)} values are outside (or their "
-                  f"intervals reach outside) what a possession can score: "
-                  f"{escape(shown.loc[bad, 'flag'].iloc[0])}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[yellow]warning:[/] {int(bad.sum())} of the top {len(shown)} values are outside (or their "
+            f"intervals reach outside) what a possession can score: "
+            f"{escape(shown.loc[bad, 'flag'].iloc[0])}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if csv is not None:
         with atomic_path(csv) as tmp:
             rec.table.to_csv(tmp, index=False)
@@ -678,26 +849,37 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 @app.command()
 def benchmark(
     out_dir: Annotated[Path, typer.Option("--out", help="Write results.json, results.md and scaling.png here.")] = Path(
-        "benchmarks/results/latest"),
+        "benchmarks/results/latest"
+    ),
     model: Annotated[Model, typer.Option(help="Which model to fit.")] = Model.matchup,
     sizes: Annotated[str, typer.Option(help="Possessions per simulated season, comma-separated.")] = (
-        "10000,96837,1000000,10000000"),
-    methods: Annotated[str, typer.Option(help="Comma-separated, from numpyro-suffstats, numpyro-rows, stan-loop, "
-                                              "stan-fast.")] = "numpyro-suffstats,numpyro-rows,stan-loop,stan-fast",
+        "10000,96837,1000000,10000000"
+    ),
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated, from numpyro-suffstats, numpyro-rows, stan-loop, stan-fast.")
+    ] = "numpyro-suffstats,numpyro-rows,stan-loop,stan-fast",
     repeats: Annotated[int, typer.Option(min=1, help="Runs of each (size, method); the table shows medians.")] = 1,
-    budget: Annotated[float, typer.Option(min=1.0, help="Seconds one run may take; longer ones run fewer "
-                                                        "iterations or not at all, and say so.")] = 1200.0,
+    budget: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="Seconds one run may take; longer ones run fewer iterations or not at all, and say so."
+        ),
+    ] = 1200.0,
     chains: Annotated[int, typer.Option(min=1, help="Chains, for every method.")] = 4,
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
     draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Sampler seed, for every method.")] = 1,
     target_accept: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target acceptance, for every method.")] = 0.9,
     platform: Annotated[PlatformKind, typer.Option(help="Where NumPyro runs (Stan always runs on the CPU).")] = (
-        PlatformKind.cpu),
+        PlatformKind.cpu
+    ),
     data_dir: Annotated[Path, typer.Option(help="Where the simulated seasons are written once and reused.")] = Path(
-        "benchmarks/data"),
-    price_from: Annotated[Optional[Path], typer.Option(
-        help="results.json of an earlier benchmark on this machine, to price the runs (no new pilots).")] = None,
+        "benchmarks/data"
+    ),
+    price_from: Annotated[
+        Optional[Path],
+        typer.Option(help="results.json of an earlier benchmark on this machine, to price the runs (no new pilots)."),
+    ] = None,
 ) -> None:
     """Time NumPyro against Stan on simulated seasons of several sizes (see benchmarks/README)."""
     from lineup_numpyro.benchmark import TABLE, BenchmarkConfig, load_prices, run_benchmark
@@ -705,23 +887,39 @@ def benchmark(
 
     try:
         config = BenchmarkConfig(
-            model=model.value, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-            sizes=_int_list(sizes, "--sizes"), repeats=repeats, budget_s=budget, data_dir=data_dir,
-            sampler=SamplerConfig(chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=target_accept,
-                                  platform=platform.value),
+            model=model.value,
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            sizes=_int_list(sizes, "--sizes"),
+            repeats=repeats,
+            budget_s=budget,
+            data_dir=data_dir,
+            sampler=SamplerConfig(
+                chains=chains,
+                warmup=warmup,
+                draws=draws,
+                seed=seed,
+                target_accept=target_accept,
+                platform=platform.value,
+            ),
         )
         prices = load_prices(price_from, config.model) if price_from else []
     except _known_errors() as exc:
         _fail(str(exc))
 
     def show(r: dict) -> None:
-        figures = (f"wall {r['wall_s']:.1f} s, min ESS_bulk/s {r['ess_bulk_min_per_s']:.2f}"
-                   if r["status"] in ("ok", "pilot") else r["status"])
+        figures = (
+            f"wall {r['wall_s']:.1f} s, min ESS_bulk/s {r['ess_bulk_min_per_s']:.2f}"
+            if r["status"] in ("ok", "pilot")
+            else r["status"]
+        )
         if r["status"] == "pilot":
             figures = f"pilot run to price it, {r['chains']}x({r['warmup']}+{r['draws']}): {figures}"
         note = f" [{r['note']}]" if r.get("note") else ""
-        err.print(escape(f"repeat {r['repeat']}: {r['method']} on {r['n']:,} possessions: {figures}{note}"),
-                  highlight=False, soft_wrap=True)
+        err.print(
+            escape(f"repeat {r['repeat']}: {r['method']} on {r['n']:,} possessions: {figures}{note}"),
+            highlight=False,
+            soft_wrap=True,
+        )
 
     run_benchmark(config, out_dir, on_result=show, prices=prices)
     out.print((out_dir / TABLE).read_text(), markup=False, highlight=False, soft_wrap=True)
@@ -735,21 +933,35 @@ def _print_parity(report) -> None:  # noqa: ANN001
         t.add_column(col)
     ok = {True: "[green]pass[/]", False: "[red]FAIL[/]"}
     for lik, d in verdict["density"].items():
-        t.add_row(f"log density offset spread ({lik})", f"{d['offset_spread_rel']:.1e}", f"<= {d['tolerances'][0]:.0e}",
-                  ok[d["offset_spread_rel"] <= d["tolerances"][0]])
-        t.add_row(f"gradient rel. error ({lik})", f"{d['max_gradient_rel_error']:.1e}", f"<= {d['tolerances'][1]:.0e}",
-                  ok[d["max_gradient_rel_error"] <= d["tolerances"][1]])
+        t.add_row(
+            f"log density offset spread ({lik})",
+            f"{d['offset_spread_rel']:.1e}",
+            f"<= {d['tolerances'][0]:.0e}",
+            ok[d["offset_spread_rel"] <= d["tolerances"][0]],
+        )
+        t.add_row(
+            f"gradient rel. error ({lik})",
+            f"{d['max_gradient_rel_error']:.1e}",
+            f"<= {d['tolerances'][1]:.0e}",
+            ok[d["max_gradient_rel_error"] <= d["tolerances"][1]],
+        )
     p = verdict.get("posterior")
     if p:
-        t.add_row(f"max |z| of means ({p['parameters']} parameters)", f"{p['max_z']:.2f} ({p['max_z_parameter']})",
-                  f"<= {p['z_bound']:.2f} (Bonferroni)", ok[p["max_z"] <= p["z_bound"]])
+        t.add_row(
+            f"max |z| of means ({p['parameters']} parameters)",
+            f"{p['max_z']:.2f} ({p['max_z_parameter']})",
+            f"<= {p['z_bound']:.2f} (Bonferroni)",
+            ok[p["max_z"] <= p["z_bound"]],
+        )
         lo, hi = p["sd_ratio_range"]
         alo, ahi = p["sd_ratio_allowed"]
         t.add_row("sd ratio NumPyro/Stan", f"{lo:.3f} .. {hi:.3f}", f"{alo} .. {ahi}", ok[alo <= lo and hi <= ahi])
         if p["sd_ratio_range_derived"]:
             dlo, dhi = p["sd_ratio_range_derived"]
             t.add_row("sd ratio, derived beta (heavy tails)", f"{dlo:.3f} .. {dhi:.3f}", "reported only", "")
-        t.add_row("max |mean diff| / sd_stan", f"{p['max_std_diff']:.3f}", "< 0.25 (reported)", ok[p["std_diff_below_0.25"]])
+        t.add_row(
+            "max |mean diff| / sd_stan", f"{p['max_std_diff']:.3f}", "< 0.25 (reported)", ok[p["std_diff_below_0.25"]]
+        )
         t.add_row("Stan divergences", str(p["stan_divergences"]), "", "")
     t.add_row("verdict", "", "", ok[verdict["passed"]])
     out.print(t)
@@ -766,8 +978,12 @@ def _checkpoint_progress(run_dir: Path, record: dict) -> str | None:
     sampler = RunConfig.from_dict(record["config"]).sampler
     warm, draws = saved_draws(run_dir / RunDir.CHECKPOINT, sampler)
     damaged = Checkpoint(run_dir / RunDir.CHECKPOINT, sampler).damaged()
-    note = (f" (damaged: {damaged}; delete it and every later chunk file, then resume: their draws are drawn "
-            "again, identically)" if damaged else "")
+    note = (
+        f" (damaged: {damaged}; delete it and every later chunk file, then resume: their draws are drawn "
+        "again, identically)"
+        if damaged
+        else ""
+    )
     if not warm:
         return "saved: nothing yet (it stopped during warm-up)" + note
     return f"saved: warm-up and {draws:,} of {sampler.draws:,} draws per chain" + note
@@ -785,8 +1001,11 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
         err.print(f"[bold red]{escape(message)}[/]", highlight=False, soft_wrap=True)
         progress = _checkpoint_progress(run_dir, record)
         if progress:
-            err.print(escape(f"{progress}; finish it with: lineup-numpyro train --resume {run_dir}"),
-                      highlight=False, soft_wrap=True)
+            err.print(
+                escape(f"{progress}; finish it with: lineup-numpyro train --resume {run_dir}"),
+                highlight=False,
+                soft_wrap=True,
+            )
         return False
     t = Table(title=f"{run_dir}: {diag['model']} model ({diag.get('likelihood', '')}), {diag['method'].upper()}")
     t.add_column("diagnostic")
@@ -798,17 +1017,24 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
         out.print(t)
         _print_effects(table, top)
         return True
-    t.add_row("chains x draws", f"{diag['chains']} x {diag['draws']} (+{diag['warmup']} warm-up, {diag['chain_method']})")
-    t.add_row("max R-hat", rhat_text(diag["max_rhat"], 4) + (f" ({diag['max_rhat_parameter']})"
-                                                              if diag["max_rhat"] is not None else ""))
+    t.add_row(
+        "chains x draws", f"{diag['chains']} x {diag['draws']} (+{diag['warmup']} warm-up, {diag['chain_method']})"
+    )
+    t.add_row(
+        "max R-hat",
+        rhat_text(diag["max_rhat"], 4) + (f" ({diag['max_rhat_parameter']})" if diag["max_rhat"] is not None else ""),
+    )
     t.add_row("min ESS bulk", f"{diag['min_ess_bulk']:.0f} ({diag['min_ess_bulk_parameter']})")
     t.add_row("min ESS tail", f"{diag['min_ess_tail']:.0f}")
     div = diag["divergences"]
     t.add_row("divergences", f"{div['count']} ({div['percent']:.2f}%)")
     t.add_row("at max tree depth", f"{100 * diag['max_tree_depth']['share_at_limit']:.1f}%")
     tm = diag["timing"]
-    t.add_row("time", f"{tm['total_s']:.1f} s (compile {tm['compile_s']:.1f}, warm-up {tm['warmup_s']:.1f}, "
-              f"sampling {tm['sampling_s']:.1f})")
+    t.add_row(
+        "time",
+        f"{tm['total_s']:.1f} s (compile {tm['compile_s']:.1f}, warm-up {tm['warmup_s']:.1f}, "
+        f"sampling {tm['sampling_s']:.1f})",
+    )
     if diag["matchups"]:
         counts: dict[str, int] = {}
         for m in diag["matchups"]:
@@ -841,21 +1067,37 @@ def _print_effects(table, top: int) -> None:  # noqa: ANN001
 
     eff = Table(title=f"largest {top} informed archetype effects (posterior mean, 90% interval)")
     has_coverage = "n_on_floor" in table
-    for col in ("parameter", "mean", "5%", "95%", "r_hat", "ess_bulk", *(["on floor", "width/prior"] if has_coverage
-                                                                          else [])):
+    for col in (
+        "parameter",
+        "mean",
+        "5%",
+        "95%",
+        "r_hat",
+        "ess_bulk",
+        *(["on floor", "width/prior"] if has_coverage else []),
+    ):
         eff.add_column(col, justify="left" if col == "parameter" else "right", no_wrap=col == "parameter")
     for _, row in largest_effects(table, top).iterrows():
-        eff.add_row(row["parameter"], f"{row['mean']:.4f}", f"{row['5%']:.4f}", f"{row['95%']:.4f}",
-                    "n/a" if math.isnan(row["r_hat"]) else f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}",
-                    *([f"{int(row['n_on_floor']):,}", f"{row['prior_width_ratio']:.3f}"] if has_coverage else []))
+        eff.add_row(
+            row["parameter"],
+            f"{row['mean']:.4f}",
+            f"{row['5%']:.4f}",
+            f"{row['95%']:.4f}",
+            "n/a" if math.isnan(row["r_hat"]) else f"{row['r_hat']:.3f}",
+            f"{row['ess_bulk']:.0f}",
+            *([f"{int(row['n_on_floor']):,}", f"{row['prior_width_ratio']:.3f}"] if has_coverage else []),
+        )
     out.print(eff)
     if has_coverage:
         cells = table[table["parameter"].str.match(r"beta_(0|off|def)\b")]
         counts = cells["source"].value_counts()
-        out.print(f"{len(cells)} coefficients: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in
-                                                            ("data", "population", "weak", "prior") if counts.get(k))
-                  + "; 'on floor' = possessions with the archetype on the floor in the matchup, 'width/prior' = "
-                  "90% interval width / the prior's. Only informed coefficients are ranked.", style="dim")
+        out.print(
+            f"{len(cells)} coefficients: "
+            + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("data", "population", "weak", "prior") if counts.get(k))
+            + "; 'on floor' = possessions with the archetype on the floor in the matchup, 'width/prior' = "
+            "90% interval width / the prior's. Only informed coefficients are ranked.",
+            style="dim",
+        )
 
 
 if __name__ == "__main__":

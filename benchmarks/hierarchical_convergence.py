@@ -63,19 +63,33 @@ def main() -> None:
     rows = []
     for label, data in datasets.items():
         for seed in (int(s) for s in args.seeds.split(",")):
-            config = RunConfig(model="hierarchical", data=data, parameterization=args.parameterization,
-                               sampler=SamplerConfig(seed=seed, target_accept=default_target_accept("hierarchical")))
+            config = RunConfig(
+                model="hierarchical",
+                data=data,
+                parameterization=args.parameterization,
+                sampler=SamplerConfig(seed=seed, target_accept=default_target_accept("hierarchical")),
+            )
             out = work / f"{label.split()[0]}_{seed}"
             start = time.perf_counter()
             train(config, out)
             wall = time.perf_counter() - start
             d = json.loads((out / "diagnostics.json").read_text())
-            rows.append({"data": label, "seed": seed, "divergences": d["divergences"]["count"],
-                         "max R-hat": round(d["max_rhat"], 3), "min ESS_bulk": round(d["min_ess_bulk"]),
-                         "lowest-ESS parameter": d["min_ess_bulk_parameter"], "wall s": round(wall, 1)})
+            rows.append(
+                {
+                    "data": label,
+                    "seed": seed,
+                    "divergences": d["divergences"]["count"],
+                    "max R-hat": round(d["max_rhat"], 3),
+                    "min ESS_bulk": round(d["min_ess_bulk"]),
+                    "lowest-ESS parameter": d["min_ess_bulk_parameter"],
+                    "wall s": round(wall, 1),
+                }
+            )
             print(rows[-1], flush=True)
-    print(f"\nhierarchical, {args.parameterization}, target acceptance {default_target_accept('hierarchical')}, "
-          "4 chains x (1,000 + 1,000)\n")
+    print(
+        f"\nhierarchical, {args.parameterization}, target acceptance {default_target_accept('hierarchical')}, "
+        "4 chains x (1,000 + 1,000)\n"
+    )
     table = pd.DataFrame(rows).astype(str)
     print("| " + " | ".join(table.columns) + " |\n|" + " --- |" * len(table.columns))
     for _, row in table.iterrows():

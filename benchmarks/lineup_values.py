@@ -41,8 +41,10 @@ def main() -> None:
     first, second = [p[0] for p in pairs], [p[1] for p in pairs]
     ey = expected_points(fit, first, second)  # (S, pairs)
     v = value(fit, first, second)
-    print(f"run: {args.run_dir} ({fit.posterior.model}), {len(teams)} lineups, {len(pairs)} ordered pairs, "
-          f"{fit.posterior.n_draws} draws")
+    print(
+        f"run: {args.run_dir} ({fit.posterior.model}), {len(teams)} lineups, {len(pairs)} ordered pairs, "
+        f"{fit.posterior.n_draws} draws"
+    )
     low, high = PLAUSIBLE_POINTS
     for name, draws in (("E[y(l1, l2)]", ey), ("v(l1, l2)", v)):
         mean = draws.mean(axis=0)
@@ -52,11 +54,15 @@ def main() -> None:
         outside = (mean < bound[0]) | (mean > bound[1])
         reach = (lo < bound[0]) | (hi > bound[1])
         q = np.quantile(mean, [0.0, 0.05, 0.5, 0.95, 1.0])
-        print(f"{name}: posterior means min {q[0]:+.3f}, 5% {q[1]:+.3f}, median {q[2]:+.3f}, 95% {q[3]:+.3f}, "
-              f"max {q[4]:+.3f}; 90% interval width median {np.median(hi - lo):.3f}")
-        print(f"  outside [{bound[0]:+g}, {bound[1]:+g}]: {int(outside.sum())} means, {int(reach.sum())} intervals; "
-              f"flagged {sum(f is not None for f in flags)}; every one of them flagged: "
-              f"{all(f is not None for f, r in zip(flags, reach) if r)}")
+        print(
+            f"{name}: posterior means min {q[0]:+.3f}, 5% {q[1]:+.3f}, median {q[2]:+.3f}, 95% {q[3]:+.3f}, "
+            f"max {q[4]:+.3f}; 90% interval width median {np.median(hi - lo):.3f}"
+        )
+        print(
+            f"  outside [{bound[0]:+g}, {bound[1]:+g}]: {int(outside.sum())} means, {int(reach.sum())} intervals; "
+            f"flagged {sum(f is not None for f in flags)}; every one of them flagged: "
+            f"{all(f is not None for f, r in zip(flags, reach) if r)}"
+        )
         example = next((f for f in flags if f), None)
         if example:
             print(f"  e.g. {example}")

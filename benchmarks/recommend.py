@@ -34,8 +34,21 @@ def main() -> None:
         run = args.run
         if run is None:
             run = Path(tmp) / "run"
-            subprocess.run([str(CLI), "train", "--model", "matchup", "--data", str(args.shared / "quick_sample_10k.csv"),
-                            "--out", str(run), "--no-progress"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    str(CLI),
+                    "train",
+                    "--model",
+                    "matchup",
+                    "--data",
+                    str(args.shared / "quick_sample_10k.csv"),
+                    "--out",
+                    str(run),
+                    "--no-progress",
+                ],
+                check=True,
+                capture_output=True,
+            )
         cmd = [str(CLI), "lineup", "recommend", str(run), "--core", CORE, "--tables", str(args.shared)]
         walls = []
         for i in range(args.repeats):
@@ -62,9 +75,11 @@ def main() -> None:
             start = time.perf_counter()
             rec = recommend(fit, players, assignments, core, opponents)
             calls.append(time.perf_counter() - start)
-    print(f"median of {args.repeats}: whole command {statistics.median(walls):.2f} s; recommend() "
-          f"{statistics.median(calls):.3f} s for {len(rec.table)} candidates x {len(opponents)} opponents x "
-          f"{fit.posterior.n_draws} draws")
+    print(
+        f"median of {args.repeats}: whole command {statistics.median(walls):.2f} s; recommend() "
+        f"{statistics.median(calls):.3f} s for {len(rec.table)} candidates x {len(opponents)} opponents x "
+        f"{fit.posterior.n_draws} draws"
+    )
 
 
 if __name__ == "__main__":

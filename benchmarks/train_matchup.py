@@ -28,8 +28,24 @@ CLI = Path(sys.executable).parent / "lineup-numpyro"
 def run_once(model: str, platform: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        cmd = [str(CLI), "train", "--model", model, "--out", str(run_dir), "--platform", platform,
-               "--chains", "4", "--warmup", "1000", "--draws", "1000", "--no-progress", *extra]
+        cmd = [
+            str(CLI),
+            "train",
+            "--model",
+            model,
+            "--out",
+            str(run_dir),
+            "--platform",
+            platform,
+            "--chains",
+            "4",
+            "--warmup",
+            "1000",
+            "--draws",
+            "1000",
+            "--no-progress",
+            *extra,
+        ]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -55,8 +71,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="matchup", choices=["simplified", "matchup", "hierarchical"])
     parser.add_argument("--platform", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--checkpoint-every", default="250",
-                        help="draws per saved chunk; a comma-separated list alternates the values")
+    parser.add_argument(
+        "--checkpoint-every", default="250", help="draws per saved chunk; a comma-separated list alternates the values"
+    )
     parser.add_argument("--json", type=Path, help="also write the runs and medians here")
     args, extra = parser.parse_known_args()
     everies = [int(v) for v in args.checkpoint_every.split(",")]
@@ -64,31 +81,44 @@ def main() -> None:
     import os
 
     runs: dict[int, list[dict]] = {every: [] for every in everies}
-    print(f"lineup-numpyro train --model {args.model}: built-in season, 4 chains x (1000 + 1000), "
-          f"{os.cpu_count()} cores, platform {args.platform}")
-    print(f"{'run':>3} {'chunk':>5} {'wall s':>7} {'compile':>8} {'warm-up':>8} {'sampling':>9} {'min ESS':>8} "
-          f"{'max R-hat':>9} {'div':>4}")
+    print(
+        f"lineup-numpyro train --model {args.model}: built-in season, 4 chains x (1000 + 1000), "
+        f"{os.cpu_count()} cores, platform {args.platform}"
+    )
+    print(
+        f"{'run':>3} {'chunk':>5} {'wall s':>7} {'compile':>8} {'warm-up':>8} {'sampling':>9} {'min ESS':>8} "
+        f"{'max R-hat':>9} {'div':>4}"
+    )
     for i in range(args.repeats):
         for every in everies:
             r = run_once(args.model, args.platform, [*extra, "--checkpoint-every", str(every)])
             runs[every].append(r)
-            print(f"{i + 1:>3} {every:>5} {r['wall_s']:>7.1f} {r['compile_s']:>8.1f} {r['warmup_s']:>8.1f} "
-                  f"{r['sampling_s']:>9.1f} {r['min_ess_bulk']:>8.0f} {r['max_rhat']:>9.4f} {r['divergences']:>4}",
-                  flush=True)
+            print(
+                f"{i + 1:>3} {every:>5} {r['wall_s']:>7.1f} {r['compile_s']:>8.1f} {r['warmup_s']:>8.1f} "
+                f"{r['sampling_s']:>9.1f} {r['min_ess_bulk']:>8.0f} {r['max_rhat']:>9.4f} {r['divergences']:>4}",
+                flush=True,
+            )
     medians = {}
     for every, these in runs.items():
-        median = {k: statistics.median(r[k] for r in these) for k in
-                  ("wall_s", "compile_s", "warmup_s", "sampling_s", "min_ess_bulk", "max_rhat")}
+        median = {
+            k: statistics.median(r[k] for r in these)
+            for k in ("wall_s", "compile_s", "warmup_s", "sampling_s", "min_ess_bulk", "max_rhat")
+        }
         medians[every] = median
-        print(f"checkpoint every {every}, median of {len(these)}: wall {median['wall_s']:.1f} s "
-              f"(compile {median['compile_s']:.1f}, warm-up {median['warmup_s']:.1f}, "
-              f"sampling {median['sampling_s']:.1f}), min ESS_bulk {median['min_ess_bulk']:.0f}, "
-              f"max R-hat {median['max_rhat']:.4f}, divergences {max(r['divergences'] for r in these)} "
-              f"(max over runs), ESS_bulk/s {median['min_ess_bulk'] / median['wall_s']:.0f}")
+        print(
+            f"checkpoint every {every}, median of {len(these)}: wall {median['wall_s']:.1f} s "
+            f"(compile {median['compile_s']:.1f}, warm-up {median['warmup_s']:.1f}, "
+            f"sampling {median['sampling_s']:.1f}), min ESS_bulk {median['min_ess_bulk']:.0f}, "
+            f"max R-hat {median['max_rhat']:.4f}, divergences {max(r['divergences'] for r in these)} "
+            f"(max over runs), ESS_bulk/s {median['min_ess_bulk'] / median['wall_s']:.0f}"
+        )
     if len(everies) > 1:
         base = medians[everies[-1]]["wall_s"]
-        print("wall time relative to every", everies[-1], ": " + ", ".join(
-            f"{every}: {medians[every]['wall_s'] / base:.2f}x" for every in everies[:-1]))
+        print(
+            "wall time relative to every",
+            everies[-1],
+            ": " + ", ".join(f"{every}: {medians[every]['wall_s'] / base:.2f}x" for every in everies[:-1]),
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"runs": runs, "median": medians}, indent=2))

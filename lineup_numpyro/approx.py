@@ -35,8 +35,8 @@ from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import initialize_model
 from numpyro.optim import optax_to_numpyro
 
-from .errors import ApproxError
 from .config import ApproxConfig
+from .errors import ApproxError
 from .models import Likelihood
 
 PARETO_K_OK = 0.7  # above this, importance weights (and the approximation) are unreliable
@@ -60,8 +60,9 @@ def flatten_model(model: Callable[[Likelihood], None], likelihood: Likelihood, s
     return Flat(x0, lambda x: potential(unravel(x)), lambda x: constrain(unravel(x)), unravel)
 
 
-def map_inits(model: Callable[[Likelihood], None], likelihood: Likelihood, chains: int, seed: int,
-              jitter: float = 0.1) -> tuple[dict, Optimum]:
+def map_inits(
+    model: Callable[[Likelihood], None], likelihood: Likelihood, chains: int, seed: int, jitter: float = 0.1
+) -> tuple[dict, Optimum]:
     """NUTS starting points: the MAP estimate plus N(0, jitter) noise on the unconstrained
     scale for each chain (so that R-hat still compares chains that started apart)."""
     flat = flatten_model(model, likelihood, seed)
@@ -105,8 +106,13 @@ def find_mode(flat: Flat, config: ApproxConfig, x0: jnp.ndarray | None = None) -
     x, state = run(flat.x0 if x0 is None else x0)
     value, grad = jax.value_and_grad(flat.potential)(x)
     grad_max = float(jnp.max(jnp.abs(grad)))
-    return Optimum(np.asarray(x), float(value), grad_max, int(optax.tree.get(state, "count")),
-                   bool(np.isfinite(value) and grad_max < config.grad_tol))
+    return Optimum(
+        np.asarray(x),
+        float(value),
+        grad_max,
+        int(optax.tree.get(state, "count")),
+        bool(np.isfinite(value) and grad_max < config.grad_tol),
+    )
 
 
 @dataclass(frozen=True)
@@ -124,8 +130,7 @@ class Approximation:
 
 def _draws(flat: Flat, xs: jnp.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     samples = jax.vmap(flat.constrain)(xs)
-    return ({k: np.asarray(v)[None] for k, v in samples.items()},
-            -np.asarray(jax.vmap(flat.potential)(xs)))
+    return ({k: np.asarray(v)[None] for k, v in samples.items()}, -np.asarray(jax.vmap(flat.potential)(xs)))
 
 
 def _pareto_k(log_weight: np.ndarray) -> float:
@@ -137,10 +142,13 @@ def fit_map(flat: Flat, config: ApproxConfig) -> Approximation:
     start = time.perf_counter()
     opt = find_mode(flat, config)
     samples, log_p = _draws(flat, jnp.asarray(opt.x)[None])  # one draw: the mode
-    evidence = {"iterations": opt.iterations, "grad_max": opt.grad_max, "grad_tol": config.grad_tol,
-                "neg_log_posterior": opt.value}
-    return Approximation("map", samples, log_p, np.zeros(1), evidence, opt.converged,
-                         time.perf_counter() - start)
+    evidence = {
+        "iterations": opt.iterations,
+        "grad_max": opt.grad_max,
+        "grad_tol": config.grad_tol,
+        "neg_log_posterior": opt.value,
+    }
+    return Approximation("map", samples, log_p, np.zeros(1), evidence, opt.converged, time.perf_counter() - start)
 
 
 def fit_laplace(flat: Flat, config: ApproxConfig) -> Approximation:
@@ -148,16 +156,22 @@ def fit_laplace(flat: Flat, config: ApproxConfig) -> Approximation:
     start = time.perf_counter()
     opt = find_mode(flat, config)
     hessian = np.asarray(jax.hessian(flat.potential)(jnp.asarray(opt.x)))
-    evidence = {"iterations": opt.iterations, "grad_max": opt.grad_max, "grad_tol": config.grad_tol,
-                "neg_log_posterior": opt.value}
+    evidence = {
+        "iterations": opt.iterations,
+        "grad_max": opt.grad_max,
+        "grad_tol": config.grad_tol,
+        "neg_log_posterior": opt.value,
+    }
     try:
         chol = np.linalg.cholesky(0.5 * (hessian + hessian.T))
     except np.linalg.LinAlgError:
         chol = None
     if chol is None or not np.all(np.isfinite(chol)):
-        raise ApproxError(f"laplace: the Hessian at the mode is not positive definite (the mode search "
-                          f"{'converged' if opt.converged else 'did not converge'}: {opt.iterations} iterations, "
-                          f"largest |gradient| {opt.grad_max:.2e}); try --method advi")
+        raise ApproxError(
+            f"laplace: the Hessian at the mode is not positive definite (the mode search "
+            f"{'converged' if opt.converged else 'did not converge'}: {opt.iterations} iterations, "
+            f"largest |gradient| {opt.grad_max:.2e}); try --method advi"
+        )
     eps = np.random.default_rng(config.seed).standard_normal((config.draws, opt.x.size))
     xs = opt.x + np.linalg.solve(chol.T, eps.T).T  # covariance (L L^T)^-1
     log_q = -0.5 * (eps**2).sum(axis=1) + np.log(np.diag(chol)).sum() - 0.5 * opt.x.size * np.log(2 * np.pi)
@@ -182,14 +196,21 @@ def fit_advi(flat: Flat, config: ApproxConfig) -> Approximation:
         numpyro.factor("log_density", log_density)
 
     init = init_to_value(values={"x": jnp.asarray(mode.x)})
-    guide = (AutoDiagonalNormal(flat_model, init_loc_fn=init, init_scale=0.01) if config.guide == "meanfield"
-             else AutoLowRankMultivariateNormal(flat_model, init_loc_fn=init, init_scale=0.01, rank=config.rank))
+    guide = (
+        AutoDiagonalNormal(flat_model, init_loc_fn=init, init_scale=0.01)
+        if config.guide == "meanfield"
+        else AutoLowRankMultivariateNormal(flat_model, init_loc_fn=init, init_scale=0.01, rank=config.rank)
+    )
     # Adam's step halves every block (to a floor of 1% of the first): the guide's means then
     # settle to well inside the posterior sds instead of jittering at the size of the step.
-    rate = optax.exponential_decay(config.learning_rate, transition_steps=config.block, decay_rate=0.5,
-                                   staircase=True, end_value=config.learning_rate / 100)
-    svi = SVI(flat_model, guide, optax_to_numpyro(optax.adam(rate)),
-              Trace_ELBO())
+    rate = optax.exponential_decay(
+        config.learning_rate,
+        transition_steps=config.block,
+        decay_rate=0.5,
+        staircase=True,
+        end_value=config.learning_rate / 100,
+    )
+    svi = SVI(flat_model, guide, optax_to_numpyro(optax.adam(rate)), Trace_ELBO())
     state = svi.init(jax.random.PRNGKey(config.seed))
     block = jax.jit(lambda s: jax.lax.scan(lambda s, _: svi.update(s), s, None, length=config.block))
     means, steps = [], 0
@@ -206,16 +227,24 @@ def fit_advi(flat: Flat, config: ApproxConfig) -> Approximation:
     log_q = np.asarray(posterior.log_prob(xs))
     log_w = log_p - (log_q.sum(axis=-1) if log_q.ndim > 1 else log_q)  # the mean-field Normal is per coordinate
     k = _pareto_k(log_w)
-    evidence = {"steps": steps, "elbo": -means[-1], "elbo_previous_block": -means[-2] if len(means) > 1 else None,
-                "elbo_rtol": config.elbo_rtol, "guide": config.guide, "pareto_k": k, "pareto_k_ok": k <= PARETO_K_OK}
+    evidence = {
+        "steps": steps,
+        "elbo": -means[-1],
+        "elbo_previous_block": -means[-2] if len(means) > 1 else None,
+        "elbo_rtol": config.elbo_rtol,
+        "guide": config.guide,
+        "pareto_k": k,
+        "pareto_k_ok": k <= PARETO_K_OK,
+    }
     return Approximation("advi", samples, log_p, log_w, evidence, converged, time.perf_counter() - start)
 
 
 FITTERS = {"map": fit_map, "laplace": fit_laplace, "advi": fit_advi}
 
 
-def approximate(method: str, model: Callable[[Likelihood], None], likelihood: Likelihood,
-                config: ApproxConfig) -> Approximation:
+def approximate(
+    method: str, model: Callable[[Likelihood], None], likelihood: Likelihood, config: ApproxConfig
+) -> Approximation:
     """Fit `model` by `method` (map, laplace or advi)."""
     if method not in FITTERS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(FITTERS)}")

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
 from .config import ModelName, SamplerConfig
+from .errors import ConfigError
 
 METHODS = ("numpyro-suffstats", "numpyro-rows", "stan-loop", "stan-fast")
 SIZES = (10_000, 96_837, 1_000_000, 10_000_000)
@@ -178,8 +178,12 @@ def _numpyro_worker(spec: dict) -> dict:
         diverging = idata.sample_stats["diverging"].values
     t = report["timing"]
     return {
-        "data_s": t["data_s"], "compile_s": t["compile_s"], "warmup_s": t["warmup_s"],
-        "sampling_s": t["sampling_s"], "chain_method": report["chain_method"], "device": device_summary(),
+        "data_s": t["data_s"],
+        "compile_s": t["compile_s"],
+        "warmup_s": t["warmup_s"],
+        "sampling_s": t["sampling_s"],
+        "chain_method": report["chain_method"],
+        "device": device_summary(),
         **efficiency(summarise(samples, spec["model"]), n_steps, diverging, t["sampling_s"]),
     }
 
@@ -205,10 +209,13 @@ def _stan_worker(spec: dict) -> dict:
         fit = sample_stan(spec["model"], form, data, sampler)
     t = fit.timing
     return {
-        "data_s": data_s, "compile_s": t.build_s, "warmup_s": t.warmup_s, "sampling_s": t.sampling_s,
-        "chain_method": "httpstan worker processes", "device": {"platform": "cpu", "count": os.cpu_count()},
-        **efficiency(summarise(fit.samples, spec["model"]), fit.stats["n_steps"], fit.stats["diverging"],
-                     t.sampling_s),
+        "data_s": data_s,
+        "compile_s": t.build_s,
+        "warmup_s": t.warmup_s,
+        "sampling_s": t.sampling_s,
+        "chain_method": "httpstan worker processes",
+        "device": {"platform": "cpu", "count": os.cpu_count()},
+        **efficiency(summarise(fit.samples, spec["model"]), fit.stats["n_steps"], fit.stats["diverging"], t.sampling_s),
     }
 
 
@@ -238,8 +245,13 @@ def run_in_subprocess(spec: dict, timeout_s: float) -> dict:
         spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_file.write_text(json.dumps(spec))
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "lineup_numpyro.benchmark", str(spec_file), str(result_file)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lineup_numpyro.benchmark", str(spec_file), str(result_file)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         ps = psutil.Process(proc.pid)
         peak = 0
         stderr_lines: list[str] = []
@@ -285,8 +297,12 @@ def load_prices(path: str | Path, model: str) -> list[dict]:
     return [r for r in runs if r["status"] in ("ok", "pilot")]
 
 
-def run_benchmark(config: BenchmarkConfig, out_dir: str | Path,
-                  on_result: Callable[[dict], None] | None = None, prices: Sequence[dict] = ()) -> list[dict]:
+def run_benchmark(
+    config: BenchmarkConfig,
+    out_dir: str | Path,
+    on_result: Callable[[dict], None] | None = None,
+    prices: Sequence[dict] = (),
+) -> list[dict]:
     """Every (repeat, size, method) in that order; results are rewritten to `out_dir` after each run.
 
     `prices`: runs of an earlier benchmark on this machine, used only to price these runs
@@ -308,8 +324,14 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | Path,
                         if on_result:
                             on_result(pilot)
                 plan = plans[(method, n)]
-                result = {"method": method, "n": n, "repeat": repeat, "reduced": plan.reduced,
-                          "estimate_s": plan.estimate_s, **_iterations(plan.sampler or config.sampler)}
+                result = {
+                    "method": method,
+                    "n": n,
+                    "repeat": repeat,
+                    "reduced": plan.reduced,
+                    "estimate_s": plan.estimate_s,
+                    **_iterations(plan.sampler or config.sampler),
+                }
                 if plan.sampler is None:
                     result.update(status="not run (budget)", note=plan.note)
                 else:
@@ -323,15 +345,23 @@ def run_benchmark(config: BenchmarkConfig, out_dir: str | Path,
     return results
 
 
-def _plan(method: str, n: int, path: Path, config: BenchmarkConfig, prices: Sequence[dict],
-          results: list[dict]) -> Plan:
+def _plan(
+    method: str, n: int, path: Path, config: BenchmarkConfig, prices: Sequence[dict], results: list[dict]
+) -> Plan:
     """Price a run from earlier ones; a row-by-row method with none first runs a pilot
     (PILOT_ITERATIONS of warm-up and draws, appended to `results` with repeat 0). Early
     warm-up is the slowest part of a run, so a pilot's price errs high."""
     if method in PER_ROW and cost_model(method, n, [*prices, *results]) is None:
         sampler = replace(config.sampler, warmup=PILOT_ITERATIONS, draws=PILOT_ITERATIONS)
-        pilot = {"method": method, "n": n, "repeat": 0, "reduced": True, "estimate_s": None,
-                 **_iterations(sampler), **_execute(method, path, config, sampler)}
+        pilot = {
+            "method": method,
+            "n": n,
+            "repeat": 0,
+            "reduced": True,
+            "estimate_s": None,
+            **_iterations(sampler),
+            **_execute(method, path, config, sampler),
+        }
         if pilot["status"] != "ok":
             results.append(pilot)
             return Plan(None, why=f"its pilot run: {pilot['note']}")
@@ -342,7 +372,12 @@ def _plan(method: str, n: int, path: Path, config: BenchmarkConfig, prices: Sequ
 def _execute(method: str, path: Path, config: BenchmarkConfig, sampler: SamplerConfig) -> dict:
     """One run in a fresh process. A Stan run stopped at the budget still reports the chains
     that had finished (httpstan writes each chain's draws when it ends)."""
-    spec = {"method": method, "model": config.model, "data": str(path), "sampler": asdict(_sampler_for(method, sampler))}
+    spec = {
+        "method": method,
+        "model": config.model,
+        "data": str(path),
+        "sampler": asdict(_sampler_for(method, sampler)),
+    }
     if not method.startswith("stan"):
         return run_in_subprocess(spec, STOP_FACTOR * config.budget_s)
     from .stan_runner import fit_files
@@ -354,10 +389,18 @@ def _execute(method: str, path: Path, config: BenchmarkConfig, sampler: SamplerC
         if outcome["status"] == "stopped (budget)" and left:
             harvest = run_in_subprocess({**spec, "finished_chains": [str(f) for f in left]}, config.budget_s)
             if harvest["status"] == "ok":
-                note = (f"{outcome['note']}; figures from the {len(left)} of {sampler.chains} chains that had "
-                        "finished, timed by Stan's own per-chain clocks")
-                return {**harvest, "wall_s": outcome["wall_s"], "peak_rss_mb": outcome["peak_rss_mb"],
-                        "chains": len(left), "status": "ok", "note": note}
+                note = (
+                    f"{outcome['note']}; figures from the {len(left)} of {sampler.chains} chains that had "
+                    "finished, timed by Stan's own per-chain clocks"
+                )
+                return {
+                    **harvest,
+                    "wall_s": outcome["wall_s"],
+                    "peak_rss_mb": outcome["peak_rss_mb"],
+                    "chains": len(left),
+                    "status": "ok",
+                    "note": note,
+                }
     finally:
         for f in left:
             f.unlink(missing_ok=True)
@@ -386,12 +429,28 @@ def machine() -> dict:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:
             versions[package] = None
-    return {"cpu_count": os.cpu_count(), "processor": platform_module.processor() or platform_module.machine(),
-            "python": platform_module.python_version(), "versions": versions}
+    return {
+        "cpu_count": os.cpu_count(),
+        "processor": platform_module.processor() or platform_module.machine(),
+        "python": platform_module.python_version(),
+        "versions": versions,
+    }
 
 
-FIGURES = ("wall_s", "data_s", "compile_s", "warmup_s", "sampling_s", "leapfrog_per_s", "ess_bulk_min_per_s",
-           "ess_bulk_median_per_s", "ess_tail_min_per_s", "ess_tail_median_per_s", "max_rhat", "peak_rss_mb")
+FIGURES = (
+    "wall_s",
+    "data_s",
+    "compile_s",
+    "warmup_s",
+    "sampling_s",
+    "leapfrog_per_s",
+    "ess_bulk_min_per_s",
+    "ess_bulk_median_per_s",
+    "ess_tail_min_per_s",
+    "ess_tail_median_per_s",
+    "max_rhat",
+    "peak_rss_mb",
+)
 
 
 def medians(results: Sequence[dict]) -> list[dict]:
@@ -403,10 +462,18 @@ def medians(results: Sequence[dict]) -> list[dict]:
             if not runs:
                 continue
             ok = [r for r in runs if r["status"] == "ok"]
-            row = {"n": n, "method": method, "runs": len(ok), "status": "ok" if ok else runs[-1]["status"],
-                   "chains": runs[-1]["chains"], "warmup": runs[-1]["warmup"], "draws": runs[-1]["draws"],
-                   "reduced": runs[-1]["reduced"], "note": runs[-1]["note"],
-                   "divergences": max((r["divergences"] for r in ok), default=None)}
+            row = {
+                "n": n,
+                "method": method,
+                "runs": len(ok),
+                "status": "ok" if ok else runs[-1]["status"],
+                "chains": runs[-1]["chains"],
+                "warmup": runs[-1]["warmup"],
+                "draws": runs[-1]["draws"],
+                "reduced": runs[-1]["reduced"],
+                "note": runs[-1]["note"],
+                "divergences": max((r["divergences"] for r in ok), default=None),
+            }
             for key in FIGURES:
                 row[key] = statistics.median(r[key] for r in ok) if ok else None
             if ok:
@@ -428,8 +495,11 @@ def ratios(rows: Sequence[dict], n: int) -> dict:
 
 
 def _devices(rows: Sequence[dict]) -> str:
-    seen = {f"{d['platform']} ({d.get('device_kind', '')}, {d['count']} device(s))"
-            for r in rows if r["method"].startswith("numpyro") and (d := r.get("device"))}
+    seen = {
+        f"{d['platform']} ({d.get('device_kind', '')}, {d['count']} device(s))"
+        for r in rows
+        if r["method"].startswith("numpyro") and (d := r.get("device"))
+    }
     return ", ".join(sorted(seen)) or "—"
 
 
@@ -469,7 +539,8 @@ def markdown(config: BenchmarkConfig, results: Sequence[dict], info: dict) -> st
             f"{_fmt(r['compile_s'])} | {_fmt(r['warmup_s'])} | {_fmt(r['sampling_s'])} | {_fmt(r['leapfrog_per_s'])} | "
             f"{_fmt(r['ess_bulk_min_per_s'], 2)} | {_fmt(r['ess_bulk_median_per_s'], 2)} | "
             f"{_fmt(r['ess_tail_min_per_s'], 2)} | {_fmt(r['ess_tail_median_per_s'], 2)} | {r['divergences']} | "
-            f"{r['max_rhat']:.3f} | {_fmt(r['peak_rss_mb'])} | {r['note']} |")
+            f"{r['max_rhat']:.3f} | {_fmt(r['peak_rss_mb'])} | {r['note']} |"
+        )
     lines.append("")
     for n in sorted({r["n"] for r in rows}):
         q = ratios(rows, n)
@@ -492,14 +563,26 @@ def plot(results: Sequence[dict], path: str | Path) -> None:
         mine = [r for r in rows if r["method"] == method]
         n = [r["n"] for r in mine]
         for ax, key in zip(axes, ("wall_s", "ess_bulk_min_per_s")):
-            line, = ax.plot(n, [r[key] for r in mine], marker="o", label=method)
+            (line,) = ax.plot(n, [r[key] for r in mine], marker="o", label=method)
             reduced = [r for r in mine if r["reduced"]]
-            ax.scatter([r["n"] for r in reduced], [r[key] for r in reduced], s=90, facecolors="none",
-                       edgecolors=line.get_color(), zorder=3)
-    axes[0].set(xscale="log", yscale="log", xlabel="possessions", ylabel="wall seconds (whole run)",
-                title="cost of one fit")
-    axes[1].set(xscale="log", yscale="log", xlabel="possessions", ylabel="min ESS_bulk per second of sampling",
-                title="sampling efficiency (higher is better)")
+            ax.scatter(
+                [r["n"] for r in reduced],
+                [r[key] for r in reduced],
+                s=90,
+                facecolors="none",
+                edgecolors=line.get_color(),
+                zorder=3,
+            )
+    axes[0].set(
+        xscale="log", yscale="log", xlabel="possessions", ylabel="wall seconds (whole run)", title="cost of one fit"
+    )
+    axes[1].set(
+        xscale="log",
+        yscale="log",
+        xlabel="possessions",
+        ylabel="min ESS_bulk per second of sampling",
+        title="sampling efficiency (higher is better)",
+    )
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(title="open circle: fewer iterations", fontsize=8, title_fontsize=8)
@@ -519,8 +602,10 @@ def write_results(config: BenchmarkConfig, results: Sequence[dict], out_dir: str
     info = machine()
     cfg = asdict(config)
     cfg["data_dir"] = str(config.data_dir)
-    write_json(out_dir / RESULTS, {"config": cfg, "machine": info, "command": sys.argv, "runs": list(results),
-                                   "medians": medians(results)})
+    write_json(
+        out_dir / RESULTS,
+        {"config": cfg, "machine": info, "command": sys.argv, "runs": list(results), "medians": medians(results)},
+    )
     with atomic_path(out_dir / TABLE) as tmp:
         tmp.write_text(markdown(config, results, info))
     plot(results, out_dir / PLOT)

@@ -19,14 +19,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, RunDirError
 from .config import DataConfig
 from .data import iter_chunks
+from .errors import ConfigError, RunDirError
 from .files import atomic_path, write_json
 from .outputs import rhat_text
 from .rundir import RunDir
-from .validation import HoldoutScore, LooResult, data_config_of, describe, load_posterior, psis_loo, run_data, \
-    score_holdout
+from .validation import (
+    HoldoutScore,
+    LooResult,
+    data_config_of,
+    describe,
+    load_posterior,
+    psis_loo,
+    run_data,
+    score_holdout,
+)
 
 NOISE_ELPD = 4.0  # an elpd difference below this is noise whatever its standard error
 NOISE_SE = 2.0  # ... and so is one within this many standard errors
@@ -55,8 +63,9 @@ def _same_training_data(configs: Sequence[DataConfig], run_dirs: Sequence[str]) 
             )
 
 
-def compare_runs(run_dirs: Sequence[str | Path], holdout: DataConfig | None = None,
-                 use_split: bool = True) -> Comparison:
+def compare_runs(
+    run_dirs: Sequence[str | Path], holdout: DataConfig | None = None, use_split: bool = True
+) -> Comparison:
     """Rank the runs by PSIS-LOO, and score each on `holdout` (or on the possessions their
     random split held out, when `use_split` and they had one)."""
     run_dirs = [str(r) for r in run_dirs]
@@ -76,12 +85,15 @@ def compare_runs(run_dirs: Sequence[str | Path], holdout: DataConfig | None = No
     scores: list[HoldoutScore | None] = [None] * len(run_dirs)
     if holdout is not None:
         holdout_source = describe(holdout, "holdout") if holdout.holdout_fraction else describe(holdout)
-        scores = [score_holdout(post, iter_chunks(holdout.path, holdout.seasons, holdout.chunksize),
-                                holdout_source) for post in posteriors]
+        scores = [
+            score_holdout(post, iter_chunks(holdout.path, holdout.seasons, holdout.chunksize), holdout_source)
+            for post in posteriors
+        ]
     elif use_split and configs[0].holdout_fraction > 0:
         holdout_source = describe(configs[0], "holdout")
-        scores = [score_holdout(post, run_data(cfg, "holdout"), holdout_source)
-                  for post, cfg in zip(posteriors, configs)]
+        scores = [
+            score_holdout(post, run_data(cfg, "holdout"), holdout_source) for post, cfg in zip(posteriors, configs)
+        ]
 
     table = _table(run_dirs, [p.model for p in posteriors], loos, scores, fits)
     recommended, verdict = _recommend(table, run_dirs, [p.model for p in posteriors], loos, fits)
@@ -89,22 +101,35 @@ def compare_runs(run_dirs: Sequence[str | Path], holdout: DataConfig | None = No
 
 
 def _fit_health(diag: dict) -> dict:
-    return {"divergences": int(diag["divergences"]["count"]), "max_rhat": diag["max_rhat"],
-            "min_ess_bulk": float(diag["min_ess_bulk"]), "converged": bool(diag["converged"])}
+    return {
+        "divergences": int(diag["divergences"]["count"]),
+        "max_rhat": diag["max_rhat"],
+        "min_ess_bulk": float(diag["min_ess_bulk"]),
+        "converged": bool(diag["converged"]),
+    }
 
 
-def _recommend(table: pd.DataFrame, run_dirs: Sequence[str], models: Sequence[str], loos: Sequence[LooResult],
-               fits: Sequence[dict]) -> tuple[str | None, str]:
+def _recommend(
+    table: pd.DataFrame, run_dirs: Sequence[str], models: Sequence[str], loos: Sequence[LooResult], fits: Sequence[dict]
+) -> tuple[str | None, str]:
     """The run to use and one sentence saying why: the module docstring's rule, applied to the
     runs whose fits converged (an unconverged fit's elpd_loo is no evidence)."""
     healthy = [i for i, fit in enumerate(fits) if fit["converged"]]
-    skipped = [f"{r['model']} ({r['divergences']} divergences, max R-hat {rhat_text(r['max_rhat'])})"
-               for _, r in table.iterrows() if not r["converged"]]
+    skipped = [
+        f"{r['model']} ({r['divergences']} divergences, max R-hat {rhat_text(r['max_rhat'])})"
+        for _, r in table.iterrows()
+        if not r["converged"]
+    ]
     caveat = f"; not converged, so not considered: {', '.join(skipped)}" if skipped else ""
     if not healthy:
         return None, "no run converged" + caveat + "; rerun with more warm-up or a higher --target-accept"
-    sub = _table([run_dirs[i] for i in healthy], [models[i] for i in healthy], [loos[i] for i in healthy],
-                 [None] * len(healthy), [fits[i] for i in healthy])
+    sub = _table(
+        [run_dirs[i] for i in healthy],
+        [models[i] for i in healthy],
+        [loos[i] for i in healthy],
+        [None] * len(healthy),
+        [fits[i] for i in healthy],
+    )
     best = sub.iloc[0]
     close = sub[sub["verdict"] != "worse"]
     pick = close.sort_values("p_loo").iloc[0]
@@ -115,17 +140,26 @@ def _recommend(table: pd.DataFrame, run_dirs: Sequence[str], models: Sequence[st
         if len(others):
             verdict += f"; {', '.join(others['model'])} within noise of it"
     else:
-        verdict = (f"{pick['model']} ({pick['run']}) is within noise of the best elpd_loo{of} "
-                   f"({best['model']}) with fewer effective parameters ({pick['p_loo']:.0f} against "
-                   f"{best['p_loo']:.0f}); prefer the simpler model")
+        verdict = (
+            f"{pick['model']} ({pick['run']}) is within noise of the best elpd_loo{of} "
+            f"({best['model']}) with fewer effective parameters ({pick['p_loo']:.0f} against "
+            f"{best['p_loo']:.0f}); prefer the simpler model"
+        )
     if pick["n_high_k"]:
-        verdict += (f"; {pick['n_high_k']} of its possessions have Pareto k above the threshold, so its "
-                    "elpd_loo is approximate there (the holdout scores do not depend on it)")
+        verdict += (
+            f"; {pick['n_high_k']} of its possessions have Pareto k above the threshold, so its "
+            "elpd_loo is approximate there (the holdout scores do not depend on it)"
+        )
     return pick["run"], verdict + caveat
 
 
-def _table(run_dirs: Sequence[str], models: Sequence[str], loos: Sequence[LooResult],
-           scores: Sequence[HoldoutScore | None], fits: Sequence[dict]) -> pd.DataFrame:
+def _table(
+    run_dirs: Sequence[str],
+    models: Sequence[str],
+    loos: Sequence[LooResult],
+    scores: Sequence[HoldoutScore | None],
+    fits: Sequence[dict],
+) -> pd.DataFrame:
     order = np.argsort([-loo.elpd for loo in loos], kind="stable")
     best = loos[order[0]]
     rows = []
@@ -140,13 +174,30 @@ def _table(run_dirs: Sequence[str], models: Sequence[str], loos: Sequence[LooRes
             verdict = "worse"
         else:
             verdict = "within noise"
-        row = {"rank": rank, "run": run_dirs[i], "model": models[i], "elpd_loo": loo.elpd, "se": loo.se,
-               "elpd_diff": diff, "se_diff": se_diff, "p_loo": loo.p_loo, "n_high_k": loo.n_high_k,
-               "max_k": float(loo.pareto_k.max()), "verdict": verdict, **fits[i]}
+        row = {
+            "rank": rank,
+            "run": run_dirs[i],
+            "model": models[i],
+            "elpd_loo": loo.elpd,
+            "se": loo.se,
+            "elpd_diff": diff,
+            "se_diff": se_diff,
+            "p_loo": loo.p_loo,
+            "n_high_k": loo.n_high_k,
+            "max_k": float(loo.pareto_k.max()),
+            "verdict": verdict,
+            **fits[i],
+        }
         score = scores[i]
         if score is not None:
-            row.update(holdout_n=score.n, holdout_mse=score.mse, holdout_rmse=score.rmse,
-                       holdout_mlpd=score.mlpd, coverage_50=score.coverage_50, coverage_90=score.coverage_90)
+            row.update(
+                holdout_n=score.n,
+                holdout_mse=score.mse,
+                holdout_rmse=score.rmse,
+                holdout_mlpd=score.mlpd,
+                coverage_50=score.coverage_50,
+                coverage_90=score.coverage_90,
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -156,9 +207,14 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     with atomic_path(out_dir / COMPARISON_CSV) as tmp:
         comparison.table.to_csv(tmp, index=False, float_format="%.6g")
-    write_json(out_dir / COMPARISON_JSON, {
-        "verdict": comparison.verdict, "recommended": comparison.recommended,
-        "training_data": comparison.training_data, "holdout_data": comparison.holdout_data,
-        "rules": {"noise_elpd": NOISE_ELPD, "noise_se": NOISE_SE},
-        "runs": comparison.table.to_dict(orient="records"),
-    })
+    write_json(
+        out_dir / COMPARISON_JSON,
+        {
+            "verdict": comparison.verdict,
+            "recommended": comparison.recommended,
+            "training_data": comparison.training_data,
+            "holdout_data": comparison.holdout_data,
+            "rules": {"noise_elpd": NOISE_ELPD, "noise_se": NOISE_SE},
+            "runs": comparison.table.to_dict(orient="records"),
+        },
+    )

@@ -130,11 +130,16 @@ class RunConfig:
     def from_dict(cls, d: dict) -> RunConfig:
         """The inverse of to_dict (as saved in run_config.json)."""
         data = {**d["data"], "seasons": tuple(d["data"].get("seasons") or ())}
-        return cls(model=d["model"], likelihood=d["likelihood"], data=DataConfig(**data),
-                   sampler=SamplerConfig(**d["sampler"]), method=d.get("method", "nuts"),
-                   approx=ApproxConfig(**d.get("approx", {})),
-                   # runs saved before the whitened form existed were non-centred
-                   parameterization=d.get("parameterization", "noncentred"))
+        return cls(
+            model=d["model"],
+            likelihood=d["likelihood"],
+            data=DataConfig(**data),
+            sampler=SamplerConfig(**d["sampler"]),
+            method=d.get("method", "nuts"),
+            approx=ApproxConfig(**d.get("approx", {})),
+            # runs saved before the whitened form existed were non-centred
+            parameterization=d.get("parameterization", "noncentred"),
+        )
 
 
 def default_host_devices(chains: int) -> int:

@@ -21,8 +21,8 @@ from typing import IO, Literal
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, DataError
 from . import names
+from .errors import ConfigError, DataError
 
 # Values beyond these are taken to be corrupt: DARKO sums of five players lie within about
 # +-75, and a possession scores a handful of points. They also keep X'X far from overflow.
@@ -81,8 +81,12 @@ class Possessions:
     def subset(self, keep: np.ndarray) -> Possessions:
         """The possessions where `keep` (a boolean mask or indices) selects them."""
         return Possessions(
-            y=self.y[keep], matchup=self.matchup[keep], z_off=self.z_off[keep], z_def=self.z_def[keep],
-            season=None if self.season is None else self.season[keep], source=self.source,
+            y=self.y[keep],
+            matchup=self.matchup[keep],
+            z_off=self.z_off[keep],
+            z_def=self.z_def[keep],
+            season=None if self.season is None else self.season[keep],
+            source=self.source,
         )
 
     def to_frame(self, layout: str = "label") -> pd.DataFrame:
@@ -243,8 +247,7 @@ def _read_csv_header(path: Path) -> list[str]:
     if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
         sep = next(s for s in (";", "\t", "|") if s in header[0])
         raise DataError(
-            f"{path}, line 1: the header is one column separated by {sep!r}; "
-            "expected a comma-separated file"
+            f"{path}, line 1: the header is one column separated by {sep!r}; expected a comma-separated file"
         )
     return [h.strip() for h in header]
 
@@ -380,7 +383,9 @@ def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
             return f"invalid matchup '{cell}'" if cell else "empty cell (no matchup)"
 
         raise src.cell_error(
-            row0 + i + 1, names.MATCHUP, describe,
+            row0 + i + 1,
+            names.MATCHUP,
+            describe,
             f"'<off>_vs_<def>' with superclusters 0-{n_sc - 1}, or an integer 0-{n_m - 1}",
         )
     sc = {}
@@ -393,7 +398,9 @@ def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
         if wrong.any():
             i = int(np.argmax(wrong))
             raise src.cell_error(
-                row0 + i + 1, col, lambda raw, x=v[i]: f"{raw or _show(x)} is not a supercluster",
+                row0 + i + 1,
+                col,
+                lambda raw, x=v[i]: f"{raw or _show(x)} is not a supercluster",
                 f"an integer 0-{n_sc - 1}",
             )
         sc[col] = v
@@ -401,9 +408,12 @@ def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
         if wrong.any() and not both:  # (both: the check below names the pair)
             i = int(np.argmax(wrong))
             raise src.cell_error(
-                row0 + i + 1, col,
-                lambda raw, i=i, col=col: (f"{col}={raw or _show(v[i])} disagrees with matchup {_show(values[i])} "
-                                           f"(= {names.matchup_label(int(out[i]))})"),
+                row0 + i + 1,
+                col,
+                lambda raw, i=i, col=col, v=v: (
+                    f"{col}={raw or _show(v[i])} disagrees with matchup {_show(values[i])} "
+                    f"(= {names.matchup_label(int(out[i]))})"
+                ),
                 f"matchup_id = off_supercluster * {n_sc} + def_supercluster",
             )
     if len(sc) == 2:
@@ -412,7 +422,8 @@ def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
         if mismatch.any():
             i = int(np.argmax(mismatch))
             raise src.cell_error(
-                row0 + i + 1, names.MATCHUP,
+                row0 + i + 1,
+                names.MATCHUP,
                 lambda raw: (
                     f"matchup {raw or _show(values[i])} disagrees with {names.OFF_SUPERCLUSTER}={_show(off[i])}, "
                     f"{names.DEF_SUPERCLUSTER}={_show(dfn[i])} (which make matchup {_show(off[i] * n_sc + dfn[i])}"
@@ -442,16 +453,24 @@ def _warn_implausible(src: _Source, row0: int, y: np.ndarray, z_off: np.ndarray,
     odd = (y < lo) | (y > hi) | (y != np.round(y))
     if odd.any():
         i = int(np.argmax(odd))
-        warnings.warn(f"{src.where(row0 + i + 1, names.OUTCOME)}: {int(odd.sum()):,} outcome(s) in rows "
-                      f"{row0 + 1:,}-{row0 + len(y):,} are not whole points {lo:g}-{hi:g} (first: {y[i]:g}); the "
-                      "model reads them as points per possession", DataWarning, stacklevel=4)
+        warnings.warn(
+            f"{src.where(row0 + i + 1, names.OUTCOME)}: {int(odd.sum()):,} outcome(s) in rows "
+            f"{row0 + 1:,}-{row0 + len(y):,} are not whole points {lo:g}-{hi:g} (first: {y[i]:g}); the "
+            "model reads them as points per possession",
+            DataWarning,
+            stacklevel=4,
+        )
     for cols, z in ((names.Z_OFF, z_off), (names.Z_DEF, z_def)):
         big = np.abs(z) > PLAUSIBLE_Z
         if big.any():
             i, a = (int(k) for k in np.argwhere(big)[0])
-            warnings.warn(f"{src.where(row0 + i + 1, cols[a])}: {int(big.sum()):,} skill sum(s) beyond "
-                          f"+-{PLAUSIBLE_Z:g} (first: {z[i, a]:g}); five players' DARKO rarely pass +-40: is "
-                          "the column in another unit?", DataWarning, stacklevel=4)
+            warnings.warn(
+                f"{src.where(row0 + i + 1, cols[a])}: {int(big.sum()):,} skill sum(s) beyond "
+                f"+-{PLAUSIBLE_Z:g} (first: {z[i, a]:g}); five players' DARKO rarely pass +-40: is "
+                "the column in another unit?",
+                DataWarning,
+                stacklevel=4,
+            )
 
 
 def _field_count_error(src: _Source, fallback: str) -> DataError:
@@ -475,9 +494,7 @@ def _raw_chunks(path: Path, seasons: Sequence[str], chunksize: int) -> Iterator[
         src = _Source(path, True, tuple(header))
         dtype = {names.MATCHUP: str, names.SEASON: str}
         try:
-            reader = pd.read_csv(
-                path, chunksize=chunksize, dtype=dtype, encoding="utf-8-sig", skipinitialspace=True
-            )
+            reader = pd.read_csv(path, chunksize=chunksize, dtype=dtype, encoding="utf-8-sig", skipinitialspace=True)
             for chunk in reader:
                 chunk.columns = [str(c).strip() for c in chunk.columns]
                 yield chunk, src
@@ -595,8 +612,9 @@ def iter_chunks(
         )
 
 
-def load_possessions(path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000,
-                     split: Split | None = None) -> Possessions:
+def load_possessions(
+    path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000, split: Split | None = None
+) -> Possessions:
     """All validated possessions of a file in memory (needed by the `rows` likelihood)."""
     return Possessions.concat(list(iter_chunks(path, seasons, chunksize, split)))
 

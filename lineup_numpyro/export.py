@@ -52,8 +52,9 @@ def _reason(verdict: dict, divergences: int, min_possessions: int, model: str = 
     return None
 
 
-def production_coefficients(run_dir: str | Path, pooled_dir: str | Path,
-                            min_possessions: int = MIN_POSSESSIONS) -> pd.DataFrame:
+def production_coefficients(
+    run_dir: str | Path, pooled_dir: str | Path, min_possessions: int = MIN_POSSESSIONS
+) -> pd.DataFrame:
     """The per-matchup coefficient table (see the module docstring), in Stan names."""
     record, table, diag = _complete_run(run_dir)
     pooled_record, pooled, pooled_diag = _complete_run(pooled_dir)
@@ -62,9 +63,11 @@ def production_coefficients(run_dir: str | Path, pooled_dir: str | Path,
     if pooled_diag["model"] != "simplified":
         raise RunDirError(f"{pooled_dir}: a {pooled_diag['model']} run; --pooled takes a simplified run")
     if not pooled_diag["converged"]:
-        raise RunDirError(f"{pooled_dir}: the pooled run did not converge (max R-hat "
-                          f"{rhat_text(pooled_diag['max_rhat'])}, min ESS_bulk {pooled_diag['min_ess_bulk']:.0f}); "
-                          "it cannot serve as the fallback")
+        raise RunDirError(
+            f"{pooled_dir}: the pooled run did not converge (max R-hat "
+            f"{rhat_text(pooled_diag['max_rhat'])}, min ESS_bulk {pooled_diag['min_ess_bulk']:.0f}); "
+            "it cannot serve as the fallback"
+        )
     divergences = int(diag["divergences"]["count"])
     stats = ["mean", "sd", "5%", "50%", "95%"]
     rows = []
@@ -72,27 +75,52 @@ def production_coefficients(run_dir: str | Path, pooled_dir: str | Path,
         m = verdict["matchup"]  # 1-based
         why_not = _reason(verdict, divergences, min_possessions, diag["model"])
         source = "simplified" if why_not else diag["model"]
-        reason = why_not or (f"converged: R-hat {verdict['max_rhat']:.3f}, ESS_bulk {verdict['min_ess_bulk']:.0f}, "
-                             f"{verdict['n_possessions']} possessions")
+        reason = why_not or (
+            f"converged: R-hat {verdict['max_rhat']:.3f}, ESS_bulk {verdict['min_ess_bulk']:.0f}, "
+            f"{verdict['n_possessions']} possessions"
+        )
         if not why_not and diag["model"] == "hierarchical" and verdict["n_possessions"] < min_possessions:
             reason += " (partially pooled toward the league-wide effects)"
-        own = [f"beta_0[{m}]", *(f"beta_{side}[{m},{a}]" for side in ("off", "def")
-                                 for a in range(1, names.N_ARCHETYPES + 1))]
-        fallback = ["beta_0", *(f"beta_{side}[{a}]" for side in ("off", "def")
-                                for a in range(1, names.N_ARCHETYPES + 1))]
+        own = [
+            f"beta_0[{m}]",
+            *(f"beta_{side}[{m},{a}]" for side in ("off", "def") for a in range(1, names.N_ARCHETYPES + 1)),
+        ]
+        fallback = [
+            "beta_0",
+            *(f"beta_{side}[{a}]" for side in ("off", "def") for a in range(1, names.N_ARCHETYPES + 1)),
+        ]
         for name, pooled_name in zip(own, fallback):
             values = pooled.loc[pooled_name, stats] if why_not else table.loc[name, stats]
-            rows.append({"parameter": name, **values.to_dict(), "matchup": m, "label": verdict["label"],
-                         "source": source, "reason": reason})
+            rows.append(
+                {
+                    "parameter": name,
+                    **values.to_dict(),
+                    "matchup": m,
+                    "label": verdict["label"],
+                    "source": source,
+                    "reason": reason,
+                }
+            )
     sigma = table.loc["sigma", stats].to_dict()
-    rows.append({"parameter": "sigma", **sigma, "matchup": None, "label": "", "source": diag["model"],
-                 "reason": "noise scale of the matchup-level run"})
+    rows.append(
+        {
+            "parameter": "sigma",
+            **sigma,
+            "matchup": None,
+            "label": "",
+            "source": diag["model"],
+            "reason": "noise scale of the matchup-level run",
+        }
+    )
     out = pd.DataFrame(rows, columns=list(COLUMNS))
     out["matchup"] = out["matchup"].astype("Int64")
     mine, theirs = (r.get("data", {}).get("source") for r in (record, pooled_record))
     if mine != theirs:
-        warnings.warn(f"the runs were fitted to different data ({run_dir}: {mine}; {pooled_dir}: {theirs})",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"the runs were fitted to different data ({run_dir}: {mine}; {pooled_dir}: {theirs})",
+            UserWarning,
+            stacklevel=2,
+        )
     return out
 
 

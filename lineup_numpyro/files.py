@@ -23,8 +23,10 @@ USER_FIXABLE = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQU
 
 
 def write_error(path: Path, exc: OSError) -> WriteError:
-    return WriteError(f"{path}: cannot write ({exc.strerror or exc}); free some space or choose a writable "
-                      "directory, then run the command again")
+    return WriteError(
+        f"{path}: cannot write ({exc.strerror or exc}); free some space or choose a writable "
+        "directory, then run the command again"
+    )
 
 
 @contextlib.contextmanager

@@ -143,8 +143,9 @@ def _coefficients(beta_0: jnp.ndarray, beta_off: jnp.ndarray, beta_def: jnp.ndar
     return jnp.concatenate([beta_0[..., None], beta_off, beta_def], axis=-1)
 
 
-def _touched_coefficients(cells: Cells, beta_0: jnp.ndarray, beta_off: jnp.ndarray,
-                          beta_def: jnp.ndarray) -> jnp.ndarray:
+def _touched_coefficients(
+    cells: Cells, beta_0: jnp.ndarray, beta_off: jnp.ndarray, beta_def: jnp.ndarray
+) -> jnp.ndarray:
     """The (M, 17) coefficient matrix with the touched cells' values and 0 elsewhere; a cell the
     data never touch has a zero design column, so any value there gives the same likelihood."""
     b = jnp.zeros(M * P)
@@ -199,9 +200,11 @@ def hierarchical(likelihood: Likelihood, cells: Cells, whitening: Whitening | No
     tau_def = _scale("tau_def", (A,), whitened=whitening is not None)  # (8,)
     sigma = numpyro.sample("sigma", dist.HalfCauchy(SIGMA_SCALE))
     beta = {}
-    for family, short, tau, loc, sd in (("beta_0", "0", tau_0[None], 0.0, BETA_0_SD),
-                                        ("beta_off", "off", tau_off, MU_LOC, MU_SD),
-                                        ("beta_def", "def", tau_def, MU_LOC, MU_SD)):
+    for family, short, tau, loc, sd in (
+        ("beta_0", "0", tau_0[None], 0.0, BETA_0_SD),
+        ("beta_off", "off", tau_off, MU_LOC, MU_SD),
+        ("beta_def", "def", tau_def, MU_LOC, MU_SD),
+    ):
         mu, e, eta = _population_and_cells(family, short, tau, loc, sd, cells, w)
         beta[family] = eta if family == "beta_0" else jnp.exp(eta)
         numpyro.deterministic(f"mu_{short}", mu[0] if family == "beta_0" else mu)
@@ -219,8 +222,9 @@ def _scale(name: str, shape: tuple[int, ...], whitened: bool) -> jnp.ndarray:
     return numpyro.deterministic(name, TAU_SD * half_normal_from_standard(numpyro.sample(f"z_{name}", std)))
 
 
-def _population_and_cells(family: str, short: str, tau: jnp.ndarray, loc: float, sd: float, cells: Cells,
-                          w: Whitening) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+def _population_and_cells(
+    family: str, short: str, tau: jnp.ndarray, loc: float, sd: float, cells: Cells, w: Whitening
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """mu (J,), the touched cells' e and eta = mu + tau e of one family, from its whitened
     coordinates; adds their density: mu ~ N(loc, sd), e ~ N(0, 1), and the log Jacobian."""
     _, j = cells.matchup_archetype(family)
@@ -236,8 +240,14 @@ def _population_and_cells(family: str, short: str, tau: jnp.ndarray, loc: float,
     e = p * t * (ehat - mu[j]) / (1.0 + a) + z / jnp.sqrt(1.0 + a)  # = (eta - mu) / tau, without cancellation
     log_jacobian = -0.5 * jnp.sum(jnp.log(prec)) - 0.5 * jnp.sum(jnp.log1p(a))
     # the sites were drawn as N(0, 1): swap that density for the model's
-    numpyro.factor(f"whitening_{short}", dist.Normal(loc, sd).log_prob(mu).sum() + dist.Normal(0.0, 1.0).log_prob(e).sum()
-                   + log_jacobian - dist.Normal(0.0, 1.0).log_prob(z_mu).sum() - dist.Normal(0.0, 1.0).log_prob(z).sum())
+    numpyro.factor(
+        f"whitening_{short}",
+        dist.Normal(loc, sd).log_prob(mu).sum()
+        + dist.Normal(0.0, 1.0).log_prob(e).sum()
+        + log_jacobian
+        - dist.Normal(0.0, 1.0).log_prob(z_mu).sum()
+        - dist.Normal(0.0, 1.0).log_prob(z).sum(),
+    )
     return mu, e, mu[j] + t * e
 
 
@@ -248,7 +258,9 @@ MODEL_FUNCTIONS: dict[str, Callable[[Likelihood, Cells], None]] = {
 }
 
 
-def get_model(name: str, cells: Cells | None = None, whitening: Whitening | None = None) -> Callable[[Likelihood], None]:
+def get_model(
+    name: str, cells: Cells | None = None, whitening: Whitening | None = None
+) -> Callable[[Likelihood], None]:
     """The NumPyro model `name` for data whose touched cells are `cells` (all cells if None);
     the hierarchical model in `whitening`'s coordinates (None: plain non-centred)."""
     try:
@@ -264,17 +276,22 @@ def get_model(name: str, cells: Cells | None = None, whitening: Whitening | None
 # Per model and coefficient family: the site NUTS samples over the touched cells, and what
 # the untouched ones are exactly (drawn by `complete`, with the matchup model's prior scales).
 SAMPLED_CELLS = {
-    "matchup": {"beta_0": ("beta_0_data", lambda rng, shape: rng.normal(0.0, BETA_0_SD, shape)),
-                "beta_off": ("beta_off_data", lambda rng, shape: np.abs(rng.normal(0.0, BETA_SD, shape))),
-                "beta_def": ("beta_def_data", lambda rng, shape: np.abs(rng.normal(0.0, BETA_SD, shape)))},
-    "hierarchical": {"beta_0": ("e_0_data", lambda rng, shape: rng.standard_normal(shape)),
-                     "beta_off": ("e_off_data", lambda rng, shape: rng.standard_normal(shape)),
-                     "beta_def": ("e_def_data", lambda rng, shape: rng.standard_normal(shape))},
+    "matchup": {
+        "beta_0": ("beta_0_data", lambda rng, shape: rng.normal(0.0, BETA_0_SD, shape)),
+        "beta_off": ("beta_off_data", lambda rng, shape: np.abs(rng.normal(0.0, BETA_SD, shape))),
+        "beta_def": ("beta_def_data", lambda rng, shape: np.abs(rng.normal(0.0, BETA_SD, shape))),
+    },
+    "hierarchical": {
+        "beta_0": ("e_0_data", lambda rng, shape: rng.standard_normal(shape)),
+        "beta_off": ("e_off_data", lambda rng, shape: rng.standard_normal(shape)),
+        "beta_def": ("e_def_data", lambda rng, shape: rng.standard_normal(shape)),
+    },
 }
 
 
-def _fill(cells: Cells, family: str, touched: np.ndarray | None, draw_rest, rng: np.random.Generator,
-          lead: tuple[int, ...]) -> np.ndarray:
+def _fill(
+    cells: Cells, family: str, touched: np.ndarray | None, draw_rest, rng: np.random.Generator, lead: tuple[int, ...]
+) -> np.ndarray:
     """Full (*lead, M) or (*lead, M, A) array of a family: the sampled values at touched cells,
     `draw_rest(rng, shape)` elsewhere."""
     mask = cells.family_mask(family)
@@ -295,8 +312,10 @@ def complete(model: str, samples: dict[str, np.ndarray], cells: Cells, seed: int
         raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
     rng = np.random.default_rng([seed, 0x6C696E65])
     lead = np.shape(samples["sigma"])[:2]
-    full = {family: _fill(cells, family, samples.get(site), draw_rest, rng, lead)
-            for family, (site, draw_rest) in SAMPLED_CELLS[model].items()}
+    full = {
+        family: _fill(cells, family, samples.get(site), draw_rest, rng, lead)
+        for family, (site, draw_rest) in SAMPLED_CELLS[model].items()
+    }
     if model == "matchup":
         return {**full, "sigma": np.asarray(samples["sigma"])}
     out = {k: np.asarray(samples[k]) for k in ("mu_0", "tau_0", "mu_off", "tau_off", "mu_def", "tau_def")}

@@ -11,8 +11,11 @@ N_SUPERCLUSTERS = 6
 N_MATCHUPS = N_SUPERCLUSTERS * N_SUPERCLUSTERS  # 36
 N_FEATURES = 1 + 2 * N_ARCHETYPES  # design row x = [1, z_off(8), -z_def(8)]
 # Each coefficient family's columns of the design row (and of a (M, 17) coefficient matrix).
-FAMILY_COLUMNS = {"beta_0": slice(0, 1), "beta_off": slice(1, 1 + N_ARCHETYPES),
-                  "beta_def": slice(1 + N_ARCHETYPES, N_FEATURES)}
+FAMILY_COLUMNS = {
+    "beta_0": slice(0, 1),
+    "beta_off": slice(1, 1 + N_ARCHETYPES),
+    "beta_def": slice(1 + N_ARCHETYPES, N_FEATURES),
+}
 
 MODELS = ("simplified", "matchup", "hierarchical")
 

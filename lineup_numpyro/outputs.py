@@ -22,11 +22,11 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from .files import atomic_path, write_json
-from .rundir import RunDir
 from . import names
 from .config import RunConfig
+from .files import atomic_path, write_json
 from .models import prior_width
+from .rundir import RunDir
 from .sampling import SamplingResult
 from .suffstats import SuffStats
 
@@ -45,7 +45,6 @@ FAMILIES = ("beta_0", "beta_off", "beta_def")
 PACKAGES = ("lineup-numpyro", "numpyro", "jax", "jaxlib", "arviz", "numpy", "pandas", "optax", "typer")
 
 
-
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for pkg in PACKAGES:
@@ -56,8 +55,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def to_inference_data(samples: dict[str, np.ndarray], sample_stats: dict[str, np.ndarray], model: str,
-                      stats: SuffStats, attrs: dict | None = None) -> az.InferenceData:
+def to_inference_data(
+    samples: dict[str, np.ndarray],
+    sample_stats: dict[str, np.ndarray],
+    model: str,
+    stats: SuffStats,
+    attrs: dict | None = None,
+) -> az.InferenceData:
     """Posterior with Stan names and 1-based matchup/archetype coordinates, plus per-draw stats."""
     dims = names.POSTERIOR_DIMS[model]
     posterior = {var: samples[var] for var in dims}
@@ -174,8 +178,9 @@ def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
     const = idata.constant_data
     n_matchup = const["n_possessions"].values
     matchup = table.pop("matchup")
-    table["n_possessions"] = pd.array([None if m is None or pd.isna(m) else int(n_matchup[int(m)]) for m in matchup],
-                                      dtype="Int64")
+    table["n_possessions"] = pd.array(
+        [None if m is None or pd.isna(m) else int(n_matchup[int(m)]) for m in matchup], dtype="Int64"
+    )
     table["no_data"] = (table["n_possessions"] == 0).fillna(False).astype(bool)
     n_on_floor, ratio, is_informed, source = {}, {}, {}, {}
     for family in FAMILIES:
@@ -269,36 +274,52 @@ def _matchup_verdicts(table: pd.DataFrame) -> list[dict]:
         else:
             verdict = "not converged"
         verdicts.append(
-            {"matchup": m + 1, "label": names.MATCHUP_LABELS[m], "n_possessions": n,
-             "max_rhat": max_rhat, "min_ess_bulk": min_ess, "verdict": verdict}
+            {
+                "matchup": m + 1,
+                "label": names.MATCHUP_LABELS[m],
+                "n_possessions": n,
+                "max_rhat": max_rhat,
+                "min_ess_bulk": min_ess,
+                "verdict": verdict,
+            }
         )
     return verdicts
 
 
 def write_outputs(
-    run_dir: Path, result: SamplingResult, config: RunConfig, stats: SuffStats, source: str,
+    run_dir: Path,
+    result: SamplingResult,
+    config: RunConfig,
+    stats: SuffStats,
+    source: str,
     data_s: float | None = None,
 ) -> dict:
     """Write posterior, coefficients, diagnostics and run record; returns the diagnostics.
 
     `data_s` is the time spent reading and validating the data, recorded with the sampler's.
     """
-    idata = to_inference_data(result.samples, result.stats, config.model, stats,
-                              attrs={"likelihood": config.likelihood, "method": "nuts"})
+    idata = to_inference_data(
+        result.samples, result.stats, config.model, stats, attrs={"likelihood": config.likelihood, "method": "nuts"}
+    )
     table = coefficient_table(idata, config.model)
     report = diagnostics(table, result, config.model)
     return _write(run_dir, idata, table, report, config, stats, source, data_s)
 
 
-def write_approx_outputs(run_dir: Path, approx: Approximation, config: RunConfig, stats: SuffStats, source: str,
-                         data_s: float | None = None) -> dict:
+def write_approx_outputs(
+    run_dir: Path, approx: Approximation, config: RunConfig, stats: SuffStats, source: str, data_s: float | None = None
+) -> dict:
     """The same files for an approximation (map, laplace, advi): its draws as one chain, and
     diagnostics.json with the method's own convergence evidence in place of the sampler's."""
     with warnings.catch_warnings(), _quiet("arviz"):  # one chain; and map's R-hat and ESS are NaN (said below)
         warnings.simplefilter("ignore", RuntimeWarning)
-        idata = to_inference_data(approx.samples, {"lp": approx.log_density[None],
-                                                   "log_weight": approx.log_weight[None]},
-                                  config.model, stats, attrs={"likelihood": config.likelihood, "method": approx.method})
+        idata = to_inference_data(
+            approx.samples,
+            {"lp": approx.log_density[None], "log_weight": approx.log_weight[None]},
+            config.model,
+            stats,
+            attrs={"likelihood": config.likelihood, "method": approx.method},
+        )
         table = coefficient_table(idata, config.model)
     report = {
         "model": config.model,
@@ -306,8 +327,11 @@ def write_approx_outputs(run_dir: Path, approx: Approximation, config: RunConfig
         "draws": int(approx.log_density.size),
         "evidence": approx.evidence,
         "converged": approx.converged,
-        "note": ("a point estimate: no posterior sd, R-hat or ESS" if approx.method == "map" else
-                 "independent draws from an approximation; pareto_k > 0.7 says it differs from the posterior"),
+        "note": (
+            "a point estimate: no posterior sd, R-hat or ESS"
+            if approx.method == "map"
+            else "independent draws from an approximation; pareto_k > 0.7 says it differs from the posterior"
+        ),
         "timing": {"fit_s": approx.fit_s, "total_s": approx.fit_s},
         "matchups": [],
     }
@@ -328,8 +352,16 @@ def _quiet(logger: str) -> Iterator[None]:
         log.setLevel(level)
 
 
-def _write(run_dir: Path, idata: az.InferenceData, table: pd.DataFrame, report: dict, config: RunConfig,
-           stats: SuffStats, source: str, data_s: float | None) -> dict:
+def _write(
+    run_dir: Path,
+    idata: az.InferenceData,
+    table: pd.DataFrame,
+    report: dict,
+    config: RunConfig,
+    stats: SuffStats,
+    source: str,
+    data_s: float | None,
+) -> dict:
     report["likelihood"] = config.likelihood
     if data_s is not None:
         report["timing"]["data_s"] = data_s
@@ -344,14 +376,20 @@ def _write(run_dir: Path, idata: az.InferenceData, table: pd.DataFrame, report: 
 def write_record(run_dir: Path, config: RunConfig, stats: SuffStats, source: str, digest: dict | None = None) -> None:
     """run_config.json: the configuration, the data it read (with the digest `resume` checks),
     versions and command line."""
-    write_json(run_dir / RunDir.RUN_CONFIG, {
-        "config": config.to_dict(),
-        "data": {"source": source, "n_possessions": stats.total,
-                 "matchups_with_data": int((stats.n > 0).sum()),
-                 "digest": digest or {"suffstats": stats.digest()}},
-        "versions": package_versions(),
-        "command": sys.argv,
-    })
+    write_json(
+        run_dir / RunDir.RUN_CONFIG,
+        {
+            "config": config.to_dict(),
+            "data": {
+                "source": source,
+                "n_possessions": stats.total,
+                "matchups_with_data": int((stats.n > 0).sum()),
+                "digest": digest or {"suffstats": stats.digest()},
+            },
+            "versions": package_versions(),
+            "command": sys.argv,
+        },
+    )
 
 
 def largest_effects(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:

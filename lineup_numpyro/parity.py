@@ -56,7 +56,11 @@ class DensityParity:
 
 
 def density_parity(
-    model_fn: Callable[[Likelihood], None], likelihood: Likelihood, stan_model, n_points: int = 20, seed: int = 0,
+    model_fn: Callable[[Likelihood], None],
+    likelihood: Likelihood,
+    stan_model,
+    n_points: int = 20,
+    seed: int = 0,
     scale: float = 1.0,
 ) -> DensityParity:
     """Compare NumPyro and Stan log densities and gradients at `n_points` random unconstrained points.
@@ -85,13 +89,17 @@ def density_parity(
         grad_numpyro = -np.concatenate([_stan_order(grad[k]) for k in order])
         lp_stan = float(stan_model.log_prob(stan_u.tolist(), adjust_transform=True))
         grad_stan = np.asarray(stan_model.grad_log_prob(stan_u.tolist()))
-        rows.append({
-            "point": point,
-            "lp_numpyro": lp_numpyro,
-            "lp_stan": lp_stan,
-            "offset": lp_stan - lp_numpyro,
-            "gradient_rel_error": float(np.max(np.abs(grad_stan - grad_numpyro)) / max(np.max(np.abs(grad_stan)), 1e-300)),
-        })
+        rows.append(
+            {
+                "point": point,
+                "lp_numpyro": lp_numpyro,
+                "lp_stan": lp_stan,
+                "offset": lp_stan - lp_numpyro,
+                "gradient_rel_error": float(
+                    np.max(np.abs(grad_stan - grad_numpyro)) / max(np.max(np.abs(grad_stan)), 1e-300)
+                ),
+            }
+        )
     table = pd.DataFrame(rows)
     scale_lp = np.maximum(np.abs(table["lp_numpyro"]).max(), 1.0)
     spread = float(np.max(np.abs(table["offset"] - table["offset"].iloc[0])) / scale_lp)
@@ -127,14 +135,21 @@ def posterior_parity(numpyro_samples: dict, stan_samples: dict, model: str) -> P
     draws is dominated by a handful of them and its ratio is noise.
     """
     a, b = summarise(numpyro_samples, model), summarise(stan_samples, model)
-    table = pd.DataFrame({
-        "mean_numpyro": a["mean"], "mean_stan": b["mean"],
-        "mcse_numpyro": a["mcse"], "mcse_stan": b["mcse"],
-        "sd_numpyro": a["sd"], "sd_stan": b["sd"],
-        "ess_bulk_numpyro": a["ess_bulk"], "ess_bulk_stan": b["ess_bulk"],
-    })
+    table = pd.DataFrame(
+        {
+            "mean_numpyro": a["mean"],
+            "mean_stan": b["mean"],
+            "mcse_numpyro": a["mcse"],
+            "mcse_stan": b["mcse"],
+            "sd_numpyro": a["sd"],
+            "sd_stan": b["sd"],
+            "ess_bulk_numpyro": a["ess_bulk"],
+            "ess_bulk_stan": b["ess_bulk"],
+        }
+    )
     table["z"] = (table["mean_numpyro"] - table["mean_stan"]).abs() / np.sqrt(
-        table["mcse_numpyro"] ** 2 + table["mcse_stan"] ** 2)
+        table["mcse_numpyro"] ** 2 + table["mcse_stan"] ** 2
+    )
     table["sd_ratio"] = table["sd_numpyro"] / table["sd_stan"]
     table["std_diff"] = (table["mean_numpyro"] - table["mean_stan"]).abs() / table["sd_stan"]
     derived = names.DERIVED.get(model, ())
@@ -167,23 +182,36 @@ class ParityReport:
             "stan_file": stan_file(self.model, self.form).name,
             "passed": self.passed,
             "density": {
-                lik: {"passed": d.passed, "points": len(d.table), "offset_spread_rel": d.offset_spread,
-                      "max_gradient_rel_error": d.max_gradient_error, "tolerances": [DENSITY_RTOL, GRADIENT_RTOL]}
+                lik: {
+                    "passed": d.passed,
+                    "points": len(d.table),
+                    "offset_spread_rel": d.offset_spread,
+                    "max_gradient_rel_error": d.max_gradient_error,
+                    "tolerances": [DENSITY_RTOL, GRADIENT_RTOL],
+                }
                 for lik, d in self.density.items()
             },
         }
         if self.posterior is not None:
             t = self.posterior.table
             out["posterior"] = {
-                "passed": self.posterior.passed, "parameters": len(t), "z_bound": self.posterior.z_bound,
-                "max_z": float(t["z"].max()), "max_z_parameter": t.loc[t["z"].idxmax(), "parameter"],
-                "sd_ratio_range": [float(t.loc[~t["derived"], "sd_ratio"].min()),
-                                   float(t.loc[~t["derived"], "sd_ratio"].max())],
-                "sd_ratio_range_derived": ([float(t.loc[t["derived"], "sd_ratio"].min()),
-                                            float(t.loc[t["derived"], "sd_ratio"].max())]
-                                           if t["derived"].any() else None),
+                "passed": self.posterior.passed,
+                "parameters": len(t),
+                "z_bound": self.posterior.z_bound,
+                "max_z": float(t["z"].max()),
+                "max_z_parameter": t.loc[t["z"].idxmax(), "parameter"],
+                "sd_ratio_range": [
+                    float(t.loc[~t["derived"], "sd_ratio"].min()),
+                    float(t.loc[~t["derived"], "sd_ratio"].max()),
+                ],
+                "sd_ratio_range_derived": (
+                    [float(t.loc[t["derived"], "sd_ratio"].min()), float(t.loc[t["derived"], "sd_ratio"].max())]
+                    if t["derived"].any()
+                    else None
+                ),
                 "sd_ratio_allowed": list(SD_RATIO_RANGE),
-                "max_std_diff": float(t["std_diff"].max()), "std_diff_below_0.25": self.posterior.std_diff_passed,
+                "max_std_diff": float(t["std_diff"].max()),
+                "std_diff_below_0.25": self.posterior.std_diff_passed,
                 "stan_divergences": self.stan_divergences,
             }
         return out
@@ -196,8 +224,14 @@ def prior_probe() -> Possessions:
     return Possessions(np.zeros(1), np.zeros(1, dtype=np.int64), z, z.copy(), None, "prior probe")
 
 
-def density_checks(model: str, rows: Possessions, form: str, n_points: int = 20, seed: int = 0,
-                   model_fn: Callable[..., None] | None = None) -> dict[str, DensityParity]:
+def density_checks(
+    model: str,
+    rows: Possessions,
+    form: str,
+    n_points: int = 20,
+    seed: int = 0,
+    model_fn: Callable[..., None] | None = None,
+) -> dict[str, DensityParity]:
     """Density parity on `rows` and on the prior probe, for both NumPyro likelihoods.
 
     On `rows` both sides sample only the cells the data touch (cells.py), the hierarchical
@@ -218,13 +252,15 @@ def density_checks(model: str, rows: Possessions, form: str, n_points: int = 20,
         bound = partial(model_fn or MODEL_FUNCTIONS[model], cells=cells, **extra)
         stan_model = build_stan(model, form, stan_data(model, form, data, stats, cells, **extra), seed=seed)
         for kind in ("suffstats", "rows"):
-            checks[f"{kind}, {label}"] = density_parity(bound, make_likelihood(kind, stats, data), stan_model,
-                                                        n_points, seed=seed)
+            checks[f"{kind}, {label}"] = density_parity(
+                bound, make_likelihood(kind, stats, data), stan_model, n_points, seed=seed
+            )
     return checks
 
 
-def run_parity(model: str, rows: Possessions, form: str = "reference", sampler=None, n_points: int = 20,
-               posterior: bool = True) -> ParityReport:
+def run_parity(
+    model: str, rows: Possessions, form: str = "reference", sampler=None, n_points: int = 20, posterior: bool = True
+) -> ParityReport:
     """Density parity (both NumPyro likelihoods), then (optionally) posterior parity, on `rows`."""
     from .config import SamplerConfig
     from .models import complete, get_model, make_likelihood
@@ -240,8 +276,13 @@ def run_parity(model: str, rows: Possessions, form: str = "reference", sampler=N
     stan_fit = sample_stan(model, form, stan_data(model, form, rows, stats, cells, whitening), sampler)
     ours = sample_posterior(get_model(model, cells, whitening), make_likelihood("suffstats", stats), sampler)
     ours_samples = complete(model, ours.samples, cells, sampler.seed)
-    return ParityReport(model, form, density, posterior_parity(ours_samples, stan_fit.samples, model),
-                        int(stan_fit.stats["diverging"].sum()))
+    return ParityReport(
+        model,
+        form,
+        density,
+        posterior_parity(ours_samples, stan_fit.samples, model),
+        int(stan_fit.stats["diverging"].sum()),
+    )
 
 
 def write_parity(report: ParityReport, out_dir: str | Path) -> None:

@@ -49,21 +49,26 @@ def _read_csv(path: str | Path, required: Sequence[str], what: str) -> pd.DataFr
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty; expected a CSV {what} with columns {', '.join(required)}") from None
+        raise DataError(
+            f"{path}: the file is empty; expected a CSV {what} with columns {', '.join(required)}"
+        ) from None
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: not a readable CSV {what}: {exc}") from None
     frame.columns = [c.strip() for c in frame.columns]
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(map(repr, missing))} ({what}); "
-                        f"found {', '.join(map(repr, frame.columns))}")
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(map(repr, missing))} ({what}); "
+            f"found {', '.join(map(repr, frame.columns))}"
+        )
     if frame.empty:
         raise DataError(f"{path}: no rows under the header ({what})")
     return frame
 
 
-def _column(path: Path, frame: pd.DataFrame, col: str, kind: type, lo: float | None = None,
-            hi: float | None = None) -> np.ndarray:
+def _column(
+    path: Path, frame: pd.DataFrame, col: str, kind: type, lo: float | None = None, hi: float | None = None
+) -> np.ndarray:
     """Column `col` parsed as `kind`, or a DataError naming the first bad row (line = row + 1)."""
     text = frame[col].str.strip()
     values = pd.to_numeric(text, errors="coerce")
@@ -80,8 +85,7 @@ def _column(path: Path, frame: pd.DataFrame, col: str, kind: type, lo: float | N
             expected = "a finite number"
         else:
             expected = f"an integer {lo:g}-{hi:g}" if hi is not None else f"a whole number >= {lo:g}"
-        raise DataError(f"{path}: row {i + 1} (line {i + 2}), column '{col}': {text.iloc[i]!r} is not "
-                        f"{expected}")
+        raise DataError(f"{path}: row {i + 1} (line {i + 2}), column '{col}': {text.iloc[i]!r} is not {expected}")
     return values.to_numpy(dtype=np.int64 if kind is int else np.float64)
 
 
@@ -91,8 +95,10 @@ def _ids(path: Path, frame: pd.DataFrame, col: str) -> np.ndarray:
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         first = int(np.flatnonzero(ids == ids[i])[0])
-        raise DataError(f"{path}: row {i + 1} (line {i + 2}), column '{col}': player {ids[i]} is listed "
-                        f"again (first on line {first + 2}); each player must appear once")
+        raise DataError(
+            f"{path}: row {i + 1} (line {i + 2}), column '{col}': player {ids[i]} is listed "
+            f"again (first on line {first + 2}); each player must appear once"
+        )
     return ids
 
 
@@ -106,10 +112,15 @@ def _first_listing(path: Path, frame: pd.DataFrame, kinds: np.ndarray) -> tuple[
     shown = []
     for pid in dict.fromkeys(ids[again]):
         rows = np.flatnonzero((ids == pid).to_numpy())
-        shown.append(f"{frame['player_name'].iloc[rows[0]].strip()} (lines {', '.join(str(r + 2) for r in rows)}: "
-                     f"archetypes {', '.join(str(kinds[r]) for r in rows)})")
-    warnings.warn(f"{path}: {len(shown)} player(s) listed more than once; the first listing is used: "
-                  f"{'; '.join(shown)}", DataWarning, stacklevel=3)
+        shown.append(
+            f"{frame['player_name'].iloc[rows[0]].strip()} (lines {', '.join(str(r + 2) for r in rows)}: "
+            f"archetypes {', '.join(str(kinds[r]) for r in rows)})"
+        )
+    warnings.warn(
+        f"{path}: {len(shown)} player(s) listed more than once; the first listing is used: {'; '.join(shown)}",
+        DataWarning,
+        stacklevel=3,
+    )
     keep = ~again
     return frame[keep].reset_index(drop=True), kinds[keep]
 
@@ -139,8 +150,10 @@ class Players:
         if len(hits) == 1:
             return int(hits[0])
         if len(hits) > 1:
-            raise DataError(f"{self.source}: {len(hits)} players are named {text!r} (ids "
-                            f"{', '.join(map(str, hits))}); give the id instead")
+            raise DataError(
+                f"{self.source}: {len(hits)} players are named {text!r} (ids "
+                f"{', '.join(map(str, hits))}); give the id instead"
+            )
         dropped = {fold(n): pid for pid, n in (self.unrated | self.unclassified).items()}
         raise DataError(self._missing(f"player {text!r}", dropped.get(fold(text)), text))
 
@@ -183,16 +196,22 @@ def load_players(archetypes: str | Path, darko: str | Path, salaries: str | Path
     dk = _read_csv(darko, (DARKO_OFF, DARKO_DEF), "of DARKO ratings")
     id_col = next((c for c in DARKO_ID_COLUMNS if c in dk.columns), None)
     if id_col is None:
-        raise DataError(f"{darko}: missing the player id column ({' or '.join(map(repr, DARKO_ID_COLUMNS))}; "
-                        "of DARKO ratings)")
+        raise DataError(
+            f"{darko}: missing the player id column ({' or '.join(map(repr, DARKO_ID_COLUMNS))}; of DARKO ratings)"
+        )
     dk_ids = _ids(darko, dk, id_col)
-    ratings = pd.DataFrame({
-        "o_dpm": _column(darko, dk, DARKO_OFF, float),
-        "d_dpm": _column(darko, dk, DARKO_DEF, float),
-        "team": dk[DARKO_TEAM].str.strip().to_numpy() if DARKO_TEAM in dk.columns else "",
-    }, index=pd.Index(dk_ids, name="player_id"))
-    people = pd.DataFrame({"name": arch["player_name"].str.strip().to_numpy(), "archetype": kinds},
-                          index=pd.Index(arch_ids, name="player_id"))
+    ratings = pd.DataFrame(
+        {
+            "o_dpm": _column(darko, dk, DARKO_OFF, float),
+            "d_dpm": _column(darko, dk, DARKO_DEF, float),
+            "team": dk[DARKO_TEAM].str.strip().to_numpy() if DARKO_TEAM in dk.columns else "",
+        },
+        index=pd.Index(dk_ids, name="player_id"),
+    )
+    people = pd.DataFrame(
+        {"name": arch["player_name"].str.strip().to_numpy(), "archetype": kinds},
+        index=pd.Index(arch_ids, name="player_id"),
+    )
     table = people.join(ratings, how="inner")
     table["salary"] = np.nan
     source = f"{archetypes} + {darko}"
@@ -229,10 +248,11 @@ class Assignments:
         distance = np.abs(self._counts(tuple(keys)) - _counts(archetypes)).sum(axis=1)
         best = keys[int(distance.argmin())]  # the first of the nearest, in key order
         swaps = int(distance.min()) // 2
-        note = (f"archetype-lineup {key} is not in {self.source}; used the nearest listed one, {best} "
-                f"({swaps} player{'s' if swaps != 1 else ''} of another archetype)")
+        note = (
+            f"archetype-lineup {key} is not in {self.source}; used the nearest listed one, {best} "
+            f"({swaps} player{'s' if swaps != 1 else ''} of another archetype)"
+        )
         return self.lineups[best], key, note
-
 
     @staticmethod
     @lru_cache(maxsize=4)
@@ -260,19 +280,27 @@ def load_assignments(path: str | Path) -> Assignments:
         raise DataError(f"{path}: not valid JSON: {exc}") from None
     table = doc.get("lineup_assignments") if isinstance(doc, dict) else None
     if not isinstance(table, dict) or not table:
-        raise DataError(f"{path}: expected an object with a non-empty 'lineup_assignments' mapping "
-                        "(archetype-lineup such as \"0_0_1_4_6\" -> supercluster 0-5)")
+        raise DataError(
+            f"{path}: expected an object with a non-empty 'lineup_assignments' mapping "
+            '(archetype-lineup such as "0_0_1_4_6" -> supercluster 0-5)'
+        )
     lineups = {}
     for key, value in table.items():
         parts = key.split("_")
-        ok_key = (len(parts) == LINEUP_SIZE and all(p.isdigit() and int(p) < names.N_ARCHETYPES for p in parts)
-                  and key == lineup_key(map(int, parts)))
+        ok_key = (
+            len(parts) == LINEUP_SIZE
+            and all(p.isdigit() and int(p) < names.N_ARCHETYPES for p in parts)
+            and key == lineup_key(map(int, parts))
+        )
         if not ok_key:
-            raise DataError(f"{path}: lineup_assignments key {key!r} is not five archetypes 0-"
-                            f"{names.N_ARCHETYPES - 1} in ascending order joined by '_'")
+            raise DataError(
+                f"{path}: lineup_assignments key {key!r} is not five archetypes 0-"
+                f"{names.N_ARCHETYPES - 1} in ascending order joined by '_'"
+            )
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < names.N_SUPERCLUSTERS:
-            raise DataError(f"{path}: lineup_assignments[{key!r}] = {value!r} is not a supercluster "
-                            f"0-{names.N_SUPERCLUSTERS - 1}")
+            raise DataError(
+                f"{path}: lineup_assignments[{key!r}] = {value!r} is not a supercluster 0-{names.N_SUPERCLUSTERS - 1}"
+            )
         lineups[key] = value
     return Assignments(lineups, str(path))
 
@@ -302,8 +330,9 @@ def make_lineup(players: Players, assignments: Assignments, ids: Sequence[int]) 
     if (at < 0).any():
         raise DataError(f"{players.source}: no player with id {', '.join(str(i) for i in np.array(ids)[at < 0])}")
     if len(ids) != LINEUP_SIZE:
-        raise DataError(f"a lineup has {LINEUP_SIZE} players; got {len(ids)} "
-                        f"({', '.join(players.name(i) for i in ids)})")
+        raise DataError(
+            f"a lineup has {LINEUP_SIZE} players; got {len(ids)} ({', '.join(players.name(i) for i in ids)})"
+        )
     if len(set(ids)) != LINEUP_SIZE:
         twice = sorted({players.name(i) for i in ids if ids.count(i) > 1})
         raise DataError(f"a lineup lists {', '.join(twice)} more than once")
@@ -311,8 +340,7 @@ def make_lineup(players: Players, assignments: Assignments, ids: Sequence[int]) 
     z_off = np.bincount(kinds, weights=players.arrays["o_dpm"][at], minlength=names.N_ARCHETYPES)
     z_def = np.bincount(kinds, weights=players.arrays["d_dpm"][at], minlength=names.N_ARCHETYPES)
     sc, key, note = assignments.supercluster(kinds)
-    return Lineup(ids, tuple(players.arrays["name"][at]), z_off, z_def, key, sc, note,
-                  tuple(int(k) for k in kinds))
+    return Lineup(ids, tuple(players.arrays["name"][at]), z_off, z_def, key, sc, note, tuple(int(k) for k in kinds))
 
 
 def parse_lineup(players: Players, assignments: Assignments, text: str) -> Lineup:
@@ -341,16 +369,16 @@ def load_opponents(path: str | Path, players: Players, assignments: Assignments)
 def default_opponents(players: Players, assignments: Assignments) -> list[Lineup]:
     """Each team's five players with the highest DARKO (O-DPM + D-DPM): a league of starters."""
     if (players.table["team"] == "").all():
-        raise DataError(f"{players.source}: no Team column to build the default opponents from; "
-                        "give --opponents FILE")
+        raise DataError(f"{players.source}: no Team column to build the default opponents from; give --opponents FILE")
     ranked = players.table.assign(dpm=players.table["o_dpm"] + players.table["d_dpm"])
     lineups = []
-    for team, group in ranked[ranked["team"] != ""].groupby("team", sort=True):
+    for _, group in ranked[ranked["team"] != ""].groupby("team", sort=True):
         if len(group) >= LINEUP_SIZE:
             lineups.append(make_lineup(players, assignments, group.nlargest(LINEUP_SIZE, "dpm").index))
     if not lineups:
-        raise DataError(f"{players.source}: no team has five players with an archetype and a rating; "
-                        "give --opponents FILE")
+        raise DataError(
+            f"{players.source}: no team has five players with an archetype and a rating; give --opponents FILE"
+        )
     return lineups
 
 
@@ -363,8 +391,10 @@ def find_tables(directory: str | Path) -> dict[str, Path]:
     for what, pattern in TABLE_PATTERNS.items():
         hits = sorted(directory.glob(pattern))
         if len(hits) > 1:
-            raise DataError(f"{directory}: {len(hits)} files match {pattern} ({', '.join(h.name for h in hits)}); "
-                            f"name the {what} table with --{what}")
+            raise DataError(
+                f"{directory}: {len(hits)} files match {pattern} ({', '.join(h.name for h in hits)}); "
+                f"name the {what} table with --{what}"
+            )
         if hits:
             found[what] = hits[0]
     return found

@@ -23,8 +23,8 @@ import pandas as pd
 
 from . import names
 from .data import Possessions
-from .models import predict
 from .errors import RunDirError
+from .models import predict
 from .outputs import rhat_text
 from .rundir import RunDir
 from .suffstats import SuffStats
@@ -57,7 +57,7 @@ def _element(posterior, parameter: str):
     var = parameter.split("[")[0]
     if "[" not in parameter:
         return posterior[var]
-    index = [int(i) for i in parameter[len(var) + 1:-1].split(",")]
+    index = [int(i) for i in parameter[len(var) + 1 : -1].split(",")]
     return posterior[var].sel(dict(zip(posterior[var].dims[2:], index)))  # coordinates are 1-based
 
 
@@ -65,8 +65,9 @@ def rank_plot(idata: az.InferenceData, table: pd.DataFrame, path: Path) -> str:
     """ArviZ rank plots (with the traces) of the WORST parameters by R-hat."""
     worst = table.sort_values("r_hat", ascending=False)["parameter"].head(WORST)
     ds = az.convert_to_dataset({p: _element(idata.posterior, p).values for p in worst})
-    axes = az.plot_trace(ds, kind="rank_bars", compact=False, figsize=(11, 3.0 * len(worst)),
-                         backend_kwargs={"layout": "constrained"})
+    axes = az.plot_trace(
+        ds, kind="rank_bars", compact=False, figsize=(11, 3.0 * len(worst)), backend_kwargs={"layout": "constrained"}
+    )
     r_hat = table.set_index("parameter")["r_hat"]
     for row, parameter in zip(np.atleast_2d(axes), worst):
         for ax in row:
@@ -92,8 +93,9 @@ def forest_plot(idata: az.InferenceData, side: str, path: Path) -> str:
     mean = flat.mean(axis=0)
     lo, hi = np.quantile(flat, [0.05, 0.95], axis=0)
     const = idata.constant_data
-    informed = (const[f"informed_{var}"].values.astype(bool) if f"informed_{var}" in const
-                else np.ones(mean.shape, dtype=bool))
+    informed = (
+        const[f"informed_{var}"].values.astype(bool) if f"informed_{var}" in const else np.ones(mean.shape, dtype=bool)
+    )
     m_count, a_count = mean.shape
     fig, axes = plt.subplots(2, 4, figsize=(14, 12), sharey=True)
     y = np.arange(m_count)[::-1]
@@ -122,8 +124,7 @@ def forest_plot(idata: az.InferenceData, side: str, path: Path) -> str:
         if len(h) > len(handles):
             handles, labels = h, lab
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
-    fig.suptitle(f"{var}: posterior mean and 90% interval per matchup; scale set by the informed coefficients",
-                 y=0.995)
+    fig.suptitle(f"{var}: posterior mean and 90% interval per matchup; scale set by the informed coefficients", y=0.995)
     fig.tight_layout(rect=(0, 0.03, 1, 0.98))
     return _save(fig, path)
 
@@ -139,8 +140,9 @@ def _sample_rows(chunks: Iterator[Possessions], total: int, seed: int = 0) -> tu
     return stats, Possessions.concat(kept)
 
 
-def ppc_plots(post: Posterior, stats: SuffStats, rows: Possessions, dist_path: Path, means_path: Path,
-              seed: int = 0) -> tuple[str, str]:
+def ppc_plots(
+    post: Posterior, stats: SuffStats, rows: Possessions, dist_path: Path, means_path: Path, seed: int = 0
+) -> tuple[str, str]:
     """The outcomes' cumulative distribution against PPC_DRAWS replicated ones (ArviZ), and
     each matchup's observed mean outcome against its posterior predictive 90% interval."""
     from .validation import predicted_means
@@ -210,10 +212,12 @@ def write_report(run_dir: str | Path, comparison: str | Path | None = None) -> P
             for side in ("off", "def"):
                 figures[f"forest_{side}"] = forest_plot(idata, side, tmp / f"forest_{side}.png")
         stats, rows = _sample_rows(run_data(data, "train"), int(record.get("data", {}).get("n_possessions", 0)))
-        figures["ppc"], figures["matchup_means"] = ppc_plots(post, stats, rows, tmp / "ppc.png",
-                                                             tmp / "matchup_means.png")
-        (tmp / REPORT).write_text(_html(run_dir, record, diag, figures, describe(data), run.validations(),
-                                        comparison_data))
+        figures["ppc"], figures["matchup_means"] = ppc_plots(
+            post, stats, rows, tmp / "ppc.png", tmp / "matchup_means.png"
+        )
+        (tmp / REPORT).write_text(
+            _html(run_dir, record, diag, figures, describe(data), run.validations(), comparison_data)
+        )
         _swap_in(tmp, run / RunDir.REPORT)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -235,17 +239,25 @@ table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:ri
 .bad{color:#b00;font-weight:bold}.good{color:#070;font-weight:bold}img{max-width:100%}"""
 
 
-def _html(run_dir: Path, record: dict, diag: dict, figures: dict, data: str, validations: list[dict],
-          comparison: dict | None) -> str:
+def _html(
+    run_dir: Path, record: dict, diag: dict, figures: dict, data: str, validations: list[dict], comparison: dict | None
+) -> str:
     e = html.escape
     ok = diag["converged"]
     cfg = record.get("config", {}).get("sampler", {})
-    summary = pd.DataFrame([{
-        "max R-hat": rhat_text(diag["max_rhat"]), "worst parameter": diag["max_rhat_parameter"] or "",
-        "min ESS_bulk": diag["min_ess_bulk"], "min ESS_tail": diag["min_ess_tail"],
-        "divergences": diag["divergences"]["count"], "share at max tree depth": diag["max_tree_depth"]["share_at_limit"],
-        "sampling s": diag["timing"]["sampling_s"],
-    }])
+    summary = pd.DataFrame(
+        [
+            {
+                "max R-hat": rhat_text(diag["max_rhat"]),
+                "worst parameter": diag["max_rhat_parameter"] or "",
+                "min ESS_bulk": diag["min_ess_bulk"],
+                "min ESS_tail": diag["min_ess_tail"],
+                "divergences": diag["divergences"]["count"],
+                "share at max tree depth": diag["max_tree_depth"]["share_at_limit"],
+                "sampling s": diag["timing"]["sampling_s"],
+            }
+        ]
+    )
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(diag['model'])} run report</title>"
         f"<style>{CSS}</style></head><body>",
@@ -263,28 +275,38 @@ def _html(run_dir: Path, record: dict, diag: dict, figures: dict, data: str, val
     if diag.get("matchups"):
         verdicts = pd.DataFrame(diag["matchups"])
         counts = verdicts["verdict"].value_counts().to_dict()
-        parts += [f"<h3>Per matchup</h3><p>{e(', '.join(f'{n} {v}' for v, n in counts.items()))}</p>",
-                  _table_html(verdicts[verdicts["verdict"] != "converged"]) if counts.get("converged", 0) < 36
-                  else ""]
+        parts += [
+            f"<h3>Per matchup</h3><p>{e(', '.join(f'{n} {v}' for v, n in counts.items()))}</p>",
+            _table_html(verdicts[verdicts["verdict"] != "converged"]) if counts.get("converged", 0) < 36 else "",
+        ]
     parts += ["<h2>Worst parameters</h2>", f"<img src='{figures['rank']}' alt='rank plots'>"]
     if "forest_off" in figures:
-        parts += ["<h2>Archetype effects per matchup</h2>",
-                  f"<img src='{figures['forest_off']}' alt='beta_off forest'>",
-                  f"<img src='{figures['forest_def']}' alt='beta_def forest'>"]
-    parts += ["<h2>Posterior predictive check</h2>",
-              "<p>The model is Gaussian while the points of a possession are 0, 1, 2 or 3: the replicated "
-              "outcomes are continuous, so compare the curves' levels at each whole number.</p>",
-              f"<img src='{figures['ppc']}' alt='predictive check'>",
-              f"<img src='{figures['matchup_means']}' alt='matchup means'>"]
+        parts += [
+            "<h2>Archetype effects per matchup</h2>",
+            f"<img src='{figures['forest_off']}' alt='beta_off forest'>",
+            f"<img src='{figures['forest_def']}' alt='beta_def forest'>",
+        ]
+    parts += [
+        "<h2>Posterior predictive check</h2>",
+        "<p>The model is Gaussian while the points of a possession are 0, 1, 2 or 3: the replicated "
+        "outcomes are continuous, so compare the curves' levels at each whole number.</p>",
+        f"<img src='{figures['ppc']}' alt='predictive check'>",
+        f"<img src='{figures['matchup_means']}' alt='matchup means'>",
+    ]
     if validations:
         parts.append("<h2>Validation</h2>")
     for validation in validations:  # one per data set scored (validate), each named by what it scored
         h = validation["holdout"]
         in_sample = validation.get("in_sample", False)
         label = "In-sample data (the run's own training possessions, not a holdout)" if in_sample else "Held-out data"
-        parts += [f"<p{' class=bad' if in_sample else ''}>{label}: {e(h['source'])}</p>",
-                  _table_html(pd.DataFrame([{k: h[k] for k in ("n", "mse", "rmse", "mlpd", "coverage_50",
-                                                              "coverage_90", "outcome_var")}]))]
+        parts += [
+            f"<p{' class=bad' if in_sample else ''}>{label}: {e(h['source'])}</p>",
+            _table_html(
+                pd.DataFrame(
+                    [{k: h[k] for k in ("n", "mse", "rmse", "mlpd", "coverage_50", "coverage_90", "outcome_var")}]
+                )
+            ),
+        ]
         if "loo" in validation:
             parts.append(_table_html(pd.DataFrame([validation["loo"]])))
     if comparison:

@@ -97,12 +97,16 @@ class RunDir:
         if entries:
             if not overwrite:
                 if self.has_checkpoint() and self.status().get("state") != "complete":
-                    raise RunDirError(f"{self.path}: holds an unfinished run; finish it with: lineup-numpyro train "
-                                      f"--resume {self.path} (or pass --overwrite to discard it)")
+                    raise RunDirError(
+                        f"{self.path}: holds an unfinished run; finish it with: lineup-numpyro train "
+                        f"--resume {self.path} (or pass --overwrite to discard it)"
+                    )
                 raise RunDirError(f"{self.path}: already holds files; choose another --out or pass --overwrite")
             if not self.is_run():
-                raise RunDirError(f"{self.path}: holds files but no run ({' or '.join(self.MARKERS)}); --overwrite "
-                                  "only replaces a run directory, so choose another --out")
+                raise RunDirError(
+                    f"{self.path}: holds files but no run ({' or '.join(self.MARKERS)}); --overwrite "
+                    "only replaces a run directory, so choose another --out"
+                )
             if not self._holding:
                 self._refuse_if_live()
             for entry in entries:
@@ -156,8 +160,10 @@ class RunDir:
     def _refuse_if_live(self) -> None:
         holder = self._lock_holder()
         if holder is not None and _alive(holder):
-            raise RunDirError(f"{self.path}: in use by process {holder['pid']} on {holder['host']} (since "
-                              f"{holder.get('since', '?')}); wait for it to finish or stop it first")
+            raise RunDirError(
+                f"{self.path}: in use by process {holder['pid']} on {holder['host']} (since "
+                f"{holder.get('since', '?')}); wait for it to finish or stop it first"
+            )
 
     def _lock_holder(self) -> dict | None:
         try:
@@ -168,8 +174,10 @@ class RunDir:
     # --- status ---------------------------------------------------------------------------
 
     def set_status(self, state: str, **details: object) -> None:
-        write_json(self.path / self.STATUS, {"state": state, "time": _now(), "pid": os.getpid(),
-                                             "host": socket.gethostname(), **details})
+        write_json(
+            self.path / self.STATUS,
+            {"state": state, "time": _now(), "pid": os.getpid(), "host": socket.gethostname(), **details},
+        )
 
     def status(self) -> dict:
         """status.json; a 'running' run whose process is gone reads as 'stopped'."""
@@ -180,15 +188,15 @@ class RunDir:
             raise RunDirError(f"{self.path}: not a run directory (no {self.STATUS})")
         status = _read_json(path)
         if status.get("state") == "running" and "pid" in status and not _alive(status):
-            status = {**status, "state": "stopped",
-                      "note": f"process {status['pid']} on {status.get('host')} is gone"}
+            status = {**status, "state": "stopped", "note": f"process {status['pid']} on {status.get('host')} is gone"}
         return status
 
     def record(self) -> dict:
         path = self.path / self.RUN_CONFIG
         if not path.exists():
-            raise RunDirError(f"{self.path}: no {self.RUN_CONFIG}; the run stopped before it started sampling, "
-                              "start it again")
+            raise RunDirError(
+                f"{self.path}: no {self.RUN_CONFIG}; the run stopped before it started sampling, start it again"
+            )
         return _read_json(path)
 
     def load(self) -> tuple[dict, dict, pd.DataFrame | None, dict | None]:
@@ -205,12 +213,17 @@ class RunDir:
         status, record, table, diag = self.load()
         state = status.get("state")
         if state != "complete" or table is None or diag is None:
-            hint = (f"; finish it with: lineup-numpyro train --resume {self.path}"
-                    if state in ("running", "stopped", "interrupted", "failed") and self.has_checkpoint() else "")
+            hint = (
+                f"; finish it with: lineup-numpyro train --resume {self.path}"
+                if state in ("running", "stopped", "interrupted", "failed") and self.has_checkpoint()
+                else ""
+            )
             raise RunDirError(f"{self.path}: the run is {state!r}, not complete; nothing to {what}{hint}")
         if nuts and diag.get("method", "nuts") != "nuts":
-            raise RunDirError(f"{self.path}: a {diag['method']} approximation; {what} needs a NUTS run "
-                              "(train --method nuts, the default)")
+            raise RunDirError(
+                f"{self.path}: a {diag['method']} approximation; {what} needs a NUTS run "
+                "(train --method nuts, the default)"
+            )
         return CompleteRun(record, table, diag)
 
     # --- validations ----------------------------------------------------------------------

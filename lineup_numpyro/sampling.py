@@ -7,15 +7,15 @@ are the sampler's work alone. Draws come back as NumPy arrays shaped (chains, dr
 from __future__ import annotations
 
 import json
-import zipfile
 import threading
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from functools import partial
+from importlib import metadata
 from operator import attrgetter
 from pathlib import Path
 
@@ -25,9 +25,9 @@ import numpy as np
 from jax import lax, monitoring
 from numpyro.infer import MCMC, NUTS
 
+from .config import SamplerConfig
 from .errors import CheckpointError
 from .files import atomic_path
-from .config import SamplerConfig
 from .models import Likelihood
 
 _COMPILE_EVENTS = (
@@ -102,13 +102,21 @@ def _nuts(model: Callable[[Likelihood], None], config: SamplerConfig) -> NUTS:
 
 
 def _warm_up(
-    model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig,
+    model: Callable[[Likelihood], None],
+    likelihood: Likelihood,
+    config: SamplerConfig,
 ) -> tuple[Warmup, NUTS]:
     """NumPyro's warm-up (step size and mass matrix adaptation); returns its end state and kernel."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        mcmc = MCMC(_nuts(model, config), num_warmup=config.warmup, num_samples=1, num_chains=config.chains,
-                    chain_method=config.chain_method, progress_bar=config.progress_bar)
+        mcmc = MCMC(
+            _nuts(model, config),
+            num_warmup=config.warmup,
+            num_samples=1,
+            num_chains=config.chains,
+            chain_method=config.chain_method,
+            progress_bar=config.progress_bar,
+        )
     fell_back = any("not enough devices" in str(w.message) for w in caught)
     for w in caught:
         warnings.warn(w.message, RuntimeWarning, stacklevel=3)
@@ -119,12 +127,17 @@ def _warm_up(
         from .approx import map_inits
 
         inits, _ = map_inits(model, likelihood, config.chains, config.seed)
-    mcmc.warmup(jax.random.PRNGKey(config.seed), likelihood, extra_fields=EXTRA_FIELDS, collect_warmup=False,
-                init_params=inits)
+    mcmc.warmup(
+        jax.random.PRNGKey(config.seed), likelihood, extra_fields=EXTRA_FIELDS, collect_warmup=False, init_params=inits
+    )
     _block(mcmc.post_warmup_state)
     compile_s = _compile_clock.seconds - compile0
-    warm = Warmup(jax.device_get(mcmc.post_warmup_state), "sequential" if fell_back else config.chain_method,
-                  compile_s, max(time.perf_counter() - start - compile_s, 0.0))
+    warm = Warmup(
+        jax.device_get(mcmc.post_warmup_state),
+        "sequential" if fell_back else config.chain_method,
+        compile_s,
+        max(time.perf_counter() - start - compile_s, 0.0),
+    )
     return warm, mcmc.sampler
 
 
@@ -177,8 +190,9 @@ def _add_chain_axis(tree: dict) -> dict:
     return jax.tree.map(lambda x: x[None], tree)
 
 
-def fresh_kernel(model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig,
-                 chain_method: str) -> tuple[NUTS, object]:
+def fresh_kernel(
+    model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig, chain_method: str
+) -> tuple[NUTS, object]:
     """A NUTS kernel set up as a warm-up leaves it (to continue a saved state), and the pytree
     structure of its state, which saved states are rebuilt on."""
     kernel = _nuts(model, config)
@@ -189,7 +203,9 @@ def fresh_kernel(model: Callable[[Likelihood], None], likelihood: Likelihood, co
 
 
 def sample_posterior(
-    model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig,
+    model: Callable[[Likelihood], None],
+    likelihood: Likelihood,
+    config: SamplerConfig,
     checkpoint_dir: str | Path | None = None,
 ) -> SamplingResult:
     """Warm up and sample `model` with NUTS; same config and seed give the same draws.
@@ -219,8 +235,8 @@ def sample_posterior(
     if len(chunks) < len(sizes):
         sampler = _ChunkSampler(kernel, likelihood, warm.chain_method, config.chains)
         state = chunks[-1].state if chunks else warm.state
-        with _progress(config, sum(sizes), sum(sizes[:len(chunks)])) as advance:
-            for size in sizes[len(chunks):]:
+        with _progress(config, sum(sizes), sum(sizes[: len(chunks)])) as advance:
+            for size in sizes[len(chunks) :]:
                 start = time.perf_counter()
                 compile0 = _compile_clock.seconds
                 draws, extra, end = sampler(state, size)
@@ -228,9 +244,13 @@ def sample_posterior(
                 compile_s = _compile_clock.seconds - compile0 + setup_s
                 setup_s = 0.0
                 state = jax.device_get(end)
-                chunk = Chunk({k: np.asarray(v) for k, v in draws.items()},
-                              {k: np.asarray(v) for k, v in extra.items()},
-                              state, compile_s, max(time.perf_counter() - start - compile_s, 0.0))
+                chunk = Chunk(
+                    {k: np.asarray(v) for k, v in draws.items()},
+                    {k: np.asarray(v) for k, v in extra.items()},
+                    state,
+                    compile_s,
+                    max(time.perf_counter() - start - compile_s, 0.0),
+                )
                 if ckpt:
                     ckpt.save_chunk(len(chunks), chunk)
                 chunks.append(chunk)
@@ -240,8 +260,12 @@ def sample_posterior(
     extra = {k: np.concatenate([c.extra[k] for c in chunks], axis=1) for k in chunks[0].extra}
     sampling_s = sum(c.sampling_s for c in chunks)
     compile_s = warm.compile_s + sum(c.compile_s for c in chunks)
-    timing = Timing(compile_s=compile_s, warmup_s=warm.warmup_s, sampling_s=sampling_s,
-                    total_s=compile_s + warm.warmup_s + sampling_s)
+    timing = Timing(
+        compile_s=compile_s,
+        warmup_s=warm.warmup_s,
+        sampling_s=sampling_s,
+        total_s=compile_s + warm.warmup_s + sampling_s,
+    )
     return SamplingResult(samples, _sampler_stats(extra), timing, config, warm.chain_method)
 
 
@@ -306,7 +330,8 @@ class Checkpoint:
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             raise CheckpointError(
                 f"{path}: a damaged checkpoint file ({type(exc).__name__}: {exc}); delete it and every later "
-                "chunk file, then resume: the draws they held are drawn again, identically") from exc
+                "chunk file, then resume: the draws they held are drawn again, identically"
+            ) from exc
 
     def has_warmup(self) -> bool:
         return (self.directory / self.WARMUP).exists()
@@ -314,12 +339,16 @@ class Checkpoint:
     def warmup_header(self) -> dict:
         header, _ = self._read(self.WARMUP, arrays=False)
         if header["settings"] != self.settings:
-            raise CheckpointError(f"{self.directory}: checkpoint written with sampler settings {header['settings']}, "
-                                  f"not {self.settings}; start a new run")
+            raise CheckpointError(
+                f"{self.directory}: checkpoint written with sampler settings {header['settings']}, "
+                f"not {self.settings}; start a new run"
+            )
         if header["versions"] != self.versions:
-            raise CheckpointError(f"{self.directory}: checkpoint written with {header['versions']}, but this is "
-                                  f"{self.versions}; the chains would not continue as they were; install those "
-                                  "versions to resume, or start a new run")
+            raise CheckpointError(
+                f"{self.directory}: checkpoint written with {header['versions']}, but this is "
+                f"{self.versions}; the chains would not continue as they were; install those "
+                "versions to resume, or start a new run"
+            )
         return header
 
     def warmup(self, structure) -> Warmup:  # noqa: ANN001 (a jax PyTreeDef)
@@ -331,8 +360,14 @@ class Checkpoint:
 
     def save_warmup(self, warm: Warmup) -> None:
         leaves, structure = jax.tree_util.tree_flatten(warm.state)
-        header = {"settings": self.settings, "versions": self.versions, "chain_method": warm.chain_method,
-                  "compile_s": warm.compile_s, "warmup_s": warm.warmup_s, "structure": str(structure)}
+        header = {
+            "settings": self.settings,
+            "versions": self.versions,
+            "chain_method": warm.chain_method,
+            "compile_s": warm.compile_s,
+            "warmup_s": warm.warmup_s,
+            "structure": str(structure),
+        }
         self._write(self.WARMUP, header, _state_arrays(leaves))
 
     def chunk_count(self) -> int:
@@ -363,18 +398,30 @@ class Checkpoint:
         while (self.directory / self.chunk_name(n)).exists():
             header, arrays = self._read(self.chunk_name(n))
             state = _rebuild(structure, header, arrays, self.directory / self.chunk_name(n))
-            out.append(Chunk({k[2:]: v for k, v in arrays.items() if k.startswith("s:")},
-                             {k[2:]: v for k, v in arrays.items() if k.startswith("x:")},
-                             state, header["compile_s"], header["sampling_s"]))
+            out.append(
+                Chunk(
+                    {k[2:]: v for k, v in arrays.items() if k.startswith("s:")},
+                    {k[2:]: v for k, v in arrays.items() if k.startswith("x:")},
+                    state,
+                    header["compile_s"],
+                    header["sampling_s"],
+                )
+            )
             n += 1
         return out
 
     def save_chunk(self, index: int, chunk: Chunk) -> None:
         leaves, structure = jax.tree_util.tree_flatten(chunk.state)
-        arrays = {**{f"s:{k}": v for k, v in chunk.samples.items()}, **{f"x:{k}": v for k, v in chunk.extra.items()},
-                  **_state_arrays(leaves)}
-        self._write(self.chunk_name(index), {"compile_s": chunk.compile_s, "sampling_s": chunk.sampling_s,
-                                             "structure": str(structure)}, arrays)
+        arrays = {
+            **{f"s:{k}": v for k, v in chunk.samples.items()},
+            **{f"x:{k}": v for k, v in chunk.extra.items()},
+            **_state_arrays(leaves),
+        }
+        self._write(
+            self.chunk_name(index),
+            {"compile_s": chunk.compile_s, "sampling_s": chunk.sampling_s, "structure": str(structure)},
+            arrays,
+        )
 
     def discard_chunks(self) -> None:
         """Chunks without the warm-up they continue are not this run's: remove them."""
@@ -388,8 +435,10 @@ def _state_arrays(leaves: list) -> dict[str, np.ndarray]:
 
 def _rebuild(structure, header: dict, arrays: dict[str, np.ndarray], path: Path):  # noqa: ANN001, ANN202
     if header.get("structure") != str(structure):
-        raise CheckpointError(f"{path}: the saved sampler state does not fit this sampler's ({header.get('structure')} "
-                              f"against {structure}); start a new run")
+        raise CheckpointError(
+            f"{path}: the saved sampler state does not fit this sampler's ({header.get('structure')} "
+            f"against {structure}); start a new run"
+        )
     leaves = [arrays[k] for k in sorted(k for k in arrays if k.startswith("t:"))]
     return jax.tree_util.tree_unflatten(structure, leaves)
 
@@ -405,7 +454,7 @@ def saved_draws(directory: Path, config: SamplerConfig) -> tuple[bool, int]:
     """Whether a checkpoint holds the warm-up, and how many draws per chain it holds (readable
     chunks only)."""
     ckpt = Checkpoint(directory, config)
-    return ckpt.has_warmup(), sum(chunk_sizes(config)[:ckpt.chunk_count()])
+    return ckpt.has_warmup(), sum(chunk_sizes(config)[: ckpt.chunk_count()])
 
 
 def _block(tree: object) -> None:
@@ -423,7 +472,13 @@ def _progress(config: SamplerConfig, total: int, done: int):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TextColumn("draws per chain"),
-                  TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+    with Progress(
+        TextColumn("sampling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("draws per chain"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bar:
         task = bar.add_task("sampling", total=total, completed=done)
         yield lambda n: bar.advance(task, n)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
 from . import names
 from .data import Possessions, design_matrix
+from .errors import ConfigError
 from .models import predict
 
 DEFAULT_POSSESSIONS = 96_837
@@ -67,9 +67,16 @@ def _true_params(model: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
         tau_off, tau_def = rng.uniform(0.2, 0.5, a), rng.uniform(0.2, 0.5, a)
         e_0, e_off, e_def = rng.normal(size=m), rng.normal(size=(m, a)), rng.normal(size=(m, a))
         return {
-            "mu_0": np.array(mu_0), "tau_0": np.array(tau_0),
-            "mu_off": mu_off, "tau_off": tau_off, "mu_def": mu_def, "tau_def": tau_def,
-            "e_0": e_0, "e_off": e_off, "e_def": e_def, "sigma": np.array(SIGMA),
+            "mu_0": np.array(mu_0),
+            "tau_0": np.array(tau_0),
+            "mu_off": mu_off,
+            "tau_off": tau_off,
+            "mu_def": mu_def,
+            "tau_def": tau_def,
+            "e_0": e_0,
+            "e_off": e_off,
+            "e_def": e_def,
+            "sigma": np.array(SIGMA),
             "beta_0": mu_0 + tau_0 * e_0,
             "beta_off": np.exp(mu_off + tau_off * e_off),
             "beta_def": np.exp(mu_def + tau_def * e_def),
@@ -126,7 +133,10 @@ def simulate_season(
 
 
 def iter_season(
-    n_possessions: int, model: str = "matchup", seed: int = DEFAULT_SEED, empty_matchups: int = 0,
+    n_possessions: int,
+    model: str = "matchup",
+    seed: int = DEFAULT_SEED,
+    empty_matchups: int = 0,
     chunk: int = 1_000_000,
 ) -> tuple[Truth, Iterator[Possessions]]:
     """A season too large to hold at once: the truth, and the possessions in chunks of `chunk`.

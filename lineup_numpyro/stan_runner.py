@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StanUnavailable
 from . import names
 from .cells import Cells
 from .data import Possessions
+from .errors import StanUnavailable
 from .suffstats import SuffStats
 from .whitening import Whitening
 
@@ -45,8 +45,14 @@ def stan_file(model: str, form: str = "reference") -> Path:
         raise ValueError(f"no Stan file for model {model!r} in form {form!r}; forms: {', '.join(forms)}") from None
 
 
-def stan_data(model: str, form: str, rows: Possessions | None = None, stats: SuffStats | None = None,
-              cells: Cells | None = None, whitening: Whitening | None = None) -> dict:
+def stan_data(
+    model: str,
+    form: str,
+    rows: Possessions | None = None,
+    stats: SuffStats | None = None,
+    cells: Cells | None = None,
+    whitening: Whitening | None = None,
+) -> dict:
     """The data block of the Stan file: rows for the reference files, statistics for the fast one,
     and for the per-matchup models the touched cells (cells.py; default: those of the data),
     each family's as 1-based (matchup, archetype) pairs, which the Stan files sample; for the
@@ -54,8 +60,14 @@ def stan_data(model: str, form: str, rows: Possessions | None = None, stats: Suf
     if form == "fast":
         if stats is None:
             raise ValueError("the fast Stan form needs sufficient statistics")
-        data = {"M": names.N_MATCHUPS, "K": names.N_ARCHETYPES, "n": stats.n, "xtx": stats.xtx,
-                "xty": stats.xty, "yty": stats.yty}
+        data = {
+            "M": names.N_MATCHUPS,
+            "K": names.N_ARCHETYPES,
+            "n": stats.n,
+            "xtx": stats.xtx,
+            "xty": stats.xty,
+            "yty": stats.yty,
+        }
     else:
         if rows is None:
             raise ValueError("the reference Stan files need the possessions in memory")
@@ -108,8 +120,9 @@ def stan_draws(fit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     def scalar(name: str) -> np.ndarray:
         return by_chain(np.asarray(fit[name])[0])  # PyStan gives scalars a leading axis of 1
 
-    params = {name: by_chain(np.asarray(fit[name])) if dims else scalar(name)
-              for name, dims in zip(fit.param_names, fit.dims)}
+    params = {
+        name: by_chain(np.asarray(fit[name])) if dims else scalar(name) for name, dims in zip(fit.param_names, fit.dims)
+    }
     stats = {
         "diverging": scalar("divergent__").astype(bool),
         "tree_depth": scalar("treedepth__").astype(np.int64),
@@ -184,13 +197,20 @@ def _sample_stan_here(model: str, form: str, data: dict, sampler, keep_files: bo
         built = time.perf_counter()
         model_dir = cache.model_directory(stan_model.model_name)
         before = fit_files(model_dir)
-        fit = stan_model.sample(num_chains=sampler.chains, num_warmup=sampler.warmup, num_samples=sampler.draws,
-                                delta=sampler.target_accept, max_depth=sampler.max_tree_depth)
+        fit = stan_model.sample(
+            num_chains=sampler.chains,
+            num_warmup=sampler.warmup,
+            num_samples=sampler.draws,
+            delta=sampler.target_accept,
+            max_depth=sampler.max_tree_depth,
+        )
         end = time.perf_counter()
         new = sorted(fit_files(model_dir) - before)
         if len(new) != sampler.chains:
-            raise RuntimeError(f"expected {sampler.chains} new fits in {model_dir}, found {len(new)}: "
-                               "was the fit served from httpstan's cache?")
+            raise RuntimeError(
+                f"expected {sampler.chains} new fits in {model_dir}, found {len(new)}: "
+                "was the fit served from httpstan's cache?"
+            )
         try:
             elapsed = [_elapsed_times(f) for f in new]
         finally:
@@ -212,8 +232,17 @@ def _finished_chains_here(model: str, form: str, data: dict, sampler, files: lis
     try:
         stan_model = build_stan(model, form, data, seed=sampler.seed)
         outputs = tuple(gzip.open(f, "rb").read() for f in files)
-        fit = stan.fit.Fit(outputs, len(files), stan_model.param_names, stan_model.constrained_param_names,
-                           stan_model.dims, sampler.warmup, sampler.draws, 1, False)
+        fit = stan.fit.Fit(
+            outputs,
+            len(files),
+            stan_model.param_names,
+            stan_model.constrained_param_names,
+            stan_model.dims,
+            sampler.warmup,
+            sampler.draws,
+            1,
+            False,
+        )
         elapsed = [_elapsed_times(Path(f)) for f in files]
         params, stats = stan_draws(fit)
         # the chains ran side by side (one per core), so each phase lasted as long as its slowest chain

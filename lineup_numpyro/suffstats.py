@@ -7,12 +7,11 @@ coefficient vector b_m depends on the data only through n_m, X_m'X_m, X_m'y_m an
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import hashlib
 
 import numpy as np
 
@@ -61,8 +60,13 @@ class SuffStats:
         return stats
 
     def __add__(self, other: SuffStats) -> SuffStats:
-        return SuffStats(self.n + other.n, self.xtx + other.xtx, self.xty + other.xty, self.yty + other.yty,
-                         self.nonzero + other.nonzero)
+        return SuffStats(
+            self.n + other.n,
+            self.xtx + other.xtx,
+            self.xty + other.xty,
+            self.yty + other.yty,
+            self.nonzero + other.nonzero,
+        )
 
     @property
     def total(self) -> int:
@@ -98,8 +102,9 @@ def accumulate(chunks: Iterable[Possessions]) -> SuffStats:
     return stats
 
 
-def from_file(path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000,
-              split: Split | None = None) -> SuffStats:
+def from_file(
+    path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000, split: Split | None = None
+) -> SuffStats:
     """One streaming pass over a possession file (works for files larger than memory)."""
     return accumulate(iter_chunks(path, seasons, chunksize, split))
 

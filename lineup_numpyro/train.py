@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
+from .cells import Cells
 from .config import RunConfig
+from .data import Possessions, load_possessions
 from .errors import CheckpointError, RunDirError
 from .files import write_json
-from .rundir import RunDir
-from .data import Possessions, load_possessions
-from .cells import Cells
 from .models import complete, get_model, make_likelihood
+from .rundir import RunDir
 from .runtime import configure_jax
 from .sampling import sample_posterior
 from .simulate import simulate_season
@@ -61,8 +61,9 @@ def prepare_data(config: RunConfig) -> PreparedData:
         if split is not None:
             rows = rows.subset(split.keep(0, len(rows)))
         source = f"built-in simulated season ({len(rows):,} possessions, {rows.source})"
-        return PreparedData(SuffStats.from_possessions(rows), rows if config.likelihood == "rows" else None,
-                            source, truth.to_json())
+        return PreparedData(
+            SuffStats.from_possessions(rows), rows if config.likelihood == "rows" else None, source, truth.to_json()
+        )
     if config.likelihood == "rows":
         rows = load_possessions(config.data.path, config.data.seasons, config.data.chunksize, split)
         return PreparedData(SuffStats.from_possessions(rows), rows, str(config.data.path))
@@ -93,10 +94,27 @@ def train(config: RunConfig, out: str | Path, overwrite: bool = False) -> dict:
 
 # Options that `train --resume` may repeat but not change (RunConfig paths); the rest (the
 # platform, a progress bar) do not change the draws.
-FIXED_ON_RESUME = ("model", "likelihood", "method", "parameterization", "data.path", "data.seasons",
-                   "data.holdout_fraction", "data.split_seed", "sampler.chains", "sampler.warmup", "sampler.draws",
-                   "sampler.seed", "sampler.target_accept", "sampler.max_tree_depth", "sampler.dense_mass",
-                   "sampler.chain_method", "sampler.checkpoint_every", "sampler.init", "approx.guide")
+FIXED_ON_RESUME = (
+    "model",
+    "likelihood",
+    "method",
+    "parameterization",
+    "data.path",
+    "data.seasons",
+    "data.holdout_fraction",
+    "data.split_seed",
+    "sampler.chains",
+    "sampler.warmup",
+    "sampler.draws",
+    "sampler.seed",
+    "sampler.target_accept",
+    "sampler.max_tree_depth",
+    "sampler.dense_mass",
+    "sampler.chain_method",
+    "sampler.checkpoint_every",
+    "sampler.init",
+    "approx.guide",
+)
 
 
 def resume(run_dir: str | Path, options: Mapping[str, object] | None = None) -> dict:
@@ -120,8 +138,9 @@ def resume(run_dir: str | Path, options: Mapping[str, object] | None = None) -> 
     saved = record["data"].get("digest")
     if data.stats.total != record["data"]["n_possessions"] or (saved is not None and saved != data.digest()):
         raise CheckpointError(
-            f"{run}: the run was started on other data than {data.source} now holds ({record['data']['n_possessions']:,} "
-            f"possessions then, {data.stats.total:,} now; their statistics differ); start a new run with --overwrite"
+            f"{run}: the run was started on other data than {data.source} now holds "
+            f"({record['data']['n_possessions']:,} possessions then, {data.stats.total:,} now; their statistics "
+            "differ); start a new run with --overwrite"
         )
     with run.holding():
         return _sample_and_write(run, config, data, data_s)
@@ -142,8 +161,10 @@ def _require_same_options(run: RunDir, config: RunConfig, options: Mapping[str, 
         if value != old:
             changed.append(f"{key.split('.')[-1]} {value!r} (the run has {old!r})")
     if changed:
-        raise RunDirError(f"{run}: a resumed run keeps the settings it started with; these differ: "
-                          f"{'; '.join(changed)}. Drop them, or start a new run with --out (or --overwrite)")
+        raise RunDirError(
+            f"{run}: a resumed run keeps the settings it started with; these differ: "
+            f"{'; '.join(changed)}. Drop them, or start a new run with --out (or --overwrite)"
+        )
 
 
 def _whitening(config: RunConfig, data: PreparedData) -> Whitening | None:

@@ -20,8 +20,8 @@ from scipy.special import ndtr
 from . import names
 from .config import DataConfig
 from .data import DataError, Possessions, iter_chunks
-from .models import predict
 from .errors import RunDirError
+from .models import predict
 from .rundir import RunDir
 
 CHUNK_ROWS = 4_000  # possessions whose (draws x rows) predictions are held at once
@@ -140,8 +140,9 @@ def score_holdout(post: Posterior, chunks: Iterable[Possessions], source: str) -
     if n == 0:
         raise DataError(f"{source}: no possessions to score")
     mse = sse / n
-    return HoldoutScore(source, n, mse, math.sqrt(mse), lpd / n, inside[0.5] / n, inside[0.9] / n,
-                        sum_y2 / n - (sum_y / n) ** 2)
+    return HoldoutScore(
+        source, n, mse, math.sqrt(mse), lpd / n, inside[0.5] / n, inside[0.9] / n, sum_y2 / n - (sum_y / n) ** 2
+    )
 
 
 @dataclass(frozen=True)
@@ -180,9 +181,15 @@ class LooResult:
         return int(np.sum(self.pareto_k > self.k_threshold))
 
     def summary(self) -> dict:
-        return {"n": self.n, "elpd_loo": self.elpd, "se": self.se, "p_loo": self.p_loo,
-                "k_threshold": self.k_threshold, "n_high_k": self.n_high_k,
-                "max_k": float(self.pareto_k.max())}
+        return {
+            "n": self.n,
+            "elpd_loo": self.elpd,
+            "se": self.se,
+            "p_loo": self.p_loo,
+            "k_threshold": self.k_threshold,
+            "n_high_k": self.n_high_k,
+            "max_k": float(self.pareto_k.max()),
+        }
 
 
 def psis_loo(post: Posterior, chunks: Iterable[Possessions]) -> LooResult:
@@ -260,12 +267,21 @@ def validate_run(run_dir: str | Path, holdout: DataConfig | None = None, loo: bo
     else:
         in_sample = overlaps_training(train, holdout)
         if in_sample:
-            warnings.warn(f"{holdout.path}: these possessions include the run's training data; "
-                          "the scores are in-sample, not a holdout", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"{holdout.path}: these possessions include the run's training data; "
+                "the scores are in-sample, not a holdout",
+                UserWarning,
+                stacklevel=2,
+            )
         name = Path(holdout.path).stem + (f"-{'-'.join(holdout.seasons)}" if holdout.seasons else "")
         source, chunks = describe(holdout), iter_chunks(holdout.path, holdout.seasons, holdout.chunksize)
-    report = {"run": str(run), "model": post.model, "training_data": describe(train), "in_sample": in_sample,
-              "holdout": score_holdout(post, chunks, source).to_dict()}
+    report = {
+        "run": str(run),
+        "model": post.model,
+        "training_data": describe(train),
+        "in_sample": in_sample,
+        "holdout": score_holdout(post, chunks, source).to_dict(),
+    }
     if loo:
         report["loo"] = psis_loo(post, run_data(train, "train")).summary()
     return report, run.write_validation(name, report)

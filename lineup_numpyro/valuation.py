@@ -24,11 +24,11 @@ import pandas as pd
 
 from . import names
 from .data import DataError, design_matrix
-from .models import predict
 from .errors import RunDirError
+from .models import predict
 from .outputs import FAMILIES, informed, prior_width_ratios
-from .rundir import RunDir
 from .players import Assignments, Lineup, Players, make_lineup
+from .rundir import RunDir
 from .validation import Posterior, posterior_of
 
 INTERVAL = (0.05, 0.95)  # a central 90% interval
@@ -79,18 +79,29 @@ def load_fit(run_dir: str | Path) -> Fit:
     """The posterior of a complete run directory."""
     diag = RunDir(run_dir).require_complete("value with").diagnostics
     if diag.get("method") == "map":
-        raise RunDirError(f"{run_dir}: a map run is one point, with no uncertainty to value with; "
-                          "use a nuts (or laplace, advi) run")
+        raise RunDirError(
+            f"{run_dir}: a map run is one point, with no uncertainty to value with; use a nuts (or laplace, advi) run"
+        )
     if diag.get("method") == "nuts" and diag.get("max_rhat") is None:
-        warnings.warn(f"{run_dir}: one chain, so convergence was not checked (R-hat needs at least 2); "
-                      "do not act on its values before a run with more chains agrees", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{run_dir}: one chain, so convergence was not checked (R-hat needs at least 2); "
+            "do not act on its values before a run with more chains agrees",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     elif not diag["converged"]:
-        warnings.warn(f"{run_dir}: the run did not converge (see its diagnostics.json); its values are "
-                      "not to be trusted", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{run_dir}: the run did not converge (see its diagnostics.json); its values are not to be trusted",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if not diag.get("evidence", {}).get("pareto_k_ok", True):
-        warnings.warn(f"{run_dir}: a {diag['method']} approximation with Pareto k "
-                      f"{diag['evidence']['pareto_k']:.2f} > 0.7: its intervals are not the posterior's",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{run_dir}: a {diag['method']} approximation with Pareto k "
+            f"{diag['evidence']['pareto_k']:.2f} > 0.7: its intervals are not the posterior's",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     idata = az.from_netcdf(str(RunDir(run_dir) / RunDir.POSTERIOR))
     const = idata.constant_data
     n = np.asarray(const["n_possessions"].values, dtype=np.int64)
@@ -99,7 +110,9 @@ def load_fit(run_dir: str | Path) -> Fit:
         flags = np.empty((names.N_MATCHUPS, names.N_FEATURES), dtype=bool)
         for family in FAMILIES:
             cols = names.FAMILY_COLUMNS[family]
-            flags[:, cols] = np.asarray(const[f"informed_{family}"].values, dtype=bool).reshape(-1, cols.stop - cols.start)
+            flags[:, cols] = np.asarray(const[f"informed_{family}"].values, dtype=bool).reshape(
+                -1, cols.stop - cols.start
+            )
     return Fit(posterior_of(idata), n, str(run_dir), flags)
 
 
@@ -136,7 +149,7 @@ def value_over(fit: Fit, lineups: Sequence[Lineup], opponents: Sequence[Lineup])
         raise DataError("no opponent lineups to value against")
     k, a = names.N_SUPERCLUSTERS, names.N_ARCHETYPES
     coef = fit.by_matchup.reshape(k, k, names.N_FEATURES, -1)  # [off sc, def sc, feature, draw]
-    b0, bo, bd = coef[:, :, 0], coef[:, :, 1:1 + a], coef[:, :, 1 + a:]
+    b0, bo, bd = coef[:, :, 0], coef[:, :, 1 : 1 + a], coef[:, :, 1 + a :]
     sc = np.array([o.supercluster for o in opponents])
     n = np.bincount(sc, minlength=k).astype(float)  # (6,)
     zoff = np.stack([np.stack([o.z_off for o in opponents])[sc == d].sum(axis=0) for d in range(k)])  # (6, 8)
@@ -144,8 +157,9 @@ def value_over(fit: Fit, lineups: Sequence[Lineup], opponents: Sequence[Lineup])
     out = np.empty((len(lineups), fit.posterior.n_draws))
     mine = np.array([lineup.supercluster for lineup in lineups])
     for s in np.unique(mine):
-        c = (n @ (b0[s] - b0[:, s]) - np.einsum("da,das->s", zdef, bd[s])
-             - np.einsum("da,das->s", zoff, bo[:, s]))  # (S,)
+        c = (
+            n @ (b0[s] - b0[:, s]) - np.einsum("da,das->s", zdef, bd[s]) - np.einsum("da,das->s", zoff, bo[:, s])
+        )  # (S,)
         p = np.einsum("d,das->as", n, bo[s])  # (8, S)
         q = np.einsum("d,das->as", n, bd[:, s])
         rows = np.flatnonzero(mine == s)
@@ -167,8 +181,8 @@ def weak_archetypes(fit: Fit, lineup: Lineup, opponents: Sequence[Lineup]) -> tu
     a = names.N_ARCHETYPES
     on_off = np.array([matchup(lineup, o) for o in opponents])
     on_def = np.array([matchup(o, lineup) for o in opponents])
-    weak_off = fit.weak[on_off][:, 1:1 + a].any(axis=0) & (lineup.z_off != 0)
-    weak_def = fit.weak[on_def][:, 1 + a:].any(axis=0) & (lineup.z_def != 0)
+    weak_off = fit.weak[on_off][:, 1 : 1 + a].any(axis=0) & (lineup.z_off != 0)
+    weak_def = fit.weak[on_def][:, 1 + a :].any(axis=0) & (lineup.z_def != 0)
     return tuple(int(k) for k in np.flatnonzero(weak_off | weak_def))
 
 
@@ -213,36 +227,58 @@ def value_lineup(fit: Fit, lineup: Lineup, opponent: Lineup | None, opponents: S
         e_off = expected_points(fit, [lineup], [opponent])[:, 0]
         e_def = expected_points(fit, [opponent], [lineup])[:, 0]
         both = np.array([matchup(lineup, opponent), matchup(opponent, lineup)])
-        for what, draws, m in (("E[y(lineup, opponent)]", e_off, both[0]),
-                               ("E[y(opponent, lineup)]", e_def, both[1]),
-                               ("v(lineup, opponent)", e_off - e_def, None)):
+        for what, draws, m in (
+            ("E[y(lineup, opponent)]", e_off, both[0]),
+            ("E[y(opponent, lineup)]", e_def, both[1]),
+            ("v(lineup, opponent)", e_off - e_def, None),
+        ):
             unseen = bool(fit.unseen(both).any()) if m is None else bool(fit.unseen(np.array([m]))[0])
-            rows.append({"quantity": what, **summarize(draws),
-                         "matchup": names.MATCHUP_LABELS[m] if m is not None else "", "no_data": unseen})
-            rows[-1]["uninformed"] = ", ".join([*weak_players(fit, lineup, [opponent]),
-                                                *weak_players(fit, opponent, [lineup])])
+            rows.append(
+                {
+                    "quantity": what,
+                    **summarize(draws),
+                    "matchup": names.MATCHUP_LABELS[m] if m is not None else "",
+                    "no_data": unseen,
+                }
+            )
+            rows[-1]["uninformed"] = ", ".join(
+                [*weak_players(fit, lineup, [opponent]), *weak_players(fit, opponent, [lineup])]
+            )
             if unseen and m is not None:
-                notes.append(f"matchup {names.MATCHUP_LABELS[m]} had no training possessions: {what} "
-                             f"rests on the {'population' if fit.posterior.model == 'hierarchical' else 'prior'}")
+                notes.append(
+                    f"matchup {names.MATCHUP_LABELS[m]} had no training possessions: {what} "
+                    f"rests on the {'population' if fit.posterior.model == 'hierarchical' else 'prior'}"
+                )
     if opponents:
         over = value_over(fit, [lineup], opponents)[:, 0]
         unseen = unseen_pairings(fit, lineup, opponents)
-        rows.append({"quantity": f"v(lineup) over {len(opponents)} opponents", **summarize(over),
-                     "matchup": "", "no_data": unseen > 0})
+        rows.append(
+            {
+                "quantity": f"v(lineup) over {len(opponents)} opponents",
+                **summarize(over),
+                "matchup": "",
+                "no_data": unseen > 0,
+            }
+        )
         rows[-1]["uninformed"] = ", ".join(weak_players(fit, lineup, opponents))
         if unseen:
-            notes.append(f"{unseen} of the {2 * len(opponents)} matchups against the opponents had no training "
-                         "possessions")
+            notes.append(
+                f"{unseen} of the {2 * len(opponents)} matchups against the opponents had no training possessions"
+            )
         placed = sum(o.note is not None for o in opponents)
         if placed:
-            notes.append(f"{placed} of the {len(opponents)} opponent lineups are not in the assignment table; "
-                         "each took the supercluster of its nearest listed archetype-lineup")
+            notes.append(
+                f"{placed} of the {len(opponents)} opponent lineups are not in the assignment table; "
+                "each took the supercluster of its nearest listed archetype-lineup"
+            )
     table = pd.DataFrame(rows, columns=["quantity", "mean", "5%", "95%", "matchup", "no_data", "uninformed"])
     table["flag"] = [implausible(r["quantity"], r["mean"], r["5%"], r["95%"]) or "" for _, r in table.iterrows()]
     for _, r in table.iterrows():
         if r["uninformed"]:
-            notes.append(f"{r['quantity']} rests on coefficients the data do not inform, for "
-                         f"{r['uninformed']}: its value is mostly the prior's")
+            notes.append(
+                f"{r['quantity']} rests on coefficients the data do not inform, for "
+                f"{r['uninformed']}: its value is mostly the prior's"
+            )
         if r["flag"]:
             notes.append(f"{r['quantity']}: {r['flag']}")
     return Valuation(table, notes)
@@ -259,9 +295,16 @@ class Recommendation:
     excluded: dict[str, int]  # why candidates were left out, and how many
 
 
-def recommend(fit: Fit, players: Players, assignments: Assignments, core: Sequence[int],
-              opponents: Sequence[Lineup], candidates: Sequence[int] | None = None,
-              salary_cap: float | None = None, informed_only: bool = False) -> Recommendation:
+def recommend(
+    fit: Fit,
+    players: Players,
+    assignments: Assignments,
+    core: Sequence[int],
+    opponents: Sequence[Lineup],
+    candidates: Sequence[int] | None = None,
+    salary_cap: float | None = None,
+    informed_only: bool = False,
+) -> Recommendation:
     """Rank fifth players for a core of four by the posterior mean of v(core + candidate)
     over `opponents`, with each one's probability of being the best of the candidates.
 
@@ -271,8 +314,9 @@ def recommend(fit: Fit, players: Players, assignments: Assignments, core: Sequen
     """
     core = tuple(int(i) for i in core)
     if len(core) != 4 or len(set(core)) != 4:
-        raise DataError(f"the core must be four different players; got {len(core)} "
-                        f"({', '.join(players.name(i) for i in core)})")
+        raise DataError(
+            f"the core must be four different players; got {len(core)} ({', '.join(players.name(i) for i in core)})"
+        )
     pool = list(dict.fromkeys(int(i) for i in candidates)) if candidates is not None else list(players.table.index)
     excluded: dict[str, int] = {}
     in_core = [i for i in pool if i in core]
@@ -307,16 +351,25 @@ def recommend(fit: Fit, players: Players, assignments: Assignments, core: Sequen
     best = np.bincount(draws.argmax(axis=1), minlength=len(pool)) / draws.shape[0]
     stats = summarize(draws)
     rows = players.table.loc[pool]
-    table = pd.DataFrame({
-        "player_id": pool, "player": rows["name"].to_numpy(), "team": rows["team"].to_numpy(),
-        "archetype": rows["archetype"].to_numpy(), "salary": rows["salary"].to_numpy(),
-        "mean": stats["mean"], "5%": stats["5%"], "95%": stats["95%"], "p_best": best,
-        "lineup": [lin.key for lin in lineups], "supercluster": [lin.supercluster for lin in lineups],
-        "nearest_listed": [lin.note is not None for lin in lineups],
-        "no_data_matchups": [unseen_pairings(fit, lin, opponents) for lin in lineups],
-        "weak_archetypes": [" ".join(map(str, w)) for w in weak],
-        "flag": [implausible("v(", *vals) or "" for vals in zip(stats["mean"], stats["5%"], stats["95%"])],
-    })
+    table = pd.DataFrame(
+        {
+            "player_id": pool,
+            "player": rows["name"].to_numpy(),
+            "team": rows["team"].to_numpy(),
+            "archetype": rows["archetype"].to_numpy(),
+            "salary": rows["salary"].to_numpy(),
+            "mean": stats["mean"],
+            "5%": stats["5%"],
+            "95%": stats["95%"],
+            "p_best": best,
+            "lineup": [lin.key for lin in lineups],
+            "supercluster": [lin.supercluster for lin in lineups],
+            "nearest_listed": [lin.note is not None for lin in lineups],
+            "no_data_matchups": [unseen_pairings(fit, lin, opponents) for lin in lineups],
+            "weak_archetypes": [" ".join(map(str, w)) for w in weak],
+            "flag": [implausible("v(", *vals) or "" for vals in zip(stats["mean"], stats["5%"], stats["95%"])],
+        }
+    )
     order = np.argsort(-table["mean"].to_numpy(), kind="stable")
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
@@ -338,11 +391,20 @@ def plot_candidates(rec: Recommendation, path: str | Path, top: int = 10) -> Pat
 
     k = min(top, len(rec.table))
     labels = [f"{r.rank}. {r.player}" for r in rec.table.head(k).itertuples()]
-    idata = az.from_dict(posterior={"v": rec.draws[None, :, :k]}, dims={"v": ["candidate"]},
-                         coords={"candidate": labels})
-    axes = az.plot_forest(idata, var_names=["v"], kind="ridgeplot", combined=True, ridgeplot_overlap=1.6,
-                          ridgeplot_quantiles=[0.05, 0.5, 0.95], ridgeplot_alpha=0.6, colors="C0",
-                          figsize=(8, 1.0 + 0.55 * k))
+    idata = az.from_dict(
+        posterior={"v": rec.draws[None, :, :k]}, dims={"v": ["candidate"]}, coords={"candidate": labels}
+    )
+    axes = az.plot_forest(
+        idata,
+        var_names=["v"],
+        kind="ridgeplot",
+        combined=True,
+        ridgeplot_overlap=1.6,
+        ridgeplot_quantiles=[0.05, 0.5, 0.95],
+        ridgeplot_alpha=0.6,
+        colors="C0",
+        figsize=(8, 1.0 + 0.55 * k),
+    )
     ax = np.ravel(axes)[0]
     ax.set_yticklabels([re.sub(r"^v?\[(.*)\]$", r"\1", t.get_text()) for t in ax.get_yticklabels()])
     ax.axvline(0.0, color="0.5", lw=0.8, ls="--")

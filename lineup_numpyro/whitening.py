@@ -82,8 +82,12 @@ class Whitening:
             touched = np.diag(xtx[m]) > 0
             if touched.any():
                 precision[m, touched], location[m, touched] = _cell_approximation(
-                    xtx[m][np.ix_(touched, touched)] / s2, xty[m, touched] / s2, EXP_LINK[touched],
-                    start[touched], RIDGE_SD[touched])
+                    xtx[m][np.ix_(touched, touched)] / s2,
+                    xty[m, touched] / s2,
+                    EXP_LINK[touched],
+                    start[touched],
+                    RIDGE_SD[touched],
+                )
         return cls(precision, location)
 
     def family(self, family: str, flat_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +106,9 @@ def _pooled_fit(stats: SuffStats) -> tuple[np.ndarray, float]:
     return b, max(s2, 1e-6)
 
 
-def _cell_approximation(a: np.ndarray, g: np.ndarray, exp_link: np.ndarray, start: np.ndarray,
-                        ridge_sd: np.ndarray, iterations: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def _cell_approximation(
+    a: np.ndarray, g: np.ndarray, exp_link: np.ndarray, start: np.ndarray, ridge_sd: np.ndarray, iterations: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian approximation on the link scale of one matchup's likelihood
     exp(-b'Ab/2 + b'g), b = link(eta): each cell's marginal precision and location."""
 

@@ -35,8 +35,9 @@ def pooled():
 
 def _flat(samples: dict[str, np.ndarray]) -> np.ndarray:
     """(draws, 18): every scalar parameter of the pooled model, chains pooled."""
-    return np.concatenate([samples[k].reshape(-1, int(np.prod(samples[k].shape[2:], dtype=int)))
-                           for k in SCALARS], axis=1)
+    return np.concatenate(
+        [samples[k].reshape(-1, int(np.prod(samples[k].shape[2:], dtype=int))) for k in SCALARS], axis=1
+    )
 
 
 def test_map_recovers_the_truth(pooled):
@@ -70,8 +71,7 @@ def test_map_inits_start_each_chain_near_the_mode(pooled):
     likelihood, _, _ = pooled
     inits, opt = map_inits(get_model("simplified"), likelihood, chains=4, seed=0, jitter=0.1)
     flat = flatten_model(get_model("simplified"), likelihood)
-    starts = np.stack([jax.flatten_util.ravel_pytree(jax.tree.map(lambda v, c=c: v[c], inits))[0]
-                       for c in range(4)])
+    starts = np.stack([jax.flatten_util.ravel_pytree(jax.tree.map(lambda v, c=c: v[c], inits))[0] for c in range(4)])
     assert starts.shape == (4, opt.x.size)
     offsets = starts - opt.x
     assert 0.05 < offsets.std() < 0.15 and not np.allclose(starts[0], starts[1])
@@ -101,8 +101,25 @@ def season(tmp_path_factory):
 @pytest.mark.parametrize("method", ["map", "laplace", "advi"])
 def test_every_method_writes_outputs_that_open_in_arviz(season, tmp_path, model, method):
     run = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--model", model, "--method", method, "--data", str(season),
-                                 "--chains", "2", "--draws", "200", "--out", str(run), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            model,
+            "--method",
+            method,
+            "--data",
+            str(season),
+            "--chains",
+            "2",
+            "--draws",
+            "200",
+            "--out",
+            str(run),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     idata = az.from_netcdf(str(run / "posterior.nc"))
     assert idata.attrs["method"] == method
@@ -120,9 +137,27 @@ def test_every_method_writes_outputs_that_open_in_arviz(season, tmp_path, model,
 
 def test_advi_with_a_low_rank_guide(season, tmp_path):
     run = tmp_path / "lowrank"
-    result = runner.invoke(app, ["train", "--model", "simplified", "--method", "advi", "--guide", "lowrank",
-                                 "--data", str(season), "--chains", "1", "--draws", "300", "--out", str(run),
-                                 "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "simplified",
+            "--method",
+            "advi",
+            "--guide",
+            "lowrank",
+            "--data",
+            str(season),
+            "--chains",
+            "1",
+            "--draws",
+            "300",
+            "--out",
+            str(run),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     diag = json.loads((run / "diagnostics.json").read_text())
     assert diag["evidence"]["guide"] == "lowrank" and diag["draws"] == 300
@@ -130,8 +165,24 @@ def test_advi_with_a_low_rank_guide(season, tmp_path):
 
 def test_nuts_only_commands_refuse_approximations(season, tmp_path):
     run = tmp_path / "map"
-    assert runner.invoke(app, ["train", "--model", "matchup", "--method", "map", "--data", str(season),
-                               "--out", str(run), "--no-progress"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app,
+            [
+                "train",
+                "--model",
+                "matchup",
+                "--method",
+                "map",
+                "--data",
+                str(season),
+                "--out",
+                str(run),
+                "--no-progress",
+            ],
+        ).exit_code
+        == 0
+    )
     for args in (["compare", str(run), str(run)], ["export", str(run), "--pooled", str(run)], ["report", str(run)]):
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "a map approximation" in result.output and "needs a NUTS run" in result.output

@@ -19,14 +19,45 @@ from lineup_numpyro.config import SamplerConfig
 runner = CliRunner()
 
 
-def _run(method, n, wall=100.0, data=10.0, warmup=30.0, sampling=20.0, its=(1000, 1000), status="ok", repeat=1,
-         ess=400.0, **extra) -> dict:
-    return {"method": method, "n": n, "repeat": repeat, "status": status, "reduced": False, "note": "",
-            "estimate_s": None, "chains": 4, "warmup": its[0], "draws": its[1], "wall_s": wall, "data_s": data,
-            "compile_s": 5.0, "warmup_s": warmup, "sampling_s": sampling, "leapfrog_per_s": 1e4,
-            "ess_bulk_min_per_s": ess / sampling, "ess_bulk_median_per_s": 2 * ess / sampling,
-            "ess_tail_min_per_s": ess / sampling, "ess_tail_median_per_s": ess / sampling, "max_rhat": 1.001,
-            "divergences": 0, "peak_rss_mb": 500.0, **extra}
+def _run(
+    method,
+    n,
+    wall=100.0,
+    data=10.0,
+    warmup=30.0,
+    sampling=20.0,
+    its=(1000, 1000),
+    status="ok",
+    repeat=1,
+    ess=400.0,
+    **extra,
+) -> dict:
+    return {
+        "method": method,
+        "n": n,
+        "repeat": repeat,
+        "status": status,
+        "reduced": False,
+        "note": "",
+        "estimate_s": None,
+        "chains": 4,
+        "warmup": its[0],
+        "draws": its[1],
+        "wall_s": wall,
+        "data_s": data,
+        "compile_s": 5.0,
+        "warmup_s": warmup,
+        "sampling_s": sampling,
+        "leapfrog_per_s": 1e4,
+        "ess_bulk_min_per_s": ess / sampling,
+        "ess_bulk_median_per_s": 2 * ess / sampling,
+        "ess_tail_min_per_s": ess / sampling,
+        "ess_tail_median_per_s": ess / sampling,
+        "max_rhat": 1.001,
+        "divergences": 0,
+        "peak_rss_mb": 500.0,
+        **extra,
+    }
 
 
 def test_cost_model_scales_rows_only_where_gradients_do():
@@ -40,8 +71,10 @@ def test_cost_model_scales_rows_only_where_gradients_do():
 
 
 def test_cost_model_uses_the_largest_smaller_run_and_pilots():
-    earlier = [_run("stan-loop", 1_000, status="pilot", its=(25, 25), wall=20.0, data=1.0, warmup=5.0, sampling=4.0),
-               _run("stan-loop", 10_000, wall=1e6, status="failed")]
+    earlier = [
+        _run("stan-loop", 1_000, status="pilot", its=(25, 25), wall=20.0, data=1.0, warmup=5.0, sampling=4.0),
+        _run("stan-loop", 10_000, wall=1e6, status="failed"),
+    ]
     fixed, per_it = bm.cost_model("stan-loop", 10_000, earlier)
     assert fixed == pytest.approx(10.0 + 10.0) and per_it == pytest.approx(10 * 5.0 / 25)
 
@@ -66,8 +99,9 @@ def test_plan_full_reduced_and_not_run():
 
 
 def test_efficiency_per_second_of_sampling():
-    table = pd.DataFrame({"ess_bulk": [100.0, 300.0, 500.0], "ess_tail": [50.0, 80.0, 90.0],
-                          "r_hat": [1.0, 1.02, 1.001]})
+    table = pd.DataFrame(
+        {"ess_bulk": [100.0, 300.0, 500.0], "ess_tail": [50.0, 80.0, 90.0], "r_hat": [1.0, 1.02, 1.001]}
+    )
     n_steps = np.array([[3, 7], [15, 7]])
     out = bm.efficiency(table, n_steps, np.array([[False, True], [False, False]]), sampling_s=2.0)
     assert out["ess_bulk_min_per_s"] == 50.0 and out["ess_bulk_median_per_s"] == 150.0
@@ -78,12 +112,15 @@ def test_efficiency_per_second_of_sampling():
 
 def test_medians_ratios_and_table():
     config = bm.BenchmarkConfig(repeats=3, sizes=(96_837,))
-    results = [_run("numpyro-suffstats", 96_837, wall=w, sampling=2.0, ess=e, repeat=i)
-               for i, (w, e) in enumerate([(20.0, 1000.0), (18.0, 1200.0), (30.0, 1100.0)], start=1)]
+    results = [
+        _run("numpyro-suffstats", 96_837, wall=w, sampling=2.0, ess=e, repeat=i)
+        for i, (w, e) in enumerate([(20.0, 1000.0), (18.0, 1200.0), (30.0, 1100.0)], start=1)
+    ]
     results += [_run("stan-fast", 96_837, sampling=10.0, ess=1000.0, repeat=i) for i in (1, 2, 3)]
     results += [_run("stan-loop", 96_837, status="pilot", repeat=0)]
-    results += [{**_run("stan-loop", 96_837, repeat=1), "status": "not run (budget)",
-                 "note": "not run (budget; est. 99,000 s)"}]
+    results += [
+        {**_run("stan-loop", 96_837, repeat=1), "status": "not run (budget)", "note": "not run (budget; est. 99,000 s)"}
+    ]
     rows = {r["method"]: r for r in bm.medians(results)}
     assert rows["numpyro-suffstats"]["runs"] == 3
     assert rows["numpyro-suffstats"]["wall_s"] == 20.0
@@ -115,8 +152,12 @@ def test_cli_rejects_bad_options():
 
 def test_run_past_budget_is_stopped_and_said(tmp_path):
     config = bm.BenchmarkConfig(sizes=(500,), data_dir=tmp_path)
-    spec = {"method": "numpyro-suffstats", "model": "matchup", "data": str(bm.season_path(config, 500)),
-            "sampler": asdict(SamplerConfig(chains=1, warmup=10_000, draws=10_000))}
+    spec = {
+        "method": "numpyro-suffstats",
+        "model": "matchup",
+        "data": str(bm.season_path(config, 500)),
+        "sampler": asdict(SamplerConfig(chains=1, warmup=10_000, draws=10_000)),
+    }
     result = bm.run_in_subprocess(spec, timeout_s=3.0)
     assert result["status"] == "stopped (budget)" and "budget" in result["note"]
     assert 3.0 <= result["wall_s"] < 30.0 and result["peak_rss_mb"] > 0
@@ -129,8 +170,12 @@ def tiny_benchmark(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("bench")
     fits_before = fit_files()
-    config = bm.BenchmarkConfig(sizes=(1_500,), budget_s=600.0, data_dir=root / "data",
-                                sampler=SamplerConfig(chains=2, warmup=60, draws=60, seed=3))
+    config = bm.BenchmarkConfig(
+        sizes=(1_500,),
+        budget_s=600.0,
+        data_dir=root / "data",
+        sampler=SamplerConfig(chains=2, warmup=60, draws=60, seed=3),
+    )
     seen = []
     results = bm.run_benchmark(config, root / "out", on_result=seen.append)
     return config, results, seen, root / "out", fits_before
@@ -174,8 +219,10 @@ def test_outputs_written_and_fit_cache_left_clean(tiny_benchmark):
 
 
 def test_prices_from_an_earlier_benchmark(tmp_path):
-    earlier = [_run("stan-loop", 10_000, wall=190.0, data=10.0, warmup=50.0, sampling=40.0),
-               _run("stan-loop", 10_000, status="stopped (budget)")]
+    earlier = [
+        _run("stan-loop", 10_000, wall=190.0, data=10.0, warmup=50.0, sampling=40.0),
+        _run("stan-loop", 10_000, status="stopped (budget)"),
+    ]
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"config": {"model": "matchup"}, "runs": earlier}))
     prices = bm.load_prices(path, "matchup")
@@ -209,8 +256,12 @@ def test_a_stopped_stan_run_reports_the_chains_that_finished(monkeypatch, tmp_pa
         if "finished_chains" not in spec:  # the run: one chain ends, then the budget stops it
             finished.write_bytes(b"draws")
             on_disk.add(finished)
-            return {"wall_s": 91.0, "peak_rss_mb": 700.0, "status": "stopped (budget)",
-                    "note": "stopped after 91 s (budget)"}
+            return {
+                "wall_s": 91.0,
+                "peak_rss_mb": 700.0,
+                "status": "stopped (budget)",
+                "note": "stopped after 91 s (budget)",
+            }
         return {**_run("stan-loop", 1000), "wall_s": 4.0, "peak_rss_mb": 300.0, "status": "ok"}
 
     monkeypatch.setattr(bm, "run_in_subprocess", fake_run)

@@ -55,7 +55,8 @@ def test_statistics_count_nonzero_columns_and_add_up():
     data = hand_built()
     whole = SuffStats.from_possessions(data)
     halves = SuffStats.from_possessions(data.subset(np.array([True, False, True]))) + SuffStats.from_possessions(
-        data.subset(np.array([False, True, False])))
+        data.subset(np.array([False, True, False]))
+    )
     np.testing.assert_array_equal(whole.nonzero, halves.nonzero)
 
 
@@ -71,25 +72,44 @@ def test_touched_model_is_the_full_model_minus_untouched_priors(model):
     touched_params, untouched_prior = {}, 0.0
     for _ in range(3):
         if model == "matchup":
-            values = {"beta_0": rng.normal(0, 1, M), "beta_off": rng.uniform(0.01, 2, (M, A)),
-                      "beta_def": rng.uniform(0.01, 2, (M, A))}
+            values = {
+                "beta_0": rng.normal(0, 1, M),
+                "beta_off": rng.uniform(0.01, 2, (M, A)),
+                "beta_def": rng.uniform(0.01, 2, (M, A)),
+            }
             sites = {"beta_0": "beta_0_data", "beta_off": "beta_off_data", "beta_def": "beta_def_data"}
-            prior = {"beta_0": sps.norm(0, BETA_0_SD), "beta_off": sps.halfnorm(0, BETA_SD),
-                     "beta_def": sps.halfnorm(0, BETA_SD)}
+            prior = {
+                "beta_0": sps.norm(0, BETA_0_SD),
+                "beta_off": sps.halfnorm(0, BETA_SD),
+                "beta_def": sps.halfnorm(0, BETA_SD),
+            }
             shared = {"sigma": 0.7}
         else:
-            values = {"beta_0": rng.normal(0, 1, M), "beta_off": rng.normal(0, 1, (M, A)),
-                      "beta_def": rng.normal(0, 1, (M, A))}
+            values = {
+                "beta_0": rng.normal(0, 1, M),
+                "beta_off": rng.normal(0, 1, (M, A)),
+                "beta_def": rng.normal(0, 1, (M, A)),
+            }
             # whitened coordinates (whitening.py): an untouched cell has p = 0, so its z is its e
             sites = {"beta_0": "z_0_data", "beta_off": "z_off_data", "beta_def": "z_def_data"}
             prior = dict.fromkeys(sites, sps.norm(0, 1))
-            shared = {"sigma": 0.7, "z_mu_0": 0.1, "z_tau_0": -0.3, "z_mu_off": rng.normal(0, 1, A),
-                      "z_tau_off": rng.normal(0, 1, A), "z_mu_def": rng.normal(0, 1, A), "z_tau_def": rng.normal(0, 1, A)}
+            shared = {
+                "sigma": 0.7,
+                "z_mu_0": 0.1,
+                "z_tau_0": -0.3,
+                "z_mu_off": rng.normal(0, 1, A),
+                "z_tau_off": rng.normal(0, 1, A),
+                "z_mu_def": rng.normal(0, 1, A),
+                "z_tau_def": rng.normal(0, 1, A),
+            }
         full = {**shared, **{sites[f]: _flat(values[f], f) for f in sites}}
-        touched_params = {**shared, **{sites[f]: _flat(values[f], f)[cells.index(f) - _offset(f, cells)]
-                                       for f in sites}}
-        untouched_prior = sum(prior[f].logpdf(np.delete(_flat(values[f], f), cells.index(f) - _offset(f, cells))).sum()
-                              for f in sites)
+        touched_params = {
+            **shared,
+            **{sites[f]: _flat(values[f], f)[cells.index(f) - _offset(f, cells)] for f in sites},
+        }
+        untouched_prior = sum(
+            prior[f].logpdf(np.delete(_flat(values[f], f), cells.index(f) - _offset(f, cells))).sum() for f in sites
+        )
         extra = {"whitening": Whitening.from_stats(stats)} if model == "hierarchical" else {}
         lp_full, _ = log_density(MODEL_FUNCTIONS[model], (lik,), {"cells": everywhere, **extra}, _jnp(full))
         lp_touched, _ = log_density(MODEL_FUNCTIONS[model], (lik,), {"cells": cells, **extra}, _jnp(touched_params))
@@ -118,8 +138,12 @@ def test_untouched_cells_are_drawn_from_the_prior():
     cells = Cells.from_stats(SuffStats.from_possessions(hand_built()))
     chains, draws = 4, 1000
     rng = np.random.default_rng(1)
-    sampled = {"beta_0_data": rng.normal(size=(chains, draws, 2)), "beta_off_data": rng.uniform(size=(chains, draws, 1)),
-               "beta_def_data": rng.uniform(size=(chains, draws, 1)), "sigma": np.ones((chains, draws))}
+    sampled = {
+        "beta_0_data": rng.normal(size=(chains, draws, 2)),
+        "beta_off_data": rng.uniform(size=(chains, draws, 1)),
+        "beta_def_data": rng.uniform(size=(chains, draws, 1)),
+        "sigma": np.ones((chains, draws)),
+    }
     out = complete("matchup", sampled, cells, seed=3)
     assert out["beta_0"].shape == (chains, draws, M) and out["beta_off"].shape == (chains, draws, M, A)
     np.testing.assert_array_equal(out["beta_0"][..., [0, 7]], sampled["beta_0_data"])
@@ -138,10 +162,18 @@ def test_hierarchical_untouched_cells_follow_the_population_given_each_draw():
     chains, draws = 2, 2000
     rng = np.random.default_rng(2)
     mu_off, tau_off = rng.normal(-4, 0.2, (chains, draws, A)), rng.uniform(0.2, 0.6, (chains, draws, A))
-    sampled = {"mu_0": rng.normal(size=(chains, draws)), "tau_0": rng.uniform(0.1, 0.3, (chains, draws)),
-               "mu_off": mu_off, "tau_off": tau_off, "mu_def": mu_off.copy(), "tau_def": tau_off.copy(),
-               "e_0_data": rng.normal(size=(chains, draws, 2)), "e_off_data": rng.normal(size=(chains, draws, 1)),
-               "e_def_data": rng.normal(size=(chains, draws, 1)), "sigma": np.ones((chains, draws))}
+    sampled = {
+        "mu_0": rng.normal(size=(chains, draws)),
+        "tau_0": rng.uniform(0.1, 0.3, (chains, draws)),
+        "mu_off": mu_off,
+        "tau_off": tau_off,
+        "mu_def": mu_off.copy(),
+        "tau_def": tau_off.copy(),
+        "e_0_data": rng.normal(size=(chains, draws, 2)),
+        "e_off_data": rng.normal(size=(chains, draws, 1)),
+        "e_def_data": rng.normal(size=(chains, draws, 1)),
+        "sigma": np.ones((chains, draws)),
+    }
     out = complete("hierarchical", sampled, cells, seed=0)
     e = out["e_off"][..., 4, 1]  # matchup 5, archetype 1: untouched
     assert sps.kstest(e.ravel(), sps.norm(0, 1).cdf).pvalue > 0.01
@@ -156,16 +188,22 @@ def test_informed_rule():
     ratio = np.array([0.9, 0.05, 0.6, 0.05])
     np.testing.assert_array_equal(informed(n, ratio, "matchup"), [False, True, False, False])
     # hierarchical: an unseen cell counts when the population narrowed it
-    np.testing.assert_array_equal(informed(n, np.array([0.9, 0.05, 0.6, 0.08]), "hierarchical"),
-                                  [False, True, False, True])
+    np.testing.assert_array_equal(
+        informed(n, np.array([0.9, 0.05, 0.6, 0.08]), "hierarchical"), [False, True, False, True]
+    )
 
 
 def test_largest_effects_ranks_informed_coefficients_only():
     import pandas as pd
 
-    table = pd.DataFrame({"parameter": ["beta_off[1,1]", "beta_off[2,1]", "beta_def[1,2]", "sigma"],
-                          "mean": [4.1, 0.02, 0.01, 0.5], "no_data": [True, False, False, False],
-                          "source": ["prior", "data", "data", ""]})
+    table = pd.DataFrame(
+        {
+            "parameter": ["beta_off[1,1]", "beta_off[2,1]", "beta_def[1,2]", "sigma"],
+            "mean": [4.1, 0.02, 0.01, 0.5],
+            "no_data": [True, False, False, False],
+            "source": ["prior", "data", "data", ""],
+        }
+    )
     assert list(largest_effects(table, 5)["parameter"]) == ["beta_off[2,1]", "beta_def[1,2]"]
     table.loc[1, "source"] = "population"  # pooled, not seen: not an effect the data show
     assert list(largest_effects(table, 5)["parameter"]) == ["beta_def[1,2]"]
@@ -179,10 +217,17 @@ def test_nuts_on_sparse_data_samples_only_touched_cells():
 
     stats = SuffStats.from_possessions(hand_built())
     cells = Cells.from_stats(stats)
-    result = sample_posterior(get_model("matchup", cells), make_likelihood("suffstats", stats),
-                              SamplerConfig(chains=1, warmup=100, draws=50, seed=0))
+    result = sample_posterior(
+        get_model("matchup", cells),
+        make_likelihood("suffstats", stats),
+        SamplerConfig(chains=1, warmup=100, draws=50, seed=0),
+    )
     assert {k: v.shape[2:] for k, v in result.samples.items()} == {
-        "beta_0_data": (2,), "beta_off_data": (1,), "beta_def_data": (1,), "sigma": ()}
+        "beta_0_data": (2,),
+        "beta_off_data": (1,),
+        "beta_def_data": (1,),
+        "sigma": (),
+    }
     full = complete("matchup", result.samples, cells, seed=0)
     assert sum(np.prod(v.shape[2:], dtype=int) for v in full.values()) == 613
     assert jax.tree.leaves(full)

@@ -17,12 +17,18 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro import files
-from lineup_numpyro import names
+from lineup_numpyro import files, names
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.models import get_model, make_likelihood
-from lineup_numpyro.sampling import Checkpoint, CheckpointError, chunk_sizes, fresh_kernel, sample_posterior, saved_draws
+from lineup_numpyro.rundir import RunDir
+from lineup_numpyro.sampling import (
+    Checkpoint,
+    CheckpointError,
+    chunk_sizes,
+    fresh_kernel,
+    sample_posterior,
+    saved_draws,
+)
 from lineup_numpyro.simulate import simulate_season, write_season
 from lineup_numpyro.suffstats import from_file
 from lineup_numpyro.train import resume, train
@@ -42,7 +48,8 @@ def season(tmp_path_factory) -> Path:
 def _posterior(run_dir: Path) -> dict[str, np.ndarray]:
     idata = az.from_netcdf(str(run_dir / RunDir.POSTERIOR))
     return {k: idata.posterior[k].values for k in idata.posterior.data_vars} | {
-        "diverging": idata.sample_stats["diverging"].values}
+        "diverging": idata.sample_stats["diverging"].values
+    }
 
 
 def test_chunk_sizes():
@@ -57,8 +64,9 @@ def test_chunk_sizes():
 def test_chunks_give_the_same_draws_as_one_piece(season, tmp_path, model):
     base = dict(chains=2, warmup=100, draws=120, seed=5)
     for every in (35, 1000):
-        config = RunConfig(model=model, data=DataConfig(path=str(season)),
-                           sampler=SamplerConfig(**base, checkpoint_every=every))
+        config = RunConfig(
+            model=model, data=DataConfig(path=str(season)), sampler=SamplerConfig(**base, checkpoint_every=every)
+        )
         train(config, tmp_path / str(every))
     chunked, whole = _posterior(tmp_path / "35"), _posterior(tmp_path / "1000")
     assert chunked.keys() == whole.keys()
@@ -73,8 +81,12 @@ def test_chunks_for_every_chain_method(season, tmp_path, chains, method):
     """Chunking changes no draw however the chains run, and the chunks share one compiled program."""
     likelihood = make_likelihood("suffstats", stats=from_file(season))
     base = dict(chains=chains, warmup=80, draws=90, seed=2, chain_method=method)
-    chunked = sample_posterior(get_model("simplified"), likelihood, SamplerConfig(**base, checkpoint_every=30),
-                               checkpoint_dir=tmp_path / "ckpt")
+    chunked = sample_posterior(
+        get_model("simplified"),
+        likelihood,
+        SamplerConfig(**base, checkpoint_every=30),
+        checkpoint_dir=tmp_path / "ckpt",
+    )
     whole = sample_posterior(get_model("simplified"), likelihood, SamplerConfig(**base, checkpoint_every=90))
     assert chunked.chain_method == method
     for k in whole.samples:
@@ -90,16 +102,39 @@ def test_chunks_for_every_chain_method(season, tmp_path, chains, method):
     # continuing after the first chunk, with a kernel set up afresh, changes nothing either
     for name in (Checkpoint.chunk_name(1), Checkpoint.chunk_name(2)):
         (tmp_path / "ckpt" / name).unlink()
-    resumed = sample_posterior(get_model("simplified"), likelihood, SamplerConfig(**base, checkpoint_every=30),
-                               checkpoint_dir=tmp_path / "ckpt")
+    resumed = sample_posterior(
+        get_model("simplified"),
+        likelihood,
+        SamplerConfig(**base, checkpoint_every=30),
+        checkpoint_dir=tmp_path / "ckpt",
+    )
     for k in whole.samples:
         np.testing.assert_array_equal(resumed.samples[k], whole.samples[k], err_msg=k)
 
 
 def _start(season: Path, run_dir: Path, every: int, draws: int) -> subprocess.Popen:
-    cmd = [sys.executable, str(ROOT / "cli.py"), "train", "--model", "matchup", "--data", str(season),
-           "--chains", "2", "--warmup", "150", "--draws", str(draws), "--seed", "8",
-           "--checkpoint-every", str(every), "--no-progress", "--out", str(run_dir)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "cli.py"),
+        "train",
+        "--model",
+        "matchup",
+        "--data",
+        str(season),
+        "--chains",
+        "2",
+        "--warmup",
+        "150",
+        "--draws",
+        str(draws),
+        "--seed",
+        "8",
+        "--checkpoint-every",
+        str(every),
+        "--no-progress",
+        "--out",
+        str(run_dir),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
 
 
@@ -107,8 +142,10 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
-            pytest.fail(f"training ended (exit {proc.returncode}) before it could be killed: "
-                        f"{proc.stderr.read().decode()[-2000:]}")
+            pytest.fail(
+                f"training ended (exit {proc.returncode}) before it could be killed: "
+                f"{proc.stderr.read().decode()[-2000:]}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             pytest.fail("training never reached the point to kill it at")
@@ -119,8 +156,11 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300.0) -> None:
 
 
 def _uninterrupted(season: Path, tmp_path: Path, draws: int) -> dict[str, np.ndarray]:
-    config = RunConfig(model="matchup", data=DataConfig(path=str(season)),
-                       sampler=SamplerConfig(chains=2, warmup=150, draws=draws, seed=8, checkpoint_every=draws))
+    config = RunConfig(
+        model="matchup",
+        data=DataConfig(path=str(season)),
+        sampler=SamplerConfig(chains=2, warmup=150, draws=draws, seed=8, checkpoint_every=draws),
+    )
     train(config, tmp_path / "uninterrupted")
     return _posterior(tmp_path / "uninterrupted")
 
@@ -166,8 +206,11 @@ def test_kill_during_warmup_then_resume(season, tmp_path):
 
 
 def test_resume_refuses_what_it_cannot_continue(season, tmp_path):
-    config = RunConfig(model="simplified", data=DataConfig(path=str(season)),
-                       sampler=SamplerConfig(chains=2, warmup=50, draws=60, seed=1, checkpoint_every=20))
+    config = RunConfig(
+        model="simplified",
+        data=DataConfig(path=str(season)),
+        sampler=SamplerConfig(chains=2, warmup=50, draws=60, seed=1, checkpoint_every=20),
+    )
     run_dir = tmp_path / "run"
     train(config, run_dir)
     result = runner.invoke(app, ["train", "--resume", str(run_dir)])

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.data import load_possessions
+from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.simulate import truth_path
 
 runner = CliRunner()
@@ -24,8 +24,9 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "lineup-numpyro"
 @pytest.fixture(scope="module")
 def season(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "season.csv"
-    result = runner.invoke(app, ["simulate", "--out", str(path), "--possessions", "3000", "--model", "simplified",
-                                 "--seed", "3"])
+    result = runner.invoke(
+        app, ["simulate", "--out", str(path), "--possessions", "3000", "--model", "simplified", "--seed", "3"]
+    )
     assert result.exit_code == 0, result.output
     return path
 
@@ -36,14 +37,20 @@ def test_simulate_writes_data_and_truth(season, tmp_path):
     truth = json.loads(truth_path(season).read_text())
     assert truth["model"] == "simplified" and len(truth["params"]["beta_off"]) == 8
     again = tmp_path / "again.parquet"
-    assert runner.invoke(app, ["simulate", "--out", str(again), "--possessions", "3000", "--model", "simplified",
-                               "--seed", "3"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["simulate", "--out", str(again), "--possessions", "3000", "--model", "simplified", "--seed", "3"]
+        ).exit_code
+        == 0
+    )
     pd.testing.assert_frame_equal(pd.read_csv(season), pd.read_parquet(again), check_exact=False, rtol=1e-12)
 
 
 def test_train_then_summary(season, tmp_path):
     run_dir = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--model", "simplified", "--data", str(season), "--out", str(run_dir), *QUICK])
+    result = runner.invoke(
+        app, ["train", "--model", "simplified", "--data", str(season), "--out", str(run_dir), *QUICK]
+    )
     assert result.exit_code == 0, result.output
     assert "max R-hat" in result.output and "beta_off[" in result.output
     result = runner.invoke(app, ["summary", str(run_dir)])
@@ -76,8 +83,23 @@ def test_help_is_complete(command):
     result = runner.invoke(app, [command, "--help"], terminal_width=200)
     assert result.exit_code == 0
     expected = {
-        "train": ["--model", "--data", "--season", "--out", "--likelihood", "--chains", "--warmup", "--draws", "--seed",
-                  "--target-accept", "--max-tree-depth", "--dense-mass", "--chain-method", "--platform", "--overwrite"],
+        "train": [
+            "--model",
+            "--data",
+            "--season",
+            "--out",
+            "--likelihood",
+            "--chains",
+            "--warmup",
+            "--draws",
+            "--seed",
+            "--target-accept",
+            "--max-tree-depth",
+            "--dense-mass",
+            "--chain-method",
+            "--platform",
+            "--overwrite",
+        ],
         "simulate": ["--out", "--possessions", "--model", "--seed", "--empty-matchups"],
         "summary": ["RUN_DIR", "--top"],
     }[command]
@@ -89,9 +111,26 @@ def test_console_script_runs_chains_in_parallel(season, tmp_path):
     """A fresh process: the CLI sets one XLA device per chain before JAX starts."""
     run_dir = tmp_path / "run"
     proc = subprocess.run(
-        [str(CONSOLE_SCRIPT), "train", "--model", "simplified", "--data", str(season), "--out", str(run_dir),
-         "--chains", "4", "--warmup", "100", "--draws", "100", "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(CONSOLE_SCRIPT),
+            "train",
+            "--model",
+            "simplified",
+            "--data",
+            str(season),
+            "--out",
+            str(run_dir),
+            "--chains",
+            "4",
+            "--warmup",
+            "100",
+            "--draws",
+            "100",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     diag = json.loads((run_dir / RunDir.DIAGNOSTICS).read_text())

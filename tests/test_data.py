@@ -130,7 +130,8 @@ def test_real_sample_loads(real: Possessions, real_csv: Path, real_text: pd.Data
     by_label = real_text[names.MATCHUP].value_counts()
     assert {names.MATCHUP_LABELS[m]: int(c) for m, c in enumerate(counts)} == by_label.to_dict()
     assert counts.min() == 52 and counts[35] == 52 and counts.max() == 797 and counts[7] == 797
-    # First data row: 0,1_vs_1,0.0,0.0,0.0,-0.8180101339,...,2.9804732094,0.5444020153,...,-2.59640054726,2.5403917735999997
+    # First data row: 0,1_vs_1,0.0,0.0,0.0,-0.8180101339,...,2.9804732094,0.5444020153,...,
+    # -2.59640054726,2.5403917735999997
     assert real.y[0] == 0.0 and real.matchup[0] == 1 * 6 + 1
     assert real.z_def[0, 0] == 0.0 and real.z_def[0, 1] == -0.8180101339
     assert real.z_off[0, 4] == 2.9804732094 and real.z_def[0, 4] == 0.5444020153
@@ -338,8 +339,7 @@ def test_row_number_counts_rows_the_season_filter_drops(tmp_path, real_text, row
     frame.to_csv(path, index=False)
     message = load_error(path, seasons=("2019-20",), chunksize=chunksize)
     assert message == (
-        f"{path}, row {bad} (line {bad + 1}), column 'z_def_2': 'inf' is not a finite number; "
-        "expected a finite number"
+        f"{path}, row {bad} (line {bad + 1}), column 'z_def_2': 'inf' is not a finite number; expected a finite number"
     )
 
 
@@ -377,8 +377,7 @@ def test_parquet_bad_rows_name_the_row(tmp_path, real_text, chunksize):
     nan.loc[9_876 - 1, "z_off_3"] = np.nan
     nan.to_parquet(tmp_path / "nan.parquet", index=False)
     assert load_error(tmp_path / "nan.parquet", chunksize=chunksize) == (
-        f"{tmp_path / 'nan.parquet'}, row 9876, column 'z_off_3': missing value (null or NaN); "
-        "expected a finite number"
+        f"{tmp_path / 'nan.parquet'}, row 9876, column 'z_off_3': missing value (null or NaN); expected a finite number"
     )
     bad = frame.copy()
     bad.loc[77 - 1, [names.MATCHUP, names.OFF_SUPERCLUSTER, names.DEF_SUPERCLUSTER]] = [36, 6, 0]
@@ -463,17 +462,13 @@ def test_blank_file_is_empty(tmp_path, content):
 def test_header_then_blank_lines_has_no_possessions(tmp_path):
     path = tmp_path / "blank_rows.csv"
     path.write_text((CORPUS / "header_only.csv").read_text() + "\n\n\n")
-    assert load_error(path) == (
-        f"{path}: the file has column names but no possessions; expected at least one data row"
-    )
+    assert load_error(path) == (f"{path}: the file has column names but no possessions; expected at least one data row")
 
 
 def test_header_only_parquet(tmp_path, real_text):
     path = tmp_path / "empty.parquet"
     real_text.iloc[:0].to_parquet(path, index=False)
-    assert load_error(path) == (
-        f"{path}: the file has column names but no possessions; expected at least one data row"
-    )
+    assert load_error(path) == (f"{path}: the file has column names but no possessions; expected at least one data row")
 
 
 # --------------------------------------------------------------------------- the bad-input corpus
@@ -520,7 +515,8 @@ BAD = {
         f", row 7 (line 8), column 'matchup_id': invalid matchup '6_vs_1'; {MATCHUP_EXPECTED}",
     ),
     "matchup_out_of_range_int.csv": msg(
-        "matchup_out_of_range_int.csv", f", row 7 (line 8), column 'matchup_id': invalid matchup '36'; {MATCHUP_EXPECTED}"
+        "matchup_out_of_range_int.csv",
+        f", row 7 (line 8), column 'matchup_id': invalid matchup '36'; {MATCHUP_EXPECTED}",
     ),
     "matchup_negative.csv": msg(
         "matchup_negative.csv", f", row 7 (line 8), column 'matchup_id': invalid matchup '-1'; {MATCHUP_EXPECTED}"
@@ -530,7 +526,8 @@ BAD = {
         f", row 7 (line 8), column 'matchup_id': invalid matchup '1-vs-2'; {MATCHUP_EXPECTED}",
     ),
     "matchup_malformed_text.csv": msg(
-        "matchup_malformed_text.csv", f", row 7 (line 8), column 'matchup_id': invalid matchup 'abc'; {MATCHUP_EXPECTED}"
+        "matchup_malformed_text.csv",
+        f", row 7 (line 8), column 'matchup_id': invalid matchup 'abc'; {MATCHUP_EXPECTED}",
     ),
     "matchup_empty.csv": msg(
         "matchup_empty.csv", f", row 7 (line 8), column 'matchup_id': empty cell (no matchup); {MATCHUP_EXPECTED}"
@@ -787,11 +784,15 @@ def test_cli_train_rejects_the_constant_outcome_file(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--data", "good.csv", "--season", "2021-22"],
-         "good.csv: a season filter (2021-22) was given but the file has no 'season' column"),
-        (["--data", "good_integer_layout.csv", "--season", "1999-00,2030-31"],
-         "good_integer_layout.csv, column 'season': no possession in season(s) 1999-00, 2030-31; "
-         "the file has 2020-21, 2021-22"),
+        (
+            ["--data", "good.csv", "--season", "2021-22"],
+            "good.csv: a season filter (2021-22) was given but the file has no 'season' column",
+        ),
+        (
+            ["--data", "good_integer_layout.csv", "--season", "1999-00,2030-31"],
+            "good_integer_layout.csv, column 'season': no possession in season(s) 1999-00, 2030-31; "
+            "the file has 2020-21, 2021-22",
+        ),
         (["--data", "does_not_exist.csv"], "does_not_exist.csv: no such file"),
     ],
 )
@@ -824,7 +825,10 @@ def test_cli_subprocess_exit_code_and_stderr(tmp_path, name):
     out_dir = tmp_path / "run"
     proc = subprocess.run(
         [str(CONSOLE_SCRIPT), "train", "--model", "simplified", "--data", str(path), "--out", str(out_dir)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1", "TERM": "dumb"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1", "TERM": "dumb"},
     )
     stderr = ANSI.sub("", proc.stderr)
     assert proc.returncode == 2, stderr
@@ -838,3 +842,71 @@ def test_cli_subprocess_exit_code_and_stderr(tmp_path, name):
     else:
         assert error_lines[0].startswith(f"error: {path}, column 'outcome': every possession has outcome 0; ")
         assert stderr.splitlines()[0].startswith(f"warning: {path}: every possession is in matchup 5_vs_5")
+
+
+# --------------------------------------------------------------------------- plausibility (issue 16)
+
+
+def _small(real_text: pd.DataFrame, n: int = 40) -> pd.DataFrame:
+    frame = real_text.head(n).copy()
+    for col in (names.OUTCOME, *names.Z_OFF, *names.Z_DEF):
+        frame[col] = frame[col].astype(float)
+    return frame
+
+
+@pytest.mark.parametrize("value", [150.0, -200.0])
+def test_outcomes_no_possession_can_score_are_refused(tmp_path, real_text, value):
+    frame = _small(real_text)
+    frame.loc[7, names.OUTCOME] = value
+    path = tmp_path / "big.csv"
+    frame.to_csv(path, index=False)
+    message = load_error(path)
+    assert f"{path}, row 8 (line 9), column '{names.OUTCOME}'" in message and "implausibly large" in message
+
+
+@pytest.mark.parametrize("value", [-2.0, 1.5, 9.0])
+def test_unusual_outcomes_are_warned_with_their_row(tmp_path, real_text, value):
+    frame = _small(real_text)
+    frame.loc[4, names.OUTCOME] = value
+    path = tmp_path / "odd.csv"
+    frame.to_csv(path, index=False)
+    with pytest.warns(DataWarning, match=rf"row 5, column '{names.OUTCOME}': 1 outcome\(s\) .* not whole points"):
+        load_possessions(path)
+
+
+def test_real_outcomes_raise_no_plausibility_warning(real_csv):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        load_possessions(real_csv)
+
+
+def test_implausible_skill_sums_are_warned(tmp_path, real_text):
+    frame = _small(real_text)
+    frame.loc[2, names.Z_OFF[3]] = 999.0
+    path = tmp_path / "z.csv"
+    frame.to_csv(path, index=False)
+    with pytest.warns(DataWarning, match=rf"row 3, column '{names.Z_OFF[3]}': 1 skill sum"):
+        load_possessions(path)
+
+
+def test_a_boolean_outcome_is_refused(tmp_path, real_text):
+    frame = _small(real_text)
+    frame[names.OUTCOME] = frame[names.OUTCOME] > 0
+    path = tmp_path / "bool.parquet"
+    frame.to_parquet(path)
+    message = load_error(path)
+    assert f"column '{names.OUTCOME}': a true/false column; expected numbers" in message
+
+
+@pytest.mark.parametrize("column", [names.OFF_SUPERCLUSTER, names.DEF_SUPERCLUSTER])
+def test_a_supercluster_column_alone_is_checked_against_the_matchup(tmp_path, real_text, column):
+    frame = _small(real_text)
+    matchup = frame[names.MATCHUP].str.extract(r"(\d+)_vs_(\d+)").astype(int)
+    frame[column] = matchup[0 if column == names.OFF_SUPERCLUSTER else 1]
+    path = tmp_path / "ok.csv"
+    frame.to_csv(path, index=False)
+    load_possessions(path)  # agreeing: fine
+    frame.loc[6, column] = (frame.loc[6, column] + 1) % names.N_SUPERCLUSTERS
+    frame.to_csv(path, index=False)
+    message = load_error(path)
+    assert f"row 7 (line 8), column '{column}'" in message and "disagrees with matchup" in message

@@ -9,16 +9,23 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro.errors import RunDirError
 from lineup_numpyro import approx, comparison, config, data, errors, sampling, simulate, stan_runner
+from lineup_numpyro.errors import RunDirError
 
 runner = CliRunner()
 
 
 def test_every_error_type_has_one_base_and_one_home():
     classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
-    assert {c.__name__ for c in classes} >= {"LineupError", "DataError", "ConfigError", "RunDirError",
-                                             "CheckpointError", "ApproxError", "StanUnavailable"}
+    assert {c.__name__ for c in classes} >= {
+        "LineupError",
+        "DataError",
+        "ConfigError",
+        "RunDirError",
+        "CheckpointError",
+        "ApproxError",
+        "StanUnavailable",
+    }
     assert all(issubclass(c, errors.LineupError) for c in classes)
     # the modules that raise them use the same classes, not copies
     assert data.DataError is errors.DataError and RunDirError is errors.RunDirError
@@ -26,10 +33,15 @@ def test_every_error_type_has_one_base_and_one_home():
     assert stan_runner.StanUnavailable is errors.StanUnavailable
 
 
-@pytest.mark.parametrize("bad", [lambda: config.SamplerConfig(target_accept=1.5),
-                                 lambda: config.DataConfig(holdout_fraction=1.0),
-                                 lambda: simulate.simulate_season(0),
-                                 lambda: comparison.compare_runs(["only-one"])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: config.SamplerConfig(target_accept=1.5),
+        lambda: config.DataConfig(holdout_fraction=1.0),
+        lambda: simulate.simulate_season(0),
+        lambda: comparison.compare_runs(["only-one"]),
+    ],
+)
 def test_bad_options_raise_a_lineup_error(bad):
     with pytest.raises(errors.ConfigError):
         bad()

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro.rundir import RunDir
 from lineup_numpyro import names, outputs
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.export import PRODUCTION, production_coefficients
+from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.simulate import simulate_season, write_season
 from lineup_numpyro.train import train
 
@@ -82,8 +82,9 @@ def test_too_few_possessions_and_divergences_fall_back(runs, tmp_path):
 
 def test_cli_export(runs, tmp_path):
     dirs, _ = runs
-    result = runner.invoke(app, ["export", str(dirs["matchup"]), "--pooled", str(dirs["simplified"]),
-                                 "--out", str(tmp_path / "prod.csv")])
+    result = runner.invoke(
+        app, ["export", str(dirs["matchup"]), "--pooled", str(dirs["simplified"]), "--out", str(tmp_path / "prod.csv")]
+    )
     assert result.exit_code == 0, result.output
     assert "matchups from the matchup run" in result.output and "no possessions" in result.output
     written = pd.read_csv(tmp_path / "prod.csv")
@@ -101,8 +102,11 @@ def test_a_hierarchical_run_keeps_its_own_sparse_and_empty_matchups(runs, tmp_pa
     coefficients for every matchup, empty ones included; the pooled run only where it did not converge."""
     dirs, counts = runs
     run = tmp_path / "hierarchical"
-    config = RunConfig(model="hierarchical", data=DataConfig(path=str(dirs["matchup"].parent / "season.csv")),
-                       sampler=SamplerConfig(chains=4, warmup=300, draws=500, seed=3))
+    config = RunConfig(
+        model="hierarchical",
+        data=DataConfig(path=str(dirs["matchup"].parent / "season.csv")),
+        sampler=SamplerConfig(chains=4, warmup=300, draws=500, seed=3),
+    )
     with pytest.warns(UserWarning, match="no possessions"):
         report = train(config, run)
     assert report["divergences"]["count"] == 0, report["divergences"]

@@ -57,8 +57,11 @@ def test_sites_carry_the_stan_names(model_name, season):
     cells = Cells.from_stats(stats)
     tr = trace(seed(get_model(model_name, cells), 0)).get_trace(SuffStatsLikelihood.from_stats(stats))
     # what NUTS returns: the sampled sites and the recorded ones (the hierarchical model's mu, e)
-    sampled = {k: np.asarray(v["value"])[None, None] for k, v in tr.items()
-               if v["type"] == "deterministic" or (v["type"] == "sample" and not v["is_observed"])}
+    sampled = {
+        k: np.asarray(v["value"])[None, None]
+        for k, v in tr.items()
+        if v["type"] == "deterministic" or (v["type"] == "sample" and not v["is_observed"])
+    }
     full = complete(model_name, sampled, cells)  # plus the generated untouched cells
     assert set(full) == set(names.POSTERIOR_DIMS[model_name])
     for var, dims in names.POSTERIOR_DIMS[model_name].items():
@@ -91,5 +94,9 @@ def test_predict_is_the_models_linear_predictor(season):
         np.testing.assert_allclose(got[s], np.asarray(rows.mean(jnp.asarray(draws[s]))), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(predict(draws[s], season.matchup, season.design()), got[s], rtol=1e-12)
     pooled = draws[:, 0, :]
-    np.testing.assert_allclose(predict(pooled, season.matchup, season.design())[1],
-                               np.asarray(rows.mean(jnp.asarray(pooled[1]))), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        predict(pooled, season.matchup, season.design())[1],
+        np.asarray(rows.mean(jnp.asarray(pooled[1]))),
+        rtol=1e-12,
+        atol=1e-12,
+    )

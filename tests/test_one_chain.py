@@ -27,8 +27,9 @@ def runs(tmp_path_factory):
     out = {}
     for model in ("simplified", "matchup", "hierarchical"):
         out[model] = work / model
-        result = runner.invoke(app, ["train", "--model", model, "--data", str(season), "--holdout", "0.2",
-                                     "--out", str(out[model]), *ONE])
+        result = runner.invoke(
+            app, ["train", "--model", model, "--data", str(season), "--holdout", "0.2", "--out", str(out[model]), *ONE]
+        )
         assert result.exit_code == 0, result.output
         assert "R-hat needs at least 2" in result.output, result.output
     return out
@@ -58,7 +59,8 @@ def test_every_command_reads_a_one_chain_run(runs, tmp_path, shared_data):
     # a pooled fit that was never checked cannot serve as the fallback of an export
     result = runner.invoke(app, ["export", matchup, "--pooled", pooled, "--out", str(tmp_path / "c.csv")])
     assert result.exit_code == 2 and "n/a (one chain)" in result.output
-    result = runner.invoke(app, ["lineup", "value", pooled, "--lineup", LINEUP, "--opponent", OPPONENT,
-                                 "--tables", str(shared_data)])
+    result = runner.invoke(
+        app, ["lineup", "value", pooled, "--lineup", LINEUP, "--opponent", OPPONENT, "--tables", str(shared_data)]
+    )
     assert result.exit_code == 0, result.output
     assert "convergence was not checked" in result.output

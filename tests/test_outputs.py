@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lineup_numpyro import files, names
+from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.errors import RunDirError
 from lineup_numpyro.rundir import RunDir
-from lineup_numpyro import files
-from lineup_numpyro import names
-from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.simulate import simulate_season, write_season
 from lineup_numpyro.train import train
 
@@ -68,9 +67,22 @@ def test_coefficients_csv(run):
     model, run_dir, _, data = run
     table = pd.read_csv(run_dir / RunDir.COEFFICIENTS)
     assert list(table.columns[:2]) == ["parameter", "mean"]
-    assert list(table.columns[2:]) == ["sd", "5%", "50%", "95%", "r_hat", "ess_bulk", "ess_tail", "mcse_mean",
-                                       "n_possessions", "no_data", "n_on_floor", "prior_width_ratio", "informed",
-                                       "source"]
+    assert list(table.columns[2:]) == [
+        "sd",
+        "5%",
+        "50%",
+        "95%",
+        "r_hat",
+        "ess_bulk",
+        "ess_tail",
+        "mcse_mean",
+        "n_possessions",
+        "no_data",
+        "n_on_floor",
+        "prior_width_ratio",
+        "informed",
+        "source",
+    ]
     n_params = sum(int(np.prod([len(names.COORDS[d]) for d in dims])) for dims in names.POSTERIOR_DIMS[model].values())
     assert len(table) == n_params
     assert (table["5%"] <= table["50%"]).all() and (table["50%"] <= table["95%"]).all()
@@ -145,8 +157,10 @@ def test_failed_run_is_marked_failed(tmp_path, monkeypatch):
     data, truth = simulate_season(500, model="simplified", seed=1)
     write_season(data, truth, tmp_path / "d.csv")
     with pytest.raises(RuntimeError, match="exploded"):
-        train(RunConfig(model="simplified", data=DataConfig(path=str(tmp_path / "d.csv")), sampler=QUICK),
-              tmp_path / "run")
+        train(
+            RunConfig(model="simplified", data=DataConfig(path=str(tmp_path / "d.csv")), sampler=QUICK),
+            tmp_path / "run",
+        )
     status = RunDir(tmp_path / "run").status()
     assert status["state"] == "failed" and "exploded" in status["error"]
     assert not (tmp_path / "run" / RunDir.COEFFICIENTS).exists()
@@ -157,5 +171,5 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with files.atomic_path(target) as tmp:
             tmp.write_text("half")
-            1 / 0
+            raise ZeroDivisionError
     assert not target.exists() and list(tmp_path.iterdir()) == []

@@ -18,15 +18,20 @@ from typer.testing import CliRunner
 
 from cli import app
 from lineup_numpyro import models, parity
+from lineup_numpyro.cells import Cells
 from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.data import Possessions, load_possessions
-from lineup_numpyro.cells import Cells
 from lineup_numpyro.models import get_model, make_likelihood
 from lineup_numpyro.suffstats import SuffStats
 from lineup_numpyro.whitening import Whitening
 
-FORMS = [("simplified", "reference"), ("matchup", "reference"), ("matchup", "fast"), ("hierarchical", "reference"),
-         ("hierarchical", "fast")]
+FORMS = [
+    ("simplified", "reference"),
+    ("matchup", "reference"),
+    ("matchup", "fast"),
+    ("hierarchical", "reference"),
+    ("hierarchical", "fast"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +43,9 @@ def real_rows(shared_data) -> Possessions:
 def small_rows(real_rows) -> Possessions:
     """2,000 real possessions: Stan's row-wise log_prob stays quick."""
     keep = slice(0, 2_000)
-    return Possessions(real_rows.y[keep], real_rows.matchup[keep], real_rows.z_off[keep], real_rows.z_def[keep],
-                       None, real_rows.source)
+    return Possessions(
+        real_rows.y[keep], real_rows.matchup[keep], real_rows.z_off[keep], real_rows.z_def[keep], None, real_rows.source
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +59,13 @@ def stan_models(small_rows):
 def test_density_parity(model, form, likelihood, small_rows, stan_models):
     stats = SuffStats.from_possessions(small_rows)
     whitening = Whitening.from_stats(stats) if model == "hierarchical" else None  # as stan_data's default
-    result = parity.density_parity(get_model(model, Cells.from_stats(stats), whitening),
-                                   make_likelihood(likelihood, stats, small_rows),
-                                   stan_models[(model, form)], n_points=20, seed=1)
+    result = parity.density_parity(
+        get_model(model, Cells.from_stats(stats), whitening),
+        make_likelihood(likelihood, stats, small_rows),
+        stan_models[(model, form)],
+        n_points=20,
+        seed=1,
+    )
     assert len(result.table) == 20
     assert result.offset_spread <= parity.DENSITY_RTOL
     assert result.max_gradient_error <= parity.GRADIENT_RTOL
@@ -86,12 +96,15 @@ def other_coordinates_hierarchical(likelihood, cells, whitening):
     models.hierarchical(likelihood, cells, Whitening(2.0 * whitening.precision, whitening.location))
 
 
-@pytest.mark.parametrize(("wrong", "model", "form", "caught_by"), [
-    (wrong_prior_matchup, "matchup", "fast", "prior probe"),  # the probe shows a prior difference plainly
-    (wrong_prior_matchup, "matchup", "reference", "prior probe"),
-    (wrong_sign_simplified, "simplified", "reference", "data"),  # z = 0 in the probe hides the sign
-    (other_coordinates_hierarchical, "hierarchical", "fast", "data"),  # the probe has no whitening
-])
+@pytest.mark.parametrize(
+    ("wrong", "model", "form", "caught_by"),
+    [
+        (wrong_prior_matchup, "matchup", "fast", "prior probe"),  # the probe shows a prior difference plainly
+        (wrong_prior_matchup, "matchup", "reference", "prior probe"),
+        (wrong_sign_simplified, "simplified", "reference", "data"),  # z = 0 in the probe hides the sign
+        (other_coordinates_hierarchical, "hierarchical", "fast", "data"),  # the probe has no whitening
+    ],
+)
 def test_harness_catches_a_wrong_model(wrong, model, form, caught_by, small_rows):
     checks = parity.density_checks(model, small_rows, form, n_points=20, model_fn=wrong)
     assert set(checks) == {"suffstats, data", "rows, data", "suffstats, prior probe", "rows, prior probe"}
@@ -151,8 +164,12 @@ def test_posterior_parity_matchup_loop_form_stan(real_rows):
 def test_posterior_parity_flags_a_shifted_posterior():
     """Two samples of one distribution pass; shifting one by a few MCSE fails the z test."""
     rng = np.random.default_rng(0)
-    a = {"beta_0": rng.normal(0.2, 0.01, (4, 1000)), "beta_off": np.abs(rng.normal(0.03, 0.01, (4, 1000, 8))),
-         "beta_def": np.abs(rng.normal(0.03, 0.01, (4, 1000, 8))), "sigma": rng.normal(0.56, 0.004, (4, 1000))}
+    a = {
+        "beta_0": rng.normal(0.2, 0.01, (4, 1000)),
+        "beta_off": np.abs(rng.normal(0.03, 0.01, (4, 1000, 8))),
+        "beta_def": np.abs(rng.normal(0.03, 0.01, (4, 1000, 8))),
+        "sigma": rng.normal(0.56, 0.004, (4, 1000)),
+    }
     b = {k: v[::-1] + 0.0 for k, v in a.items()}  # same draws, chains reordered
     assert parity.posterior_parity(a, b, "simplified").passed
     shifted = dict(b, beta_0=b["beta_0"] + 0.002)  # ~10 MCSE
@@ -170,8 +187,9 @@ def test_cli_parity_writes_tables_and_verdict(small_rows, stan_models, tmp_path)
     path = tmp_path / "d.csv"
     small_rows.to_frame().to_csv(path, index=False)
     out = tmp_path / "parity"
-    result = runner.invoke(app, ["parity", "--model", "simplified", "--data", str(path), "--no-posterior",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["parity", "--model", "simplified", "--data", str(path), "--no-posterior", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     verdict = json.loads((out / "parity.json").read_text())
     assert verdict["passed"] and verdict["stan_file"] == "simplified.stan"

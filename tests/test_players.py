@@ -38,12 +38,20 @@ ASSIGNED = {"0_0_3_5_7": 2, "1_1_2_4_6": 4, "0_0_0_3_5": 1, "0_0_3_5_6": 5}
 
 def write_tables(folder: Path, roster=ROSTER, assigned=ASSIGNED) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"archetypes": folder / "player_archetypes_test.csv", "darko": folder / "darko_test.csv",
-             "assignments": folder / "supercluster_assignments_test.json"}
-    paths["archetypes"].write_text("player_id,player_name,season,archetype\n" + "".join(
-        f"{i},{n},2024-25,{a}\n" for i, n, a, *_ in roster), encoding="utf-8")
-    paths["darko"].write_text('"nba_id","Team","Player","O-DPM","D-DPM"\n' + "".join(
-        f'{i},"{t}","{n}",{o},{d}\n' for i, n, _, o, d, t in roster), encoding="utf-8")
+    paths = {
+        "archetypes": folder / "player_archetypes_test.csv",
+        "darko": folder / "darko_test.csv",
+        "assignments": folder / "supercluster_assignments_test.json",
+    }
+    paths["archetypes"].write_text(
+        "player_id,player_name,season,archetype\n" + "".join(f"{i},{n},2024-25,{a}\n" for i, n, a, *_ in roster),
+        encoding="utf-8",
+    )
+    paths["darko"].write_text(
+        '"nba_id","Team","Player","O-DPM","D-DPM"\n'
+        + "".join(f'{i},"{t}","{n}",{o},{d}\n' for i, n, _, o, d, t in roster),
+        encoding="utf-8",
+    )
     paths["assignments"].write_text(json.dumps({"lineup_assignments": assigned}))
     return paths
 
@@ -59,7 +67,7 @@ def test_lineup_features_are_the_archetype_sums(tables):
     lineup = make_lineup(players, assignments, [5, 3, 1, 4, 2])
     expected_off = np.zeros(8)
     expected_def = np.zeros(8)
-    for i, _, a, o, d, _ in ROSTER[:5]:
+    for _i, _, a, o, d, _ in ROSTER[:5]:
         expected_off[a] += o
         expected_def[a] += d
     np.testing.assert_array_equal(lineup.z_off, expected_off)  # [3.5, 0, 0, -1, 0, 0.25, 0, 3]
@@ -113,15 +121,22 @@ def test_lineups_must_be_five_different_players(tables):
         parse_lineup(players, assignments, "Ana Alvarez, 1, 3, 4, 5")
 
 
-@pytest.mark.parametrize("which,line,match", [
-    ("archetypes", "12,Kit Kay,2024-25,8", r"row 12 \(line 13\), column 'archetype': '8' is not an integer 0-7"),
-    ("archetypes", "12,Kit Kay,2024-25,two", r"column 'archetype': 'two' is not an integer"),
-    ("darko", '12,"B","Kit Kay",nan,1.0', r"row 12 \(line 13\), column 'O-DPM': 'nan' is not a finite number"),
-    ("darko", '12,"B","Kit Kay",1.0,inf', r"column 'D-DPM': 'inf' is not a finite number"),
-    ("darko", '1,"B","Ana again",1.0,1.0', r"row 12 \(line 13\), column 'nba_id': player 1 is listed again"),
-    ("darko", 'abc,"B","Kit Kay",1.0,1.0', r"row 12 \(line 13\), column 'nba_id': 'abc' is not a whole number >= 0"),
-    ("archetypes", "-5,Kit Kay,2024-25,3", r"row 12 \(line 13\), column 'player_id': '-5' is not a whole number"),
-])
+@pytest.mark.parametrize(
+    "which,line,match",
+    [
+        ("archetypes", "12,Kit Kay,2024-25,8", r"row 12 \(line 13\), column 'archetype': '8' is not an integer 0-7"),
+        ("archetypes", "12,Kit Kay,2024-25,two", r"column 'archetype': 'two' is not an integer"),
+        ("darko", '12,"B","Kit Kay",nan,1.0', r"row 12 \(line 13\), column 'O-DPM': 'nan' is not a finite number"),
+        ("darko", '12,"B","Kit Kay",1.0,inf', r"column 'D-DPM': 'inf' is not a finite number"),
+        ("darko", '1,"B","Ana again",1.0,1.0', r"row 12 \(line 13\), column 'nba_id': player 1 is listed again"),
+        (
+            "darko",
+            'abc,"B","Kit Kay",1.0,1.0',
+            r"row 12 \(line 13\), column 'nba_id': 'abc' is not a whole number >= 0",
+        ),
+        ("archetypes", "-5,Kit Kay,2024-25,3", r"row 12 \(line 13\), column 'player_id': '-5' is not a whole number"),
+    ],
+)
 def test_bad_cells_name_file_row_and_column(tmp_path, which, line, match):
     paths = write_tables(tmp_path)
     with open(paths[which], "a", encoding="utf-8") as f:
@@ -160,13 +175,19 @@ def test_a_player_listed_twice_keeps_the_first_listing_with_a_warning(tmp_path):
         load_players(paths["archetypes"], paths["darko"])
 
 
-@pytest.mark.parametrize("doc,match", [
-    ("{not json", "not valid JSON"),
-    ('{"lineup_assignments": {}}', "non-empty 'lineup_assignments'"),
-    ('{"lineup_assignments": {"0_3_0_5_7": 1}}', "'0_3_0_5_7' is not five archetypes 0-7 in ascending order"),
-    ('{"lineup_assignments": {"0_0_3_5_8": 1}}', "'0_0_3_5_8' is not five archetypes"),
-    ('{"lineup_assignments": {"0_0_3_5_7": 6}}', r"lineup_assignments\['0_0_3_5_7'\] = 6 is not a supercluster 0-5"),
-])
+@pytest.mark.parametrize(
+    "doc,match",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"lineup_assignments": {}}', "non-empty 'lineup_assignments'"),
+        ('{"lineup_assignments": {"0_3_0_5_7": 1}}', "'0_3_0_5_7' is not five archetypes 0-7 in ascending order"),
+        ('{"lineup_assignments": {"0_0_3_5_8": 1}}', "'0_0_3_5_8' is not five archetypes"),
+        (
+            '{"lineup_assignments": {"0_0_3_5_7": 6}}',
+            r"lineup_assignments\['0_0_3_5_7'\] = 6 is not a supercluster 0-5",
+        ),
+    ],
+)
 def test_bad_assignment_files(tmp_path, doc, match):
     path = tmp_path / "assign.json"
     path.write_text(doc)
@@ -183,8 +204,9 @@ def test_default_opponents_are_each_teams_best_five(tables):
 def test_opponents_file(tables, tmp_path):
     players, assignments, _ = tables
     path = tmp_path / "opp.csv"
-    path.write_text("player_1,player_2,player_3,player_4,player_5\nFlo Fox,Gus Gray,Hal Hu,Ivy Ito,Jo Jones\n"
-                    "1,2,3,4,Nobody\n")
+    path.write_text(
+        "player_1,player_2,player_3,player_4,player_5\nFlo Fox,Gus Gray,Hal Hu,Ivy Ito,Jo Jones\n1,2,3,4,Nobody\n"
+    )
     with pytest.raises(DataError, match=r"opp.csv: row 2 \(line 3\): .*'Nobody' is not among the players"):
         load_opponents(path, players, assignments)
     path.write_text("player_1,player_2,player_3,player_4,player_5\nFlo Fox,Gus Gray,Hal Hu,Ivy Ito,Jo Jones\n")
@@ -203,8 +225,7 @@ def test_find_tables(tmp_path):
 
 def test_the_real_tables(shared_data):
     with pytest.warns(DataWarning, match="3 player"):
-        players = load_players(shared_data / "player_archetypes_k8_2024-25.csv",
-                               shared_data / "darko_dpm_2024-25.csv")
+        players = load_players(shared_data / "player_archetypes_k8_2024-25.csv", shared_data / "darko_dpm_2024-25.csv")
     assignments = load_assignments(shared_data / "supercluster_assignments_multi_season.json")
     assert len(players.table) == 270 and len(assignments.lineups) == 449
     assert players.find("Nikola Jokic") == 203999
@@ -212,7 +233,9 @@ def test_the_real_tables(shared_data):
     assert len(opponents) == 30
     for lineup in opponents:
         rows = players.table.loc[list(lineup.player_ids)]
-        assert np.isclose(lineup.z_off.sum(), rows["o_dpm"].sum()) and np.isclose(lineup.z_def.sum(), rows["d_dpm"].sum())
+        assert np.isclose(lineup.z_off.sum(), rows["o_dpm"].sum()) and np.isclose(
+            lineup.z_def.sum(), rows["d_dpm"].sum()
+        )
         listed = lineup.key in assignments.lineups  # a note exactly when the lineup is not listed
         assert (lineup.note is None) == listed, (lineup.key, lineup.note)
         if listed:

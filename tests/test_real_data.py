@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.train import train
 
 

@@ -6,11 +6,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro.rundir import RunDir
 from lineup_numpyro import names
 from lineup_numpyro.comparison import compare_runs, write_comparison
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.report import REPORT, REPORT_DIR, write_report
+from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.simulate import simulate_season, write_season
 from lineup_numpyro.train import train
 from lineup_numpyro.validation import validate_run

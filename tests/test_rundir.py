@@ -30,8 +30,21 @@ from lineup_numpyro.train import resume, train
 
 runner = CliRunner()
 TINY = SamplerConfig(chains=2, warmup=60, draws=60, seed=1, checkpoint_every=20)
-TINY_ARGS = ["--model", "simplified", "--chains", "2", "--warmup", "60", "--draws", "60", "--seed", "1",
-             "--checkpoint-every", "20", "--no-progress"]
+TINY_ARGS = [
+    "--model",
+    "simplified",
+    "--chains",
+    "2",
+    "--warmup",
+    "60",
+    "--draws",
+    "60",
+    "--seed",
+    "1",
+    "--checkpoint-every",
+    "20",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +75,13 @@ def _stopped(run: RunDir) -> None:
 def test_overwrite_leaves_nothing_of_the_earlier_run(season, tmp_path):
     run = RunDir(tmp_path / "run")
     train(_config(season), run.path)
-    leftovers = [run / RunDir.PRODUCTION, run / RunDir.TRUE_PARAMS, run.validation_path("old"),
-                 run / RunDir.REPORT / "report.html", run / RunDir.LEGACY_VALIDATION]
+    leftovers = [
+        run / RunDir.PRODUCTION,
+        run / RunDir.TRUE_PARAMS,
+        run.validation_path("old"),
+        run / RunDir.REPORT / "report.html",
+        run / RunDir.LEGACY_VALIDATION,
+    ]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
@@ -87,7 +105,9 @@ def test_the_data_path_is_recorded_absolute(season, tmp_path, monkeypatch):
     record = RunDir(tmp_path / "run").record()
     assert record["config"]["data"]["path"] == str(season.resolve())
     monkeypatch.chdir(tmp_path)  # validate from elsewhere still finds the data
-    result = runner.invoke(app, ["validate", str(tmp_path / "run"), "--data", str(season)])  # LOO reads the training file
+    result = runner.invoke(
+        app, ["validate", str(tmp_path / "run"), "--data", str(season)]
+    )  # LOO reads the training file
     assert result.exit_code == 0, result.output
 
 
@@ -132,8 +152,9 @@ def test_resume_refuses_changed_options(season, tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(run_dir), "--draws", "600"])
     assert result.exit_code == 2 and "draws 600 (the run has 60)" in result.output
     result = runner.invoke(app, ["train", "--resume", str(run_dir), "--model", "matchup", "--seed", "1"])
-    assert result.exit_code == 2 and "model 'matchup'" in result.output and "seed" not in result.output.split(
-        "differ:")[1]
+    assert (
+        result.exit_code == 2 and "model 'matchup'" in result.output and "seed" not in result.output.split("differ:")[1]
+    )
     # the same settings typed again (the data path relative from its folder) are fine
     result = runner.invoke(app, ["train", "--resume", str(run_dir), "--draws", "60", "--platform", "cpu"])
     assert result.exit_code == 0, result.output
@@ -150,7 +171,11 @@ def _checkpointed(tmp_path: Path) -> tuple[Path, object, object]:
 def test_checkpoints_hold_arrays_only_and_damage_is_named(tmp_path):
     directory, likelihood, structure = _checkpointed(tmp_path)
     assert sorted(p.name for p in directory.iterdir()) == [
-        "chunk_0000.npz", "chunk_0001.npz", "chunk_0002.npz", "warmup.npz"]
+        "chunk_0000.npz",
+        "chunk_0001.npz",
+        "chunk_0002.npz",
+        "warmup.npz",
+    ]
     ckpt = Checkpoint(directory, TINY)
     assert ckpt.warmup_header()["versions"]["numpyro"].startswith("0.")
     assert len(ckpt.chunks(structure)) == 3 and ckpt.damaged() is None

@@ -34,8 +34,24 @@ LINEUP = BIN / "lineup-numpyro"
 TINY = {"MODEL": "simplified", "CHAINS": "2", "WARMUP": "100", "DRAWS": "100", "CHECKPOINT_EVERY": "50"}
 NO_RUNPODCTL_PATH = "/usr/bin:/bin"
 # The entrypoint's settings: cleared from the tests' environment so that only what a test sets counts.
-SETTINGS = ("MODEL", "DATA", "DATA_RECEIVE_CODE", "RUN_NAME", "CHAINS", "WARMUP", "DRAWS", "SEED", "TARGET_ACCEPT",
-            "CHECKPOINT_EVERY", "PLATFORM", "CHAIN_METHOD", "EXTRA_ARGS", "SEND_RESULTS", "WHEN_DONE", "RUNPOD_POD_ID")
+SETTINGS = (
+    "MODEL",
+    "DATA",
+    "DATA_RECEIVE_CODE",
+    "RUN_NAME",
+    "CHAINS",
+    "WARMUP",
+    "DRAWS",
+    "SEED",
+    "TARGET_ACCEPT",
+    "CHECKPOINT_EVERY",
+    "PLATFORM",
+    "CHAIN_METHOD",
+    "EXTRA_ARGS",
+    "SEND_RESULTS",
+    "WHEN_DONE",
+    "RUNPOD_POD_ID",
+)
 
 # Stands in for runpodctl on the pod: records its arguments; `receive` delivers FAKE_SEND_FILE;
 # `pod stop` ends the entrypoint as stopping the pod would.
@@ -113,8 +129,9 @@ def _create_command(stdout: str) -> tuple[list[str], dict[str, str]]:
     lines = [line for line in stdout.splitlines() if line.startswith("runpodctl pod create")]
     assert len(lines) == 1, stdout
     words = shlex.split(lines[0])
-    flags = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--") and not
-             words[i + 1].startswith("--")}
+    flags = {
+        w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--") and not words[i + 1].startswith("--")
+    }
     return words, flags
 
 
@@ -123,10 +140,30 @@ def test_launch_dry_run_prints_the_pod(kind):
     assert shutil.which("runpodctl", path=NO_RUNPODCTL_PATH) is None
     image = f"registry.example/me/lineup-numpyro:{kind}"
     result = subprocess.run(
-        ["bash", str(LAUNCH), f"--{kind}", "--dry-run", "--image", image, "--model", "hierarchical",
-         "--run-name", "season-h", "--data", "data/season.csv", "--draws", "2000",
-         "--extra-args", "--holdout 0.2 --split-seed 7", "--env", "NOTE=it's \"quoted\""],
-        env={"PATH": NO_RUNPODCTL_PATH}, capture_output=True, text=True)
+        [
+            "bash",
+            str(LAUNCH),
+            f"--{kind}",
+            "--dry-run",
+            "--image",
+            image,
+            "--model",
+            "hierarchical",
+            "--run-name",
+            "season-h",
+            "--data",
+            "data/season.csv",
+            "--draws",
+            "2000",
+            "--extra-args",
+            "--holdout 0.2 --split-seed 7",
+            "--env",
+            'NOTE=it\'s "quoted"',
+        ],
+        env={"PATH": NO_RUNPODCTL_PATH},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     _, flags = _create_command(result.stdout)
     assert flags["--image"] == image and flags["--name"] == "lineup-season-h"
@@ -134,9 +171,14 @@ def test_launch_dry_run_prints_the_pod(kind):
     assert flags["--compute-type"] == kind.upper()
     assert ("--gpu-id" in flags) == (kind == "gpu")
     assert json.loads(flags["--env"]) == {
-        "MODEL": "hierarchical", "RUN_NAME": "season-h", "DATA": "data/season.csv", "DRAWS": "2000",
-        "EXTRA_ARGS": "--holdout 0.2 --split-seed 7", "NOTE": 'it\'s "quoted"',
-        "SEND_RESULTS": "1", "WHEN_DONE": "stop",
+        "MODEL": "hierarchical",
+        "RUN_NAME": "season-h",
+        "DATA": "data/season.csv",
+        "DRAWS": "2000",
+        "EXTRA_ARGS": "--holdout 0.2 --split-seed 7",
+        "NOTE": 'it\'s "quoted"',
+        "SEND_RESULTS": "1",
+        "WHEN_DONE": "stop",
     }
     for follow_up in ("runpodctl pod logs POD_ID", "runpodctl receive CODE", "runpodctl pod stop POD_ID"):
         assert follow_up in result.stdout
@@ -146,15 +188,20 @@ def test_readme_shows_the_command_launch_runs():
     readme = (RUNPOD / "README.md").read_text()
     block = re.search(r"which runs\n\n\s*```sh\n(.*?)```", readme, re.S).group(1)
     documented = shlex.split(block.replace("\\\n", " "))
-    result = subprocess.run(["bash", str(LAUNCH), "--cpu", "--image", "docker.io/YOU/lineup-numpyro:cpu", "--dry-run"],
-                            env={"PATH": NO_RUNPODCTL_PATH}, capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", str(LAUNCH), "--cpu", "--image", "docker.io/YOU/lineup-numpyro:cpu", "--dry-run"],
+        env={"PATH": NO_RUNPODCTL_PATH},
+        capture_output=True,
+        text=True,
+    )
     assert _create_command(result.stdout)[0] == documented
 
 
 def test_launch_defaults_help_and_errors():
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(LAUNCH), *args], env={"PATH": NO_RUNPODCTL_PATH},
-                              capture_output=True, text=True)
+        return subprocess.run(
+            ["bash", str(LAUNCH), *args], env={"PATH": NO_RUNPODCTL_PATH}, capture_output=True, text=True
+        )
 
     result = run("--dry-run")
     assert result.returncode == 0
@@ -195,8 +242,11 @@ def test_dockerfile_copies_what_the_package_needs(kind):
     needed += [p.rstrip("*") + "/" for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
     assert set(needed) <= {s.rstrip("/") + ("/" if (ROOT / s).is_dir() else "") for s in sources}
     # the build context is filtered by <Dockerfile>.dockerignore: everything copied must pass it
-    allowed = {line[1:].rstrip("/") for line in (RUNPOD / f"Dockerfile.{kind}.dockerignore").read_text().splitlines()
-               if line.startswith("!")}
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (RUNPOD / f"Dockerfile.{kind}.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
     assert {s.rstrip("/") for s in sources} <= allowed
     # the entrypoint is what the image runs
     entry = next(dst for srcs, dst in _copies(text) if srcs == ["runpod/entrypoint.sh"])
@@ -208,8 +258,10 @@ def test_dockerfile_copies_what_the_package_needs(kind):
 def test_dockerfile_jax_is_the_pinned_one(kind):
     text = _dockerfile(kind)
     version = re.search(r"^ARG JAX_VERSION=(\S+)$", text, re.M).group(1)
-    pins = {Requirement(r).name: Requirement(r).specifier
-            for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    pins = {
+        Requirement(r).name: Requirement(r).specifier
+        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     assert version in pins["jax"] and version in pins["jaxlib"]
     install = next(line for line in text.splitlines() if line.startswith("RUN pip install ."))
     jax = "jax[cuda12]" if kind == "gpu" else "jax"
@@ -233,13 +285,16 @@ def _decide(tmp_path: Path, status: str | None, record: bool, **values: str) -> 
     return _entrypoint(env, timeout=30)
 
 
-@pytest.mark.parametrize("status,record,expected", [
-    (None, False, "decision: new run"),
-    (None, True, "decision: start over"),  # stopped between writing its record and its status
-    ("running", True, "decision: resume"),
-    ("failed", True, "decision: resume"),
-    ("complete", True, "decision: already complete"),
-])
+@pytest.mark.parametrize(
+    "status,record,expected",
+    [
+        (None, False, "decision: new run"),
+        (None, True, "decision: start over"),  # stopped between writing its record and its status
+        ("running", True, "decision: resume"),
+        ("failed", True, "decision: resume"),
+        ("complete", True, "decision: already complete"),
+    ],
+)
 def test_entrypoint_decides_from_the_run_directory(tmp_path, status, record, expected):
     result = _decide(tmp_path, status, record, EXTRA_ARGS="--holdout 0.2  --split-seed 7")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -272,8 +327,16 @@ def test_entrypoint_trains_then_leaves_a_complete_run_alone(tmp_path, season):
     _fake(fakes, "runpodctl", FAKE_RUNPODCTL)
     calls = tmp_path / "runpodctl.log"
     path = f"{fakes}{os.pathsep}{os.environ['PATH']}"
-    env = _env(volume, path, **TINY, RUN_NAME="tiny", DATA="data/season.csv", DATA_RECEIVE_CODE="1234-one-time",
-               FAKE_RUNPODCTL_LOG=str(calls), FAKE_SEND_FILE=str(season))
+    env = _env(
+        volume,
+        path,
+        **TINY,
+        RUN_NAME="tiny",
+        DATA="data/season.csv",
+        DATA_RECEIVE_CODE="1234-one-time",
+        FAKE_RUNPODCTL_LOG=str(calls),
+        FAKE_SEND_FILE=str(season),
+    )
     run_dir = volume / "runs" / "tiny"
 
     result = _entrypoint(env)
@@ -301,14 +364,17 @@ def test_entrypoint_resumes_a_run_killed_by_sigkill(tmp_path, season):
     volume = tmp_path / "volume"
     run_dir = volume / "runs" / "killed"
     env = _env(volume, **TINY, RUN_NAME="killed", DATA=str(season))
-    proc = subprocess.Popen(["bash", str(ENTRYPOINT)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", str(ENTRYPOINT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     warm = run_dir / RunDir.CHECKPOINT / Checkpoint.WARMUP
     deadline = time.monotonic() + 300
     while not warm.exists():
         if proc.poll() is not None:
-            pytest.fail(f"the entrypoint ended (exit {proc.returncode}) before the warm-up was saved: "
-                        f"{proc.stderr.read().decode()[-2000:]}")
+            pytest.fail(
+                f"the entrypoint ended (exit {proc.returncode}) before the warm-up was saved: "
+                f"{proc.stderr.read().decode()[-2000:]}"
+            )
         if time.monotonic() > deadline:
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail("the warm-up was never saved")

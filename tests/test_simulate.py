@@ -9,8 +9,14 @@ import pytest
 from lineup_numpyro import names
 from lineup_numpyro.data import load_possessions
 from lineup_numpyro.models import predict
-from lineup_numpyro.simulate import (DEFAULT_POSSESSIONS, Truth, iter_season, simulate_season, truth_path,
-                                      write_season_parquet)
+from lineup_numpyro.simulate import (
+    DEFAULT_POSSESSIONS,
+    Truth,
+    iter_season,
+    simulate_season,
+    truth_path,
+    write_season_parquet,
+)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,12 @@ from lineup_numpyro.suffstats import SuffStats
 
 
 def test_sampling_time_is_the_wall_time_shared_by_phase():
-    timing = stan_runner.StanTiming(build_s=1.0, sample_wall_s=100.0, chain_warmup_s=(30.0, 30.0, 40.0, 20.0),
-                                    chain_sampling_s=(20.0, 20.0, 25.0, 15.0))
+    timing = stan_runner.StanTiming(
+        build_s=1.0,
+        sample_wall_s=100.0,
+        chain_warmup_s=(30.0, 30.0, 40.0, 20.0),
+        chain_sampling_s=(20.0, 20.0, 25.0, 15.0),
+    )
     assert timing.sampling_s == pytest.approx(100.0 * 80.0 / 200.0)
     assert timing.warmup_s + timing.sampling_s == pytest.approx(100.0)
 

@@ -13,15 +13,22 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lineup_numpyro.rundir import RunDir
 from lineup_numpyro import names
 from lineup_numpyro.comparison import compare_runs, write_comparison
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig, default_target_accept
 from lineup_numpyro.data import Split, load_possessions
+from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.simulate import simulate_season, write_season
 from lineup_numpyro.train import train
 from lineup_numpyro.validation import (
-    VALIDATION, Posterior, load_posterior, log_likelihood, predicted_means, psis_loo, score_holdout, validate_run,
+    VALIDATION,
+    Posterior,
+    load_posterior,
+    log_likelihood,
+    predicted_means,
+    psis_loo,
+    score_holdout,
+    validate_run,
 )
 
 runner = CliRunner()
@@ -30,6 +37,7 @@ HOLDOUT = 0.5
 
 
 # --- the random split ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def season_csv(tmp_path_factory):
@@ -66,6 +74,7 @@ def test_split_rejects_bad_fractions():
 
 
 # --- scores on a posterior that is known exactly --------------------------------------------------
+
 
 def _point_posterior(coef: np.ndarray, sigma: float, draws: int = 40) -> Posterior:
     """Every draw the same: the predictive distribution is N(x . b, sigma) itself."""
@@ -107,6 +116,7 @@ def test_predictions_and_log_likelihood_by_hand():
 
 
 # --- real runs ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def runs(season_csv, tmp_path_factory):
@@ -271,8 +281,23 @@ def test_cli_season_split_train_then_validate(tmp_path):
     path = tmp_path / "seasons.csv"
     data.to_frame("label").assign(season=seasons).to_csv(path, index=False)
     run_dir = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--model", "simplified", "--data", str(path), "--season", "2020-21,2021-22",
-                                 "--seed", "1", "--no-progress", "--out", str(run_dir)])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "simplified",
+            "--data",
+            str(path),
+            "--season",
+            "2020-21,2021-22",
+            "--seed",
+            "1",
+            "--no-progress",
+            "--out",
+            str(run_dir),
+        ],
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["validate", str(run_dir), "--data", str(path), "--season", "2022-23"])
     assert result.exit_code == 0, result.output

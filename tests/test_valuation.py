@@ -10,29 +10,28 @@ import jax
 import numpy as np
 import pytest
 from numpyro.infer import Predictive
+from test_players import ROSTER, write_tables
 from typer.testing import CliRunner
 
 from cli import app
 from lineup_numpyro import names
-from lineup_numpyro.data import DataError
 from lineup_numpyro.cells import Cells
+from lineup_numpyro.data import DataError
 from lineup_numpyro.models import complete, get_model, prior_width
 from lineup_numpyro.players import load_assignments, load_players, make_lineup
+from lineup_numpyro.validation import Posterior
 from lineup_numpyro.valuation import (
     Fit,
     expected_points,
+    implausible,
     matchup,
     recommend,
     value,
     value_lineup,
     value_over,
-    implausible,
     weak_archetypes,
     weak_players,
 )
-from lineup_numpyro.validation import Posterior
-
-from test_players import ROSTER, write_tables
 
 S = 400
 runner = CliRunner()
@@ -41,8 +40,13 @@ runner = CliRunner()
 def made_up_fit(model: str = "matchup", seed: int = 0, sd: float = 0.01, n_possessions=None) -> Fit:
     """A posterior of S draws around random positive coefficients, sd `sd` (tight: informed)."""
     rng = np.random.default_rng(seed)
-    center = np.concatenate([rng.normal(0.0, 0.3, (names.N_MATCHUPS, 1)),
-                             rng.uniform(0.01, 0.2, (names.N_MATCHUPS, 2 * names.N_ARCHETYPES))], axis=1)
+    center = np.concatenate(
+        [
+            rng.normal(0.0, 0.3, (names.N_MATCHUPS, 1)),
+            rng.uniform(0.01, 0.2, (names.N_MATCHUPS, 2 * names.N_ARCHETYPES)),
+        ],
+        axis=1,
+    )
     if model == "simplified":
         center[:] = center[0]
     coef = np.abs(center + rng.normal(0.0, sd, (S, *center.shape)))
@@ -83,7 +87,7 @@ def test_value_over_opponents_equals_the_mean_of_pairwise_values(tables, model):
     players, assignments = tables
     fit = made_up_fit(model, seed=3)
     ids = [r[0] for r in ROSTER]
-    lineups = [make_lineup(players, assignments, ids[k:k + 5]) for k in range(0, 7)]
+    lineups = [make_lineup(players, assignments, ids[k : k + 5]) for k in range(0, 7)]
     opponents = lineups[::2] + [make_lineup(players, assignments, [11, 1, 2, 3, 4])]
     brute = np.mean([value(fit, lineups, [o] * len(lineups)) for o in opponents], axis=0)
     np.testing.assert_allclose(value_over(fit, lineups, opponents), brute, rtol=1e-12, atol=1e-14)
@@ -168,9 +172,11 @@ def test_uninformed_values_name_the_player_and_archetype(tables):
 def test_implausible_values_are_flagged_with_the_reason(tables):
     """Points per possession lie in [0, 3]: an E[y] of +21.7 (a prior's value) is flagged, so is v."""
     assert implausible("E[y(lineup, opponent)]", 21.7, 2.2, 52.2) == (
-        "implausible: posterior mean +21.70 outside [-0.5, +3.5] points per possession")
-    assert implausible("v(lineup, opponent)", -21.1, -50.0, -1.0).startswith("implausible: posterior mean -21.10 "
-                                                                              "outside [-3.5, +3.5]")
+        "implausible: posterior mean +21.70 outside [-0.5, +3.5] points per possession"
+    )
+    assert implausible("v(lineup, opponent)", -21.1, -50.0, -1.0).startswith(
+        "implausible: posterior mean -21.10 outside [-3.5, +3.5]"
+    )
     assert implausible("E[y(opponent, lineup)]", 0.9, 0.7, 1.1) is None
     assert implausible("E[y(opponent, lineup)]", -0.05, -0.2, 0.1) is None  # within half a point of 0
     assert implausible("v(lineup) over 30 opponents", 0.2, -3.6, 2.0).startswith("uncertain: 90% interval")
@@ -235,9 +241,27 @@ class _NoData:
 def real_fit(shared_data, tmp_path_factory):
     """The matchup model on the real 10K sample (2 chains x (300 + 300))."""
     run = tmp_path_factory.mktemp("real") / "run"
-    result = runner.invoke(app, ["train", "--model", "matchup", "--data", str(shared_data / "quick_sample_10k.csv"),
-                                 "--chains", "2", "--warmup", "300", "--draws", "300", "--seed", "1",
-                                 "--no-progress", "--out", str(run)])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "matchup",
+            "--data",
+            str(shared_data / "quick_sample_10k.csv"),
+            "--chains",
+            "2",
+            "--warmup",
+            "300",
+            "--draws",
+            "300",
+            "--seed",
+            "1",
+            "--no-progress",
+            "--out",
+            str(run),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return run
 
@@ -247,8 +271,24 @@ CORE = "Amen Thompson, Alperen Sengun, Jabari Smith Jr., Jalen Green"  # 2024-25
 
 def test_recommend_on_the_real_sample(real_fit, shared_data, tmp_path):
     start = time.perf_counter()
-    result = runner.invoke(app, ["lineup", "recommend", str(real_fit), "--core", CORE, "--tables", str(shared_data),
-                                 "--top", "8", "--csv", str(tmp_path / "rec.csv"), "--png", str(tmp_path / "rec.png")])
+    result = runner.invoke(
+        app,
+        [
+            "lineup",
+            "recommend",
+            str(real_fit),
+            "--core",
+            CORE,
+            "--tables",
+            str(shared_data),
+            "--top",
+            "8",
+            "--csv",
+            str(tmp_path / "rec.csv"),
+            "--png",
+            str(tmp_path / "rec.png"),
+        ],
+    )
     elapsed = time.perf_counter() - start
     assert result.exit_code == 0, result.output
     assert "fifth player for Amen Thompson" in result.output and "P(best)" in result.output
@@ -267,14 +307,22 @@ def test_recommend_on_the_real_sample(real_fit, shared_data, tmp_path):
 def test_value_on_the_real_sample(real_fit, shared_data):
     lineup = CORE + ", Tari Eason"
     opponent = "Nikola Jokic, Aaron Gordon, Jamal Murray, Michael Porter Jr., Christian Braun"
-    result = runner.invoke(app, ["lineup", "value", str(real_fit), "--lineup", lineup, "--opponent", opponent,
-                                 "--tables", str(shared_data)])
+    result = runner.invoke(
+        app,
+        ["lineup", "value", str(real_fit), "--lineup", lineup, "--opponent", opponent, "--tables", str(shared_data)],
+    )
     assert result.exit_code == 0, result.output
-    for quantity in ("E[y(lineup, opponent)]", "E[y(opponent, lineup)]", "v(lineup, opponent)",
-                     "v(lineup) over 30 opponents"):
+    for quantity in (
+        "E[y(lineup, opponent)]",
+        "E[y(opponent, lineup)]",
+        "v(lineup, opponent)",
+        "v(lineup) over 30 opponents",
+    ):
         assert quantity in result.output
-    swapped = runner.invoke(app, ["lineup", "value", str(real_fit), "--lineup", opponent, "--opponent", lineup,
-                                  "--tables", str(shared_data)])
+    swapped = runner.invoke(
+        app,
+        ["lineup", "value", str(real_fit), "--lineup", opponent, "--opponent", lineup, "--tables", str(shared_data)],
+    )
     v = _row(result.output, "v(lineup, opponent)")
     assert _row(swapped.output, "v(lineup, opponent)") == pytest.approx(-v, abs=1e-3)  # printed to 3 decimals
 
@@ -286,21 +334,48 @@ def _row(output: str, quantity: str) -> float:
 
 def test_a_map_run_is_refused_for_valuation(shared_data, tmp_path):
     run = tmp_path / "map"
-    assert runner.invoke(app, ["train", "--model", "simplified", "--method", "map", "--data",
-                               str(shared_data / "quick_sample_10k.csv"), "--out", str(run)]).exit_code == 0
-    result = runner.invoke(app, ["lineup", "value", str(run), "--lineup", CORE + ", Tari Eason",
-                                 "--tables", str(shared_data)])
+    assert (
+        runner.invoke(
+            app,
+            [
+                "train",
+                "--model",
+                "simplified",
+                "--method",
+                "map",
+                "--data",
+                str(shared_data / "quick_sample_10k.csv"),
+                "--out",
+                str(run),
+            ],
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app, ["lineup", "value", str(run), "--lineup", CORE + ", Tari Eason", "--tables", str(shared_data)]
+    )
     assert result.exit_code == 2 and "a map run is one point" in result.output
 
 
 def test_lineup_commands_reject_bad_input_cleanly(real_fit, shared_data, tmp_path):
-    result = runner.invoke(app, ["lineup", "recommend", str(real_fit), "--core", "Nobody Atall, Amen Thompson, "
-                                 "Alperen Sengun, Jalen Green", "--tables", str(shared_data)])
+    result = runner.invoke(
+        app,
+        [
+            "lineup",
+            "recommend",
+            str(real_fit),
+            "--core",
+            "Nobody Atall, Amen Thompson, Alperen Sengun, Jalen Green",
+            "--tables",
+            str(shared_data),
+        ],
+    )
     assert result.exit_code == 2 and "'Nobody Atall' is not among the players" in result.output
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["lineup", "value", str(real_fit), "--lineup", CORE + ", Tari Eason"])
     assert result.exit_code == 2 and "give --archetypes, --darko, --assignments or --tables DIR" in result.output
-    result = runner.invoke(app, ["lineup", "value", str(tmp_path), "--lineup", CORE + ", Tari Eason",
-                                 "--tables", str(shared_data)])
+    result = runner.invoke(
+        app, ["lineup", "value", str(tmp_path), "--lineup", CORE + ", Tari Eason", "--tables", str(shared_data)]
+    )
     assert result.exit_code == 2 and str(tmp_path) in result.output
     assert not list(tmp_path.iterdir())  # nothing written

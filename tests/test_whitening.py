@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import special
 from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
+from scipy import special
 
 from lineup_numpyro import models
 from lineup_numpyro.cells import Cells
@@ -70,7 +70,7 @@ def test_whitened_density_is_the_model_density_times_the_jacobian(sparse):
             parts, i = {}, 0
             for k in keys:
                 size = int(np.size(z[k]))
-                parts[k] = flat[i:i + size].reshape(np.shape(z[k]))
+                parts[k] = flat[i : i + size].reshape(np.shape(z[k]))
                 i += size
             zz = {**z, **parts}
             nc = _nc_coordinates(zz, constrain_fn(whitened, (lik,), {}, zz, return_deterministic=True))
@@ -97,8 +97,9 @@ def test_population_scales_are_half_normal_through_a_standard_normal():
     # NUTS needs the gradient: d tau / dz = phi(z) / (2 phi(tau)), the ratio of the two densities
     at = jnp.asarray([-12.0, -3.0, 0.0, 0.5, 4.0])
     slope = np.asarray(jax.vmap(jax.grad(half_normal_from_standard))(at))
-    np.testing.assert_allclose(slope, np.exp(-0.5 * np.asarray(at) ** 2) / (2 * np.exp(-0.5 * half_normal_from_standard(at) ** 2)),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        slope, np.exp(-0.5 * np.asarray(at) ** 2) / (2 * np.exp(-0.5 * half_normal_from_standard(at) ** 2)), rtol=1e-10
+    )
 
 
 def test_no_whitening_is_the_plain_non_centred_model(sparse):

@@ -21,9 +21,27 @@ Z_COLUMNS = [f"z_{side}_{a}" for a in range(8) for side in ("off", "def")]  # in
 LABEL_HEADER = ["outcome", "matchup_id", *Z_COLUMNS]
 # The original project's second layout: integer matchup, superclusters, season, z columns shuffled.
 INTEGER_HEADER = [
-    "season", "z_def_3", "outcome", "z_off_5", "def_supercluster", "z_off_0", "z_def_7", "matchup_id",
-    "z_off_2", "z_def_0", "z_off_7", "z_def_5", "off_supercluster", "z_off_1", "z_def_2", "z_off_4",
-    "z_def_6", "z_off_3", "z_def_1", "z_off_6", "z_def_4",
+    "season",
+    "z_def_3",
+    "outcome",
+    "z_off_5",
+    "def_supercluster",
+    "z_off_0",
+    "z_def_7",
+    "matchup_id",
+    "z_off_2",
+    "z_def_0",
+    "z_off_7",
+    "z_def_5",
+    "off_supercluster",
+    "z_off_1",
+    "z_def_2",
+    "z_off_4",
+    "z_def_6",
+    "z_off_3",
+    "z_def_1",
+    "z_off_6",
+    "z_def_4",
 ]
 
 
@@ -113,8 +131,8 @@ def corpus() -> dict[str, bytes]:
     files["huge_value.csv"] = to_csv(LABEL_HEADER, with_cell(rows, "z_def_6", "1e300"))
     files["matchup_out_of_range_label.csv"] = to_csv(LABEL_HEADER, with_cell(rows, "matchup_id", "6_vs_1"))
     files["matchup_out_of_range_int.csv"] = to_csv(
-        INTEGER_HEADER, with_cell(with_cell(with_cell(irows, "matchup_id", "36"), "off_supercluster", "6"),
-                                  "def_supercluster", "0")
+        INTEGER_HEADER,
+        with_cell(with_cell(with_cell(irows, "matchup_id", "36"), "off_supercluster", "6"), "def_supercluster", "0"),
     )
     files["matchup_negative.csv"] = to_csv(INTEGER_HEADER, with_cell(irows, "matchup_id", "-1"))
     files["matchup_malformed_dash.csv"] = to_csv(LABEL_HEADER, with_cell(rows, "matchup_id", "1-vs-2"))
@@ -124,8 +142,10 @@ def corpus() -> dict[str, bytes]:
     files["inconsistent_superclusters.csv"] = to_csv(INTEGER_HEADER, with_cell(bad, "matchup_id", "7"))
 
     # Loads, but cannot be fitted: the original project's bug (every row matchup 35, outcome 0).
-    const = [dict(r, outcome="0", matchup_id="35", off_supercluster="5", def_supercluster="5")
-             for r in integer_layout(base_rows(30, seed=35))]
+    const = [
+        dict(r, outcome="0", matchup_id="35", off_supercluster="5", def_supercluster="5")
+        for r in integer_layout(base_rows(30, seed=35))
+    ]
     files["constant_matchup35.csv"] = to_csv(INTEGER_HEADER, const)
 
     return {name: (data if isinstance(data, bytes) else data.encode("utf-8")) for name, data in files.items()}
