@@ -35,3 +35,23 @@ def _free_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture(scope="session")
+def simulated_season(tmp_path_factory):
+    """make(possessions, model, seed, empty_matchups) -> a simulated season written to CSV (truth
+    beside it), once per session for each set of arguments. Tests that change the file copy it."""
+    from lineup_numpyro.simulate import simulate_season, write_season
+
+    made: dict[tuple, Path] = {}
+
+    def make(possessions: int, model: str = "matchup", seed: int = 0, empty_matchups: int = 0) -> Path:
+        key = (possessions, model, seed, empty_matchups)
+        if key not in made:
+            path = tmp_path_factory.mktemp("season") / f"{model}_{possessions}_{seed}_{empty_matchups}.csv"
+            data, truth = simulate_season(possessions, model=model, seed=seed, empty_matchups=empty_matchups)
+            write_season(data, truth, path)
+            made[key] = path
+        return made[key]
+
+    return make

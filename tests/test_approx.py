@@ -17,7 +17,7 @@ from lineup_numpyro.approx import PARETO_K_OK, approximate, flatten_model, map_i
 from lineup_numpyro.config import ApproxConfig, SamplerConfig
 from lineup_numpyro.models import get_model, make_likelihood
 from lineup_numpyro.sampling import sample_posterior
-from lineup_numpyro.simulate import simulate_season, write_season
+from lineup_numpyro.simulate import simulate_season
 from lineup_numpyro.suffstats import SuffStats
 
 runner = CliRunner()
@@ -90,11 +90,8 @@ def test_nuts_from_the_map_samples_the_same_posterior(pooled):
 
 
 @pytest.fixture(scope="module")
-def season(tmp_path_factory):
-    path = tmp_path_factory.mktemp("approx") / "season.csv"
-    data, truth = simulate_season(3_000, model="matchup", seed=9)
-    write_season(data, truth, path)
-    return path
+def season(simulated_season):
+    return simulated_season(3_000, model="matchup", seed=9)
 
 
 @pytest.mark.parametrize("model", names.MODELS)

@@ -38,11 +38,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def season(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("season") / "season.csv"
-    data, truth = simulate_season(3_000, model="matchup", seed=4)
-    write_season(data, truth, path)
-    return path
+def season(simulated_season) -> Path:
+    return simulated_season(3_000, model="matchup", seed=4)
 
 
 def _posterior(run_dir: Path) -> dict[str, np.ndarray]:

@@ -11,7 +11,6 @@ from lineup_numpyro.comparison import compare_runs, write_comparison
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.report import REPORT, REPORT_DIR, write_report
 from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.simulate import simulate_season, write_season
 from lineup_numpyro.train import train
 from lineup_numpyro.validation import validate_run
 
@@ -20,11 +19,8 @@ QUICK = SamplerConfig(chains=2, warmup=200, draws=150, seed=2)
 
 
 @pytest.fixture(scope="module")
-def season(tmp_path_factory):
-    path = tmp_path_factory.mktemp("report") / "season.csv"
-    data, truth = simulate_season(5_000, model="matchup", seed=8)
-    write_season(data, truth, path)
-    return path
+def season(simulated_season):
+    return simulated_season(5_000, model="matchup", seed=8)
 
 
 @pytest.fixture(scope="module", params=names.MODELS)

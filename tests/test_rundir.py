@@ -48,11 +48,8 @@ TINY_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def season(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("season") / "season.csv"
-    data, truth = simulate_season(1_500, model="simplified", seed=6)
-    write_season(data, truth, path)
-    return path
+def season(simulated_season) -> Path:
+    return simulated_season(1_500, model="simplified", seed=6)
 
 
 def _config(season: Path, **data) -> RunConfig:

@@ -22,7 +22,6 @@ from packaging.requirements import Requirement
 
 from lineup_numpyro.rundir import RunDir
 from lineup_numpyro.sampling import Checkpoint
-from lineup_numpyro.simulate import simulate_season, write_season
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNPOD = ROOT / "runpod"
@@ -72,12 +71,9 @@ echo "lineup-numpyro $*"
 
 
 @pytest.fixture(scope="module")
-def season(tmp_path_factory) -> Path:
+def season(simulated_season) -> Path:
     """A 2,000-possession season on disk, small enough to fit in seconds."""
-    path = tmp_path_factory.mktemp("season") / "season.csv"
-    data, truth = simulate_season(2_000, model="simplified", seed=3)
-    write_season(data, truth, path)
-    return path
+    return simulated_season(2_000, model="simplified", seed=3)
 
 
 def _fake(directory: Path, name: str, text: str) -> Path:
