@@ -31,19 +31,19 @@ def main() -> None:
     parser.add_argument("--models", default="simplified,matchup,hierarchical")
     args = parser.parse_args()
 
-    from lineup_numpyro.runtime import configure_jax
+    from lineup_numpyro.inference.runtime import configure_jax
 
     configure_jax("cpu", 4)
     import arviz as az
     import numpy as np
 
     from lineup_numpyro import names
-    from lineup_numpyro.approx import approximate
     from lineup_numpyro.config import ApproxConfig, SamplerConfig
-    from lineup_numpyro.models import get_model, make_likelihood
-    from lineup_numpyro.sampling import sample_posterior
-    from lineup_numpyro.simulate import simulate_season
-    from lineup_numpyro.suffstats import SuffStats, from_file
+    from lineup_numpyro.data.suffstats import SuffStats, from_file
+    from lineup_numpyro.inference.approx import approximate
+    from lineup_numpyro.inference.sampling import sample_posterior
+    from lineup_numpyro.models.model import get_model, make_likelihood
+    from lineup_numpyro.models.simulate import simulate_season
 
     rows, _ = simulate_season()
     datasets = {

@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig, default_target_accept
-from lineup_numpyro.runtime import configure_jax
-from lineup_numpyro.simulate import simulate_season
+from lineup_numpyro.inference.runtime import configure_jax
+from lineup_numpyro.models.simulate import simulate_season
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--parameterization", default="whitened", choices=("whitened", "noncentred"))
     args = parser.parse_args()
     configure_jax("cpu", chains=4)
-    from lineup_numpyro.train import train
+    from lineup_numpyro.run.train import train
 
     work = Path(tempfile.mkdtemp(prefix="hier_conv_"))
     datasets = {

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lineup_numpyro.players import default_opponents, find_tables, load_assignments, load_players
-from lineup_numpyro.valuation import (
+from lineup_numpyro.lineups.players import default_opponents, find_tables, load_assignments, load_players
+from lineup_numpyro.lineups.valuation import (
     PLAUSIBLE_POINTS,
     SLACK,
     expected_points,

@@ -61,8 +61,8 @@ def main() -> None:
 
         import warnings
 
-        from lineup_numpyro.players import default_opponents, load_assignments, load_players
-        from lineup_numpyro.valuation import load_fit, recommend
+        from lineup_numpyro.lineups.players import default_opponents, load_assignments, load_players
+        from lineup_numpyro.lineups.valuation import load_fit, recommend
 
         warnings.simplefilter("ignore")
         players = load_players(args.shared / "player_archetypes_k8_2024-25.csv", args.shared / "darko_dpm_2024-25.csv")

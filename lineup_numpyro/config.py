@@ -6,7 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from .errors import ConfigError
+from lineup_numpyro.data.possessions import Split
+from lineup_numpyro.errors import ConfigError
 
 ModelName = Literal["simplified", "matchup", "hierarchical"]
 Likelihood = Literal["suffstats", "rows"]
@@ -105,7 +106,6 @@ class DataConfig:
 
     def split(self, side: str = "train"):
         """The data.Split of one side, or None when nothing is held out."""
-        from .data import Split
 
         return Split(self.holdout_fraction, self.split_seed, side) if self.holdout_fraction > 0 else None
 

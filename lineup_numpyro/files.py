@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WriteError
+from lineup_numpyro.errors import WriteError
 
 # errno values that are the machine's answer, not a bug: reported as WriteError
 USER_FIXABLE = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG}

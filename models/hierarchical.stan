@@ -1,5 +1,5 @@
 // Hierarchical lineup model: partial pooling toward league-wide archetype effects, in the
-// whitened coordinates of lineup_numpyro/whitening.py (p = 0 in the data: non-centred cells).
+// whitened coordinates of lineup_numpyro/models/whitening.py (p = 0 in the data: non-centred cells).
 // Written from ../shared/MODELS.md §3 (the original project had no such file):
 //   beta_0[m] = mu_0 + tau_0 e_0[m]
 //   beta_off[m,a] = exp(mu_off[a] + tau_off[a] e_off[m,a]), likewise beta_def
@@ -7,7 +7,7 @@
 //   tau_off[a], tau_def[a] ~ N+(0, 1); sigma ~ C+(0, 2.5)
 // The same posterior, with only the touched cells' deviations as parameters (see data).
 functions {
-  // The whitened coordinates of lineup_numpyro/whitening.py: given tau, an exact triangular change
+  // The whitened coordinates of lineup_numpyro/models/whitening.py: given tau, an exact triangular change
   // of variables from (z_mu, z) to (mu, e), built from each touched cell's plug-in data precision p
   // and location ehat on the link scale (beta_0; log beta_off, log beta_def). Any p >= 0 gives the
   // same posterior; p = 0 is the plain non-centred form. a[k]: the population of cell k.
@@ -28,7 +28,7 @@ functions {
     vector[rows(z)] s = 1 + p .* square(t);
     return p .* t .* (ehat - mu[a]) ./ s + z ./ sqrt(s);
   }
-  // tau = F^-1(Phi(z)), F the N+(0, 1) distribution function (lineup_numpyro/whitening.py):
+  // tau = F^-1(Phi(z)), F the N+(0, 1) distribution function (lineup_numpyro/models/whitening.py):
   // z ~ N(0, 1) gives tau ~ N+(0, 1) exactly (for z < -5 tau is good to about 1e-16 absolute,
   // not relative as in NumPyro: a difference far below what a posterior can show)
   vector half_normal_from_standard(vector z) {
@@ -51,7 +51,7 @@ data {
   array[N] int<lower=1, upper=M> matchup;   // matchup_id + 1
   matrix[N, K] z_off;
   matrix[N, K] z_def;
-  // The cells the data touch (lineup_numpyro/cells.py): only these are parameters; a cell whose
+  // The cells the data touch (lineup_numpyro/models/cells.py): only these are parameters; a cell whose
   // design column is 0 in every possession of its matchup does not enter the likelihood, so
   // its posterior is its prior and it is drawn in generated quantities (exact, not an approximation).
   int<lower=0> K_0;                              // touched intercepts

@@ -2,7 +2,7 @@
 // Gaussian likelihood through per-matchup sufficient statistics (../shared/MODELS.md). A fair
 // Stan baseline for benchmarks and CI's posterior parity; not a file of the original project.
 functions {
-  // The whitened coordinates of lineup_numpyro/whitening.py: given tau, an exact triangular change
+  // The whitened coordinates of lineup_numpyro/models/whitening.py: given tau, an exact triangular change
   // of variables from (z_mu, z) to (mu, e), built from each touched cell's plug-in data precision p
   // and location ehat on the link scale (beta_0; log beta_off, log beta_def). Any p >= 0 gives the
   // same posterior; p = 0 is the plain non-centred form. a[k]: the population of cell k.
@@ -23,7 +23,7 @@ functions {
     vector[rows(z)] s = 1 + p .* square(t);
     return p .* t .* (ehat - mu[a]) ./ s + z ./ sqrt(s);
   }
-  // tau = F^-1(Phi(z)), F the N+(0, 1) distribution function (lineup_numpyro/whitening.py):
+  // tau = F^-1(Phi(z)), F the N+(0, 1) distribution function (lineup_numpyro/models/whitening.py):
   // z ~ N(0, 1) gives tau ~ N+(0, 1) exactly (for z < -5 tau is good to about 1e-16 absolute,
   // not relative as in NumPyro: a difference far below what a posterior can show)
   vector half_normal_from_standard(vector z) {
@@ -45,7 +45,7 @@ data {
   array[M] matrix[2 * K + 1, 2 * K + 1] xtx;   // X_m' X_m, X rows = [1, z_off, -z_def]
   array[M] vector[2 * K + 1] xty;              // X_m' y_m
   vector[M] yty;                               // y_m' y_m
-  // The cells the data touch (lineup_numpyro/cells.py): only these are parameters; a cell whose
+  // The cells the data touch (lineup_numpyro/models/cells.py): only these are parameters; a cell whose
   // design column is 0 in every possession of its matchup does not enter the likelihood, so
   // its posterior is its prior and it is drawn in generated quantities (exact, not an approximation).
   int<lower=0> K_0;                              // touched intercepts

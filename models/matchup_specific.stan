@@ -12,7 +12,7 @@ data {
   array[N] int<lower=1, upper=M> matchup;   // matchup_id + 1
   matrix[N, K] z_off;
   matrix[N, K] z_def;
-  // The cells the data touch (lineup_numpyro/cells.py): only these are parameters; a cell whose
+  // The cells the data touch (lineup_numpyro/models/cells.py): only these are parameters; a cell whose
   // design column is 0 in every possession of its matchup does not enter the likelihood, so
   // its posterior is its prior and it is drawn in generated quantities (exact, not an approximation).
   int<lower=0> K_0;                              // touched intercepts

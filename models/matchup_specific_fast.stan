@@ -9,7 +9,7 @@ data {
   array[M] matrix[2 * K + 1, 2 * K + 1] xtx;   // X_m' X_m, X rows = [1, z_off, -z_def]
   array[M] vector[2 * K + 1] xty;              // X_m' y_m
   vector[M] yty;                               // y_m' y_m
-  // The cells the data touch (lineup_numpyro/cells.py): only these are parameters; a cell whose
+  // The cells the data touch (lineup_numpyro/models/cells.py): only these are parameters; a cell whose
   // design column is 0 in every possession of its matchup does not enter the likelihood, so
   // its posterior is its prior and it is drawn in generated quantities (exact, not an approximation).
   int<lower=0> K_0;                              // touched intercepts

@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from lineup_numpyro.runtime import configure_jax
+from lineup_numpyro.inference.runtime import configure_jax
 
 CHAINS = 4
 configure_jax("cpu", chains=CHAINS)
@@ -41,7 +41,7 @@ def _free_compiled_programs():
 def simulated_season(tmp_path_factory):
     """make(possessions, model, seed, empty_matchups) -> a simulated season written to CSV (truth
     beside it), once per session for each set of arguments. Tests that change the file copy it."""
-    from lineup_numpyro.simulate import simulate_season, write_season
+    from lineup_numpyro.models.simulate import simulate_season, write_season
 
     made: dict[tuple, Path] = {}
 

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
 from lineup_numpyro import names
-from lineup_numpyro.approx import PARETO_K_OK, approximate, flatten_model, map_inits
+from lineup_numpyro.cli import app
 from lineup_numpyro.config import ApproxConfig, SamplerConfig
-from lineup_numpyro.models import get_model, make_likelihood
-from lineup_numpyro.sampling import sample_posterior
-from lineup_numpyro.simulate import simulate_season
-from lineup_numpyro.suffstats import SuffStats
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.inference.approx import PARETO_K_OK, approximate, flatten_model, map_inits
+from lineup_numpyro.inference.sampling import sample_posterior
+from lineup_numpyro.models.model import get_model, make_likelihood
+from lineup_numpyro.models.simulate import simulate_season
 
 runner = CliRunner()
 SCALARS = ("beta_0", "beta_off", "beta_def", "sigma")

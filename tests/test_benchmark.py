@@ -1,19 +1,24 @@
-"""The benchmark harness (lineup_numpyro.benchmark): its budget arithmetic, its tables, and
+"""The benchmark harness (harness): its budget arithmetic, its tables, and
 one real side-by-side run of all four methods on a tiny season."""
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from lineup_numpyro import benchmark as bm
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the harness lives outside the package
+
+from run import app  # noqa: E402
+
+import harness as bm  # noqa: E402
 from lineup_numpyro.config import SamplerConfig
 
 runner = CliRunner()
@@ -144,9 +149,9 @@ def test_config_rejects_bad_methods_and_sizes():
 
 
 def test_cli_rejects_bad_options():
-    result = runner.invoke(app, ["benchmark", "--methods", "numpyro-suffstats,pymc"])
+    result = runner.invoke(app, ["--methods", "numpyro-suffstats,pymc"])
     assert result.exit_code == 2 and "unknown method(s) pymc" in result.output
-    result = runner.invoke(app, ["benchmark", "--sizes", "10k"])
+    result = runner.invoke(app, ["--sizes", "10k"])
     assert result.exit_code == 2 and "--sizes takes comma-separated whole numbers" in result.output
 
 
@@ -166,7 +171,7 @@ def test_run_past_budget_is_stopped_and_said(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_benchmark(tmp_path_factory):
     """All four methods, side by side, on a 1,500-possession season: 2 chains x (60 + 60)."""
-    from lineup_numpyro.stan_runner import fit_files
+    from lineup_numpyro.stan.runner import fit_files
 
     root = tmp_path_factory.mktemp("bench")
     fits_before = fit_files()
@@ -213,7 +218,7 @@ def test_outputs_written_and_fit_cache_left_clean(tiny_benchmark):
     assert "numpyro-suffstats min ESS_bulk/s =" in table
     png = (out / bm.PLOT).read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
-    from lineup_numpyro.stan_runner import fit_files
+    from lineup_numpyro.stan.runner import fit_files
 
     assert fit_files() - fits_before == set()  # httpstan's copies of the fits were deleted
 
@@ -232,7 +237,7 @@ def test_prices_from_an_earlier_benchmark(tmp_path):
     with pytest.raises(ValueError, match="hierarchical model, not matchup"):
         path.write_text(json.dumps({"config": {"model": "hierarchical"}, "runs": earlier}))
         bm.load_prices(path, "matchup")
-    result = runner.invoke(app, ["benchmark", "--price-from", str(tmp_path / "missing.json")])
+    result = runner.invoke(app, ["--price-from", str(tmp_path / "missing.json")])
     assert result.exit_code == 2 and "missing.json" in result.output
 
 
@@ -244,7 +249,7 @@ def test_cost_model_prefers_a_real_run_to_a_pilot_on_the_same_data():
 
 
 def test_a_stopped_stan_run_reports_the_chains_that_finished(monkeypatch, tmp_path):
-    from lineup_numpyro import stan_runner
+    from lineup_numpyro.stan import runner as stan_runner
 
     finished = tmp_path / "chain1.jsonlines.gz"
     on_disk: set = set()

@@ -10,18 +10,18 @@ from numpyro.infer.util import log_density
 from scipy import stats as sps
 
 from lineup_numpyro import names
-from lineup_numpyro.cells import Cells
-from lineup_numpyro.data import Possessions
-from lineup_numpyro.models import (
+from lineup_numpyro.data.possessions import Possessions
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import (
     BETA_0_SD,
     BETA_SD,
     MODEL_FUNCTIONS,
     SuffStatsLikelihood,
     complete,
 )
-from lineup_numpyro.outputs import informed, largest_effects
-from lineup_numpyro.suffstats import SuffStats
-from lineup_numpyro.whitening import Whitening
+from lineup_numpyro.models.whitening import Whitening
+from lineup_numpyro.run.outputs import informed, largest_effects
 
 M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
 
@@ -212,8 +212,8 @@ def test_largest_effects_ranks_informed_coefficients_only():
 def test_nuts_on_sparse_data_samples_only_touched_cells():
     """A short matchup fit of the hand-built data: 4 cells in NUTS, 613 parameters out."""
     from lineup_numpyro.config import SamplerConfig
-    from lineup_numpyro.models import get_model, make_likelihood
-    from lineup_numpyro.sampling import sample_posterior
+    from lineup_numpyro.inference.sampling import sample_posterior
+    from lineup_numpyro.models.model import get_model, make_likelihood
 
     stats = SuffStats.from_possessions(hand_built())
     cells = Cells.from_stats(stats)

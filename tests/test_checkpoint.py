@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
 from lineup_numpyro import files, names
+from lineup_numpyro.cli import app
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
-from lineup_numpyro.models import get_model, make_likelihood
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.sampling import (
+from lineup_numpyro.data.suffstats import from_file
+from lineup_numpyro.inference.sampling import (
     Checkpoint,
     CheckpointError,
     chunk_sizes,
@@ -29,9 +28,10 @@ from lineup_numpyro.sampling import (
     sample_posterior,
     saved_draws,
 )
-from lineup_numpyro.simulate import simulate_season, write_season
-from lineup_numpyro.suffstats import from_file
-from lineup_numpyro.train import resume, train
+from lineup_numpyro.models.model import get_model, make_likelihood
+from lineup_numpyro.models.simulate import simulate_season, write_season
+from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import resume, train
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -219,7 +219,7 @@ def test_resume_refuses_what_it_cannot_continue(season, tmp_path):
 
     # a checkpoint left by other sampler settings is not mixed into this run
     ckpt = Checkpoint(tmp_path / "ckpt", config.sampler)
-    from lineup_numpyro.sampling import Warmup
+    from lineup_numpyro.inference.sampling import Warmup
 
     ckpt.save_warmup(Warmup(state=None, chain_method="parallel", compile_s=0.0, warmup_s=0.0))
     with pytest.raises(CheckpointError, match="sampler settings"):

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from lineup_numpyro.data import load_possessions
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.simulate import truth_path
+from lineup_numpyro.cli import app
+from lineup_numpyro.data.possessions import load_possessions
+from lineup_numpyro.models.simulate import truth_path
+from lineup_numpyro.run.rundir import RunDir
 
 runner = CliRunner()
 QUICK = ["--chains", "2", "--warmup", "150", "--draws", "100", "--no-progress"]

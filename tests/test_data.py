@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lineup_numpyro import names
-from lineup_numpyro.data import (
+from lineup_numpyro.data.possessions import (
     DataError,
     DataWarning,
     Possessions,
@@ -34,7 +34,7 @@ from lineup_numpyro.data import (
     load_possessions,
     parse_seasons,
 )
-from lineup_numpyro.suffstats import (
+from lineup_numpyro.data.suffstats import (
     FEW_POSSESSIONS,
     SuffStats,
     degenerate_data_messages,

@@ -8,9 +8,14 @@ import inspect
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from lineup_numpyro import approx, comparison, config, data, errors, sampling, simulate, stan_runner
+from lineup_numpyro import config, errors
+from lineup_numpyro.analysis import comparison
+from lineup_numpyro.cli import app
+from lineup_numpyro.data import possessions as data
 from lineup_numpyro.errors import RunDirError
+from lineup_numpyro.inference import approx, sampling
+from lineup_numpyro.models import simulate
+from lineup_numpyro.stan import runner as stan_runner
 
 runner = CliRunner()
 
@@ -56,12 +61,12 @@ def test_user_errors_exit_2_with_one_line(tmp_path):
 
 def test_internal_errors_keep_their_traceback(tmp_path, monkeypatch):
     """A ValueError from a bug is not dressed up as bad input."""
-    import lineup_numpyro.train
+    import lineup_numpyro.run.train
 
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr(lineup_numpyro.train, "train", broken)
+    monkeypatch.setattr(lineup_numpyro.run.train, "train", broken)
     result = runner.invoke(app, ["train", "--model", "simplified", "--out", str(tmp_path / "r"), "--no-progress"])
     assert result.exit_code == 1
     assert isinstance(result.exception, ValueError) and "an internal bug" in str(result.exception)

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from lineup_numpyro import names, outputs
+from lineup_numpyro import names
+from lineup_numpyro.analysis.export import PRODUCTION, production_coefficients
+from lineup_numpyro.cli import app
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
-from lineup_numpyro.export import PRODUCTION, production_coefficients
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.simulate import simulate_season, write_season
-from lineup_numpyro.train import train
+from lineup_numpyro.models.simulate import simulate_season, write_season
+from lineup_numpyro.run import outputs
+from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import train
 
 runner = CliRunner()
 # enough draws for ESS_bulk >= 400 in most matchups; the pooled fallback runs as users run it

@@ -9,10 +9,10 @@ import pytest
 from numpyro.infer.util import initialize_model
 
 from lineup_numpyro import names
-from lineup_numpyro.cells import Cells
-from lineup_numpyro.models import RowsLikelihood, SuffStatsLikelihood, complete, get_model, predict
-from lineup_numpyro.simulate import simulate_season
-from lineup_numpyro.suffstats import SuffStats
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import RowsLikelihood, SuffStatsLikelihood, complete, get_model, predict
+from lineup_numpyro.models.simulate import simulate_season
 
 N_POINTS = 20
 

@@ -9,8 +9,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from lineup_numpyro.rundir import RunDir
+from lineup_numpyro.cli import app
+from lineup_numpyro.run.rundir import RunDir
 
 runner = CliRunner()
 ONE = ["--chains", "1", "--warmup", "150", "--draws", "150", "--no-progress"]

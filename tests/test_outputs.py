@@ -12,9 +12,9 @@ import pytest
 from lineup_numpyro import files, names
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.errors import RunDirError
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.simulate import simulate_season, write_season
-from lineup_numpyro.train import train
+from lineup_numpyro.models.simulate import simulate_season, write_season
+from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import train
 
 QUICK = SamplerConfig(chains=2, warmup=200, draws=150, seed=1)
 EMPTY = 2
@@ -148,7 +148,7 @@ def test_existing_run_is_not_clobbered(run):
 
 
 def test_failed_run_is_marked_failed(tmp_path, monkeypatch):
-    import lineup_numpyro.train as train_module
+    import lineup_numpyro.run.train as train_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("sampler exploded")

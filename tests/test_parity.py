@@ -1,4 +1,4 @@
-"""NumPyro and the Stan files in models/ define the same posterior (lineup_numpyro.parity).
+"""NumPyro and the Stan files in models/ define the same posterior (lineup_numpyro.stan.parity).
 
 Density parity is exact and runs for every model, Stan form and NumPyro likelihood.
 Posterior parity samples both on the real 10K sample; the row-wise matchup-specific and
@@ -16,14 +16,15 @@ import numpyro.distributions as dist
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from lineup_numpyro import models, parity
-from lineup_numpyro.cells import Cells
+from lineup_numpyro.cli import app
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.data import Possessions, load_possessions
-from lineup_numpyro.models import get_model, make_likelihood
-from lineup_numpyro.suffstats import SuffStats
-from lineup_numpyro.whitening import Whitening
+from lineup_numpyro.data.possessions import Possessions, load_possessions
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.models import model as models
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import get_model, make_likelihood
+from lineup_numpyro.models.whitening import Whitening
+from lineup_numpyro.stan import parity
 
 FORMS = [
     ("simplified", "reference"),

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lineup_numpyro.data import DataError, DataWarning
-from lineup_numpyro.players import (
+from lineup_numpyro.data.possessions import DataError, DataWarning
+from lineup_numpyro.lineups.players import (
     default_opponents,
     find_tables,
     load_assignments,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.train import train
+from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import train
 
 
 def test_matchup_model_converges_on_real_sample(shared_data, tmp_path):

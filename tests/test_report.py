@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
 from lineup_numpyro import names
-from lineup_numpyro.comparison import compare_runs, write_comparison
+from lineup_numpyro.analysis.comparison import compare_runs, write_comparison
+from lineup_numpyro.analysis.report import REPORT, REPORT_DIR, write_report
+from lineup_numpyro.analysis.validation import validate_run
+from lineup_numpyro.cli import app
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
-from lineup_numpyro.report import REPORT, REPORT_DIR, write_report
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.train import train
-from lineup_numpyro.validation import validate_run
+from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import train
 
 runner = CliRunner()
 QUICK = SamplerConfig(chains=2, warmup=200, draws=150, seed=2)

@@ -16,17 +16,17 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import lineup_numpyro.sampling as sampling
-from cli import app
+import lineup_numpyro.inference.sampling as sampling
 from lineup_numpyro import files
+from lineup_numpyro.cli import app
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.errors import CheckpointError, RunDirError
-from lineup_numpyro.models import get_model, make_likelihood
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.sampling import Checkpoint, fresh_kernel, sample_posterior, saved_draws
-from lineup_numpyro.simulate import simulate_season, write_season
-from lineup_numpyro.suffstats import SuffStats
-from lineup_numpyro.train import resume, train
+from lineup_numpyro.inference.sampling import Checkpoint, fresh_kernel, sample_posterior, saved_draws
+from lineup_numpyro.models.model import get_model, make_likelihood
+from lineup_numpyro.models.simulate import simulate_season, write_season
+from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import resume, train
 
 runner = CliRunner()
 TINY = SamplerConfig(chains=2, warmup=60, draws=60, seed=1, checkpoint_every=20)

@@ -20,8 +20,8 @@ import arviz as az
 import pytest
 from packaging.requirements import Requirement
 
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.sampling import Checkpoint
+from lineup_numpyro.inference.sampling import Checkpoint
+from lineup_numpyro.run.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNPOD = ROOT / "runpod"

@@ -12,12 +12,12 @@ from conftest import CHAINS
 from scipy.stats import t as t_dist
 
 from lineup_numpyro import names
-from lineup_numpyro.cells import Cells
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.models import SuffStatsLikelihood, complete, get_model
-from lineup_numpyro.sampling import sample_posterior
-from lineup_numpyro.simulate import simulate_season
-from lineup_numpyro.suffstats import SuffStats
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.inference.sampling import sample_posterior
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model
+from lineup_numpyro.models.simulate import simulate_season
 
 PRIOR_SD_HALFNORMAL_5 = 5.0 * np.sqrt(1.0 - 2.0 / np.pi)
 REPORTED = ("beta_0", "beta_off", "beta_def", "sigma")

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from lineup_numpyro import names
-from lineup_numpyro.data import load_possessions
-from lineup_numpyro.models import predict
-from lineup_numpyro.simulate import (
+from lineup_numpyro.data.possessions import load_possessions
+from lineup_numpyro.models.model import predict
+from lineup_numpyro.models.simulate import (
     DEFAULT_POSSESSIONS,
     Truth,
     iter_season,

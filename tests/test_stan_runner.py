@@ -1,4 +1,4 @@
-"""Running the reference Stan files (lineup_numpyro.stan_runner): draws, timings, and httpstan's fit cache."""
+"""Running the reference Stan files (lineup_numpyro.stan.runner): draws, timings, and httpstan's fit cache."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lineup_numpyro import stan_runner
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.simulate import simulate_season
-from lineup_numpyro.suffstats import SuffStats
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.models.simulate import simulate_season
+from lineup_numpyro.stan import runner as stan_runner
 
 
 def test_sampling_time_is_the_wall_time_shared_by_phase():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from lineup_numpyro import names
-from lineup_numpyro.data import Possessions
-from lineup_numpyro.simulate import simulate_season, write_season
-from lineup_numpyro.suffstats import SuffStats, accumulate, from_file
+from lineup_numpyro.data.possessions import Possessions
+from lineup_numpyro.data.suffstats import SuffStats, accumulate, from_file
+from lineup_numpyro.models.simulate import simulate_season, write_season
 
 
 def rowwise(data: Possessions) -> SuffStats:

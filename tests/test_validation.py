@@ -12,15 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
 from lineup_numpyro import names
-from lineup_numpyro.comparison import compare_runs, write_comparison
-from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig, default_target_accept
-from lineup_numpyro.data import Split, load_possessions
-from lineup_numpyro.rundir import RunDir
-from lineup_numpyro.simulate import simulate_season, write_season
-from lineup_numpyro.train import train
-from lineup_numpyro.validation import (
+from lineup_numpyro.analysis.comparison import compare_runs, write_comparison
+from lineup_numpyro.analysis.validation import (
     VALIDATION,
     Posterior,
     load_posterior,
@@ -30,6 +24,12 @@ from lineup_numpyro.validation import (
     score_holdout,
     validate_run,
 )
+from lineup_numpyro.cli import app
+from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig, default_target_accept
+from lineup_numpyro.data.possessions import Split, load_possessions
+from lineup_numpyro.models.simulate import simulate_season, write_season
+from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import train
 
 runner = CliRunner()
 FULL = SamplerConfig(seed=1)  # 4 x (1,000 + 1,000): compare recommends only converged fits

@@ -13,14 +13,12 @@ from numpyro.infer import Predictive
 from test_players import ROSTER, write_tables
 from typer.testing import CliRunner
 
-from cli import app
 from lineup_numpyro import names
-from lineup_numpyro.cells import Cells
-from lineup_numpyro.data import DataError
-from lineup_numpyro.models import complete, get_model, prior_width
-from lineup_numpyro.players import load_assignments, load_players, make_lineup
-from lineup_numpyro.validation import Posterior
-from lineup_numpyro.valuation import (
+from lineup_numpyro.analysis.validation import Posterior
+from lineup_numpyro.cli import app
+from lineup_numpyro.data.possessions import DataError
+from lineup_numpyro.lineups.players import load_assignments, load_players, make_lineup
+from lineup_numpyro.lineups.valuation import (
     Fit,
     expected_points,
     implausible,
@@ -32,6 +30,8 @@ from lineup_numpyro.valuation import (
     weak_archetypes,
     weak_players,
 )
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import complete, get_model, prior_width
 
 S = 400
 runner = CliRunner()

@@ -9,12 +9,12 @@ import pytest
 from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
 from scipy import special
 
-from lineup_numpyro import models
-from lineup_numpyro.cells import Cells
-from lineup_numpyro.models import SuffStatsLikelihood, get_model
-from lineup_numpyro.simulate import simulate_season
-from lineup_numpyro.suffstats import SuffStats
-from lineup_numpyro.whitening import Whitening, half_normal_from_standard
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.models import model as models
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import SuffStatsLikelihood, get_model
+from lineup_numpyro.models.simulate import simulate_season
+from lineup_numpyro.models.whitening import Whitening, half_normal_from_standard
 
 FAMILIES = (("0", 0.0, models.BETA_0_SD), ("off", models.MU_LOC, models.MU_SD), ("def", models.MU_LOC, models.MU_SD))
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,13 +26,17 @@ import pandas as pd
 from numpyro.infer.util import constrain_fn, initialize_model
 from scipy.stats import norm
 
-from . import names
-from .cells import Cells
-from .data import Possessions
-from .models import Likelihood
-from .stan_runner import StanUnavailable, build_stan, sample_stan, stan_data, stan_file  # noqa: F401
-from .suffstats import SuffStats
-from .whitening import Whitening
+from lineup_numpyro import names
+from lineup_numpyro.config import SamplerConfig
+from lineup_numpyro.data.possessions import Possessions
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.files import atomic_path, write_json
+from lineup_numpyro.inference.diagnostics import parameter_summary
+from lineup_numpyro.inference.sampling import sample_posterior
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import MODEL_FUNCTIONS, Likelihood, complete, get_model, make_likelihood
+from lineup_numpyro.models.whitening import Whitening
+from lineup_numpyro.stan.runner import StanUnavailable, build_stan, sample_stan, stan_data, stan_file  # noqa: F401
 
 DENSITY_RTOL = 1e-8
 GRADIENT_RTOL = 1e-6
@@ -109,10 +114,6 @@ def density_parity(
 
 def summarise(samples: dict[str, np.ndarray], model: str) -> pd.DataFrame:
     """mean, sd, MCSE and bulk ESS of every scalar parameter, indexed by Stan name."""
-    import arviz as az
-
-    from .outputs import parameter_summary
-
     posterior = az.convert_to_dataset({var: np.asarray(samples[var]) for var in names.POSTERIOR_DIMS[model]})
     table = parameter_summary(posterior, model).set_index("parameter")
     return table.rename(columns={"mcse_mean": "mcse"})
@@ -240,7 +241,6 @@ def density_checks(
     `model_fn(likelihood, cells[, whitening])` replaces the package's model (to show that the
     harness catches a wrong one).
     """
-    from .models import MODEL_FUNCTIONS, make_likelihood
 
     checks = {}
     for label, data in (("data", rows), ("prior probe", prior_probe())):
@@ -262,9 +262,6 @@ def run_parity(
     model: str, rows: Possessions, form: str = "reference", sampler=None, n_points: int = 20, posterior: bool = True
 ) -> ParityReport:
     """Density parity (both NumPyro likelihoods), then (optionally) posterior parity, on `rows`."""
-    from .config import SamplerConfig
-    from .models import complete, get_model, make_likelihood
-    from .sampling import sample_posterior
 
     sampler = sampler or SamplerConfig()
     density = density_checks(model, rows, form, n_points, sampler.seed)
@@ -287,7 +284,6 @@ def run_parity(
 
 def write_parity(report: ParityReport, out_dir: str | Path) -> None:
     """parity.json (verdict), density_parity.csv and posterior_parity.csv, written atomically."""
-    from .files import atomic_path, write_json
 
     out_dir = Path(out_dir)
     density = pd.concat([d.table.assign(likelihood=k) for k, d in report.density.items()], ignore_index=True)

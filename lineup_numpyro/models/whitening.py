@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erfinv, ndtr, ndtri
 
-from . import names
-from .suffstats import SuffStats
+from lineup_numpyro import names
+from lineup_numpyro.data.suffstats import SuffStats
 
 M, P = names.N_MATCHUPS, names.N_FEATURES
 EXP_LINK = np.arange(P) > 0  # beta_off, beta_def = exp(eta); beta_0 = eta

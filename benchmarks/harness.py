@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelName, SamplerConfig
-from .errors import ConfigError
+from lineup_numpyro.config import ModelName, SamplerConfig
+from lineup_numpyro.errors import ConfigError
 
 METHODS = ("numpyro-suffstats", "numpyro-rows", "stan-loop", "stan-fast")
 SIZES = (10_000, 96_837, 1_000_000, 10_000_000)
@@ -71,7 +71,7 @@ class BenchmarkConfig:
 
 def season_path(config: BenchmarkConfig, n: int) -> Path:
     """A simulated season of `n` possessions from `config.model`, written once and reused."""
-    from .simulate import iter_season, write_season_parquet
+    from lineup_numpyro.models.simulate import iter_season, write_season_parquet
 
     path = Path(config.data_dir) / f"season_{config.model}_{n}_seed{config.data_seed}.parquet"
     if not path.exists():
@@ -162,10 +162,10 @@ def efficiency(table, n_steps: np.ndarray, diverging: np.ndarray, sampling_s: fl
 def _numpyro_worker(spec: dict) -> dict:
     import arviz as az
 
-    from .config import DataConfig, RunConfig
-    from .parity import summarise
-    from .runtime import device_summary
-    from .train import train
+    from lineup_numpyro.config import DataConfig, RunConfig
+    from lineup_numpyro.inference.runtime import device_summary
+    from lineup_numpyro.run.train import train
+    from lineup_numpyro.stan.parity import summarise
 
     likelihood = spec["method"].split("-", 1)[1]
     sampler = SamplerConfig(**spec["sampler"])
@@ -189,10 +189,10 @@ def _numpyro_worker(spec: dict) -> dict:
 
 
 def _stan_worker(spec: dict) -> dict:
-    from .data import load_possessions
-    from .parity import summarise
-    from .stan_runner import finished_chains, sample_stan, stan_data
-    from .suffstats import SuffStats, from_file
+    from lineup_numpyro.data.possessions import load_possessions
+    from lineup_numpyro.data.suffstats import SuffStats, from_file
+    from lineup_numpyro.stan.parity import summarise
+    from lineup_numpyro.stan.runner import finished_chains, sample_stan, stan_data
 
     form = "reference" if spec["method"] == "stan-loop" else "fast"
     start = time.perf_counter()
@@ -246,7 +246,7 @@ def run_in_subprocess(spec: dict, timeout_s: float) -> dict:
         spec_file.write_text(json.dumps(spec))
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lineup_numpyro.benchmark", str(spec_file), str(result_file)],
+            [sys.executable, str(Path(__file__).resolve()), str(spec_file), str(result_file)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -380,7 +380,7 @@ def _execute(method: str, path: Path, config: BenchmarkConfig, sampler: SamplerC
     }
     if not method.startswith("stan"):
         return run_in_subprocess(spec, STOP_FACTOR * config.budget_s)
-    from .stan_runner import fit_files
+    from lineup_numpyro.stan.runner import fit_files
 
     before = fit_files()
     outcome = run_in_subprocess(spec, STOP_FACTOR * config.budget_s)
@@ -587,7 +587,7 @@ def plot(results: Sequence[dict], path: str | Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(title="open circle: fewer iterations", fontsize=8, title_fontsize=8)
     fig.tight_layout()
-    from .files import atomic_path
+    from lineup_numpyro.files import atomic_path
 
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
@@ -596,7 +596,7 @@ def plot(results: Sequence[dict], path: str | Path) -> None:
 
 def write_results(config: BenchmarkConfig, results: Sequence[dict], out_dir: str | Path) -> None:
     """results.json (every run, the medians, the machine), results.md and scaling.png, each atomically."""
-    from .files import atomic_path, write_json
+    from lineup_numpyro.files import atomic_path, write_json
 
     out_dir = Path(out_dir)
     info = machine()

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import names
-from .suffstats import SuffStats
+from lineup_numpyro import names
+from lineup_numpyro.data.suffstats import SuffStats
 
 M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
 

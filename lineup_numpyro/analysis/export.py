@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import names
-from .errors import RunDirError
-from .files import atomic_path
-from .outputs import ESS_MIN, RHAT_MAX, rhat_text
-from .rundir import RunDir
+from lineup_numpyro import names
+from lineup_numpyro.errors import RunDirError
+from lineup_numpyro.files import atomic_path
+from lineup_numpyro.run.outputs import ESS_MIN, RHAT_MAX, rhat_text
+from lineup_numpyro.run.rundir import RunDir
 
 MIN_POSSESSIONS = 200  # fewer possessions than this and a matchup's own estimate is mostly prior
 COLUMNS = ("parameter", "mean", "sd", "5%", "50%", "95%", "matchup", "label", "source", "reason")

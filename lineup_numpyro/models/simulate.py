@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from . import names
-from .data import Possessions, design_matrix
-from .errors import ConfigError
-from .models import predict
+from lineup_numpyro import names
+from lineup_numpyro.data.possessions import Possessions, design_matrix
+from lineup_numpyro.errors import ConfigError
+from lineup_numpyro.files import atomic_path
+from lineup_numpyro.models.model import predict
 
 DEFAULT_POSSESSIONS = 96_837
 DEFAULT_SEED = 2023
@@ -165,7 +168,6 @@ def truth_path(data_path: str | Path) -> Path:
 
 def write_season(data: Possessions, truth: Truth, path: str | Path) -> None:
     """Write the possessions (CSV or Parquet by suffix) and the truth beside them, atomically."""
-    from .files import atomic_path
 
     path = Path(path)
     frame = data.to_frame("label")
@@ -181,10 +183,6 @@ def write_season(data: Possessions, truth: Truth, path: str | Path) -> None:
 def write_season_parquet(chunks: Iterable[Possessions], truth: Truth, path: str | Path) -> int:
     """Stream chunks of possessions into one Parquet file (and the truth beside it), atomically;
     memory stays that of one chunk. Returns the number of possessions written."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from .files import atomic_path
 
     path = Path(path)
     total = 0

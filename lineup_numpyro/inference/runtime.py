@@ -15,8 +15,8 @@ import jax
 import numpyro
 from jax._src import xla_bridge
 
-from .config import default_host_devices
-from .errors import ConfigError
+from lineup_numpyro.config import default_host_devices
+from lineup_numpyro.errors import ConfigError
 
 CACHE_ENV = "LINEUP_NUMPYRO_JAX_CACHE"  # opt-in: a directory for JAX's persistent compilation cache
 

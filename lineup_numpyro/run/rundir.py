@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import RunDirError
-from .files import write_json
+from lineup_numpyro.errors import RunDirError
+from lineup_numpyro.files import write_json
 
 
 @dataclass(frozen=True)

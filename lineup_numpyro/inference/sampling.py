@@ -24,11 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax, monitoring
 from numpyro.infer import MCMC, NUTS
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .config import SamplerConfig
-from .errors import CheckpointError
-from .files import atomic_path
-from .models import Likelihood
+from lineup_numpyro.config import SamplerConfig
+from lineup_numpyro.errors import CheckpointError
+from lineup_numpyro.files import atomic_path
+from lineup_numpyro.inference.approx import map_inits
+from lineup_numpyro.models.model import Likelihood
 
 _COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
@@ -124,8 +127,6 @@ def _warm_up(
     compile0 = _compile_clock.seconds
     inits = None
     if config.init == "map":  # part of warm-up: its time is counted there
-        from .approx import map_inits
-
         inits, _ = map_inits(model, likelihood, config.chains, config.seed)
     mcmc.warmup(
         jax.random.PRNGKey(config.seed), likelihood, extra_fields=EXTRA_FIELDS, collect_warmup=False, init_params=inits
@@ -469,8 +470,6 @@ def _progress(config: SamplerConfig, total: int, done: int):
     if not config.progress_bar:
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
         TextColumn("sampling"),

@@ -19,13 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import DataConfig
-from .data import iter_chunks
-from .errors import ConfigError, RunDirError
-from .files import atomic_path, write_json
-from .outputs import rhat_text
-from .rundir import RunDir
-from .validation import (
+from lineup_numpyro.analysis.validation import (
     HoldoutScore,
     LooResult,
     data_config_of,
@@ -35,6 +29,12 @@ from .validation import (
     run_data,
     score_holdout,
 )
+from lineup_numpyro.config import DataConfig
+from lineup_numpyro.data.possessions import iter_chunks
+from lineup_numpyro.errors import ConfigError, RunDirError
+from lineup_numpyro.files import atomic_path, write_json
+from lineup_numpyro.run.outputs import rhat_text
+from lineup_numpyro.run.rundir import RunDir
 
 NOISE_ELPD = 4.0  # an elpd difference below this is noise whatever its standard error
 NOISE_SE = 2.0  # ... and so is one within this many standard errors

@@ -21,12 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from scipy.special import ndtri
 
-from . import names
-from .cells import Cells
-from .data import Possessions
-from .suffstats import SuffStats
-from .whitening import Whitening, half_normal_from_standard
+from lineup_numpyro import names
+from lineup_numpyro.data.possessions import Possessions
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.whitening import Whitening, half_normal_from_standard
 
 M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
 LOG_2PI = float(np.log(2 * np.pi))
@@ -110,7 +111,6 @@ TAU_SD = 1.0  # tau_0, tau_off, tau_def ~ N+(0, 1)
 
 def prior_width(model: str, family: str) -> float:
     """q95 - q05 of the marginal prior of one coefficient of `family` in `model`."""
-    from scipy.special import ndtri  # the standard normal quantile function
 
     if model in ("simplified", "matchup"):
         if family == "beta_0":  # N(0, s): s (z_.95 - z_.05)

@@ -9,6 +9,7 @@ ArviZ's `loo` on the whole array; ArviZ's `psislw` does the Pareto smoothing.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,12 +18,13 @@ import arviz as az
 import numpy as np
 from scipy.special import ndtr
 
-from . import names
-from .config import DataConfig
-from .data import DataError, Possessions, iter_chunks
-from .errors import RunDirError
-from .models import predict
-from .rundir import RunDir
+from lineup_numpyro import names
+from lineup_numpyro.config import DataConfig
+from lineup_numpyro.data.possessions import DataError, Possessions, iter_chunks
+from lineup_numpyro.errors import RunDirError
+from lineup_numpyro.models.model import predict
+from lineup_numpyro.models.simulate import simulate_season
+from lineup_numpyro.run.rundir import RunDir
 
 CHUNK_ROWS = 4_000  # possessions whose (draws x rows) predictions are held at once
 LOG_2PI = math.log(2 * math.pi)
@@ -223,8 +225,6 @@ def run_data(data: DataConfig, side: str = "train") -> Iterator[Possessions]:
     if side == "holdout" and split is None:
         raise DataError("the run held nothing out (trained with --holdout 0); give holdout data with --data")
     if data.path is None:
-        from .simulate import simulate_season
-
         rows, _ = simulate_season()
         yield rows if split is None else rows.subset(split.keep(0, len(rows)))
         return
@@ -256,7 +256,6 @@ def validate_run(run_dir: str | Path, holdout: DataConfig | None = None, loo: bo
     validation/NAME.json, NAME saying what was scored (a file and its seasons, or the run's
     own split), so that validating on another data set keeps the earlier result; returns
     the report and its path."""
-    import warnings
 
     run = RunDir(run_dir)
     post = load_posterior(run.path)

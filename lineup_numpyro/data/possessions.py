@@ -20,9 +20,10 @@ from typing import IO, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from . import names
-from .errors import ConfigError, DataError
+from lineup_numpyro import names
+from lineup_numpyro.errors import ConfigError, DataError
 
 # Values beyond these are taken to be corrupt: DARKO sums of five players lie within about
 # +-75, and a possession scores a handful of points. They also keep X'X far from overflow.
@@ -505,8 +506,6 @@ def _raw_chunks(path: Path, seasons: Sequence[str], chunksize: int) -> Iterator[
         except (OSError, EOFError) as exc:  # a compressed file that ends early or is corrupt
             raise DataError(f"{path}: cannot read the file ({exc}); expected a complete CSV file") from None
     else:
-        import pyarrow.parquet as pq
-
         try:
             pfile = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises several types for unreadable files

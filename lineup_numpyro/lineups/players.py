@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import names
-from .data import DataError, DataWarning
+from lineup_numpyro import names
+from lineup_numpyro.data.possessions import DataError, DataWarning
 
 ARCHETYPE_COLUMNS = ("player_id", "player_name", "archetype")
 DARKO_ID_COLUMNS = ("nba_id", "player_id")  # either names the player id

@@ -21,14 +21,21 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from . import names
-from .data import Possessions
-from .errors import RunDirError
-from .models import predict
-from .outputs import rhat_text
-from .rundir import RunDir
-from .suffstats import SuffStats
-from .validation import Posterior, data_config_of, describe, posterior_of, run_data
+from lineup_numpyro import names
+from lineup_numpyro.analysis.validation import (
+    Posterior,
+    data_config_of,
+    describe,
+    posterior_of,
+    predicted_means,
+    run_data,
+)
+from lineup_numpyro.data.possessions import Possessions
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.errors import RunDirError
+from lineup_numpyro.models.model import predict
+from lineup_numpyro.run.outputs import rhat_text
+from lineup_numpyro.run.rundir import RunDir
 
 REPORT = "report.html"  # in RunDir.REPORT
 WORST = 4  # parameters shown in the rank plots
@@ -145,7 +152,6 @@ def ppc_plots(
 ) -> tuple[str, str]:
     """The outcomes' cumulative distribution against PPC_DRAWS replicated ones (ArviZ), and
     each matchup's observed mean outcome against its posterior predictive 90% interval."""
-    from .validation import predicted_means
 
     plt = _matplotlib()
     rng = np.random.default_rng(seed)

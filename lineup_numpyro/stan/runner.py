@@ -11,22 +11,37 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing as mp
 import os
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from . import names
-from .cells import Cells
-from .data import Possessions
-from .errors import StanUnavailable
-from .suffstats import SuffStats
-from .whitening import Whitening
+from lineup_numpyro import names
+from lineup_numpyro.data.possessions import Possessions
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.errors import StanUnavailable
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.whitening import Whitening
 
-MODELS_DIR = Path(os.environ.get("LINEUP_STAN_MODELS", Path(__file__).resolve().parents[1] / "models"))
+
+def stan_dir() -> Path:
+    """Where the Stan files are: $LINEUP_STAN_MODELS, else the package's copy (models/ of the
+    repository, installed as lineup_numpyro.stan.files), else models/ of an uninstalled tree."""
+    override = os.environ.get("LINEUP_STAN_MODELS")
+    if override:
+        return Path(override)
+    try:
+        return Path(str(resources.files("lineup_numpyro.stan.files")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "models"
+
+
 STAN_FILES = {
     ("simplified", "reference"): "simplified.stan",
     ("matchup", "reference"): "matchup_specific.stan",
@@ -39,7 +54,7 @@ _ELAPSED = re.compile(r"([0-9.eE+-]+) seconds \((Warm-up|Sampling)\)")
 
 def stan_file(model: str, form: str = "reference") -> Path:
     try:
-        return MODELS_DIR / STAN_FILES[(model, form)]
+        return stan_dir() / STAN_FILES[(model, form)]
     except KeyError:
         forms = sorted(f for m, f in STAN_FILES if m == model)
         raise ValueError(f"no Stan file for model {model!r} in form {form!r}; forms: {', '.join(forms)}") from None
@@ -258,8 +273,6 @@ def _finished_chains_here(model: str, form: str, data: dict, sampler, files: lis
 def finished_chains(model: str, form: str, data: dict, sampler, files: list[str]) -> StanFit:
     """The draws of the chains that finished before a run was stopped, from httpstan's fit
     files (one per finished chain); the caller deletes the files. Timing: the chains' own."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(_finished_chains_here, model, form, data, sampler, files).result()
@@ -272,8 +285,6 @@ def sample_stan(model: str, form: str, data: dict, sampler, keep_files: bool = F
     can deadlock; so Stan samples from a freshly spawned interpreter that never started JAX.
     `keep_files` leaves httpstan's fit files on disk (their paths in `files`) for the caller.
     """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(_sample_stan_here, model, form, data, sampler, keep_files).result()

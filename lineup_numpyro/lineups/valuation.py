@@ -22,14 +22,15 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from . import names
-from .data import DataError, design_matrix
-from .errors import RunDirError
-from .models import predict
-from .outputs import FAMILIES, informed, prior_width_ratios
-from .players import Assignments, Lineup, Players, make_lineup
-from .rundir import RunDir
-from .validation import Posterior, posterior_of
+from lineup_numpyro import names
+from lineup_numpyro.analysis.validation import Posterior, posterior_of
+from lineup_numpyro.data.possessions import DataError, design_matrix
+from lineup_numpyro.errors import RunDirError
+from lineup_numpyro.files import atomic_path
+from lineup_numpyro.lineups.players import Assignments, Lineup, Players, make_lineup
+from lineup_numpyro.models.model import predict
+from lineup_numpyro.run.outputs import FAMILIES, informed, prior_width_ratios
+from lineup_numpyro.run.rundir import RunDir
 
 INTERVAL = (0.05, 0.95)  # a central 90% interval
 # What the outcome scale makes plausible: a possession scores 0 to 3 points (the samples'
@@ -386,8 +387,6 @@ def plot_candidates(rec: Recommendation, path: str | Path, top: int = 10) -> Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .files import atomic_path
 
     k = min(top, len(rec.table))
     labels = [f"{r.rank}. {r.player}" for r in rec.table.head(k).itertuples()]

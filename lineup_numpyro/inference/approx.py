@@ -35,9 +35,9 @@ from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import initialize_model
 from numpyro.optim import optax_to_numpyro
 
-from .config import ApproxConfig
-from .errors import ApproxError
-from .models import Likelihood
+from lineup_numpyro.config import ApproxConfig
+from lineup_numpyro.errors import ApproxError
+from lineup_numpyro.models.model import Likelihood
 
 PARETO_K_OK = 0.7  # above this, importance weights (and the approximation) are unreliable
 

@@ -17,19 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outputs
-from .cells import Cells
-from .config import RunConfig
-from .data import Possessions, load_possessions
-from .errors import CheckpointError, RunDirError
-from .files import write_json
-from .models import complete, get_model, make_likelihood
-from .rundir import RunDir
-from .runtime import configure_jax
-from .sampling import sample_posterior
-from .simulate import simulate_season
-from .suffstats import SuffStats, from_file, require_fittable, warn_degenerate
-from .whitening import Whitening
+from lineup_numpyro.config import RunConfig
+from lineup_numpyro.data.possessions import Possessions, load_possessions
+from lineup_numpyro.data.suffstats import SuffStats, from_file, require_fittable, warn_degenerate
+from lineup_numpyro.errors import CheckpointError, RunDirError
+from lineup_numpyro.files import write_json
+from lineup_numpyro.inference.approx import approximate
+from lineup_numpyro.inference.runtime import configure_jax
+from lineup_numpyro.inference.sampling import sample_posterior
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import complete, get_model, make_likelihood
+from lineup_numpyro.models.simulate import simulate_season
+from lineup_numpyro.models.whitening import Whitening
+from lineup_numpyro.run import outputs
+from lineup_numpyro.run.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,6 @@ def _sample_and_write(run: RunDir, config: RunConfig, data: PreparedData, data_s
             result = replace(result, samples=complete(config.model, result.samples, cells, config.sampler.seed))
             report = outputs.write_outputs(run.path, result, config, data.stats, data.source, data_s)
         else:
-            from .approx import approximate
-
             fit = approximate(config.method, model, likelihood, config.approx)
             fit = replace(fit, samples=complete(config.model, fit.samples, cells, config.approx.seed))
             report = outputs.write_approx_outputs(run.path, fit, config, data.stats, data.source, data_s)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import names
-from .data import DataError, DataWarning, Possessions, Split, iter_chunks
+from lineup_numpyro import names
+from lineup_numpyro.data.possessions import DataError, DataWarning, Possessions, Split, iter_chunks
 
 FEW_POSSESSIONS = 50  # below this a matchup's 17 coefficients lean mostly on the prior
 

@@ -1,0 +1,1010 @@
+"""lineup-numpyro: the command line, a thin layer over the library's functions.
+
+Errors in the input end the command with exit code 2 and one line naming the file, row
+and column; warnings about the data are printed and the command goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lineup_numpyro import __version__
+from lineup_numpyro.analysis.comparison import compare_runs, write_comparison
+from lineup_numpyro.analysis.export import production_coefficients, write_production
+from lineup_numpyro.analysis.report import write_report
+from lineup_numpyro.analysis.validation import validate_run
+from lineup_numpyro.config import ApproxConfig, DataConfig, RunConfig, SamplerConfig, default_target_accept
+from lineup_numpyro.data.possessions import load_possessions, parse_seasons
+from lineup_numpyro.errors import LineupError
+from lineup_numpyro.files import atomic_path
+from lineup_numpyro.inference.runtime import configure_jax
+from lineup_numpyro.inference.sampling import Checkpoint, saved_draws
+from lineup_numpyro.lineups.players import (
+    default_opponents,
+    find_tables,
+    load_assignments,
+    load_opponents,
+    load_players,
+    parse_lineup,
+    split_names,
+)
+from lineup_numpyro.lineups.valuation import load_fit, plot_candidates, recommend, value_lineup
+from lineup_numpyro.models.simulate import simulate_season, truth_path, write_season
+from lineup_numpyro.run.outputs import largest_effects, rhat_text
+from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import resume as resume_training
+from lineup_numpyro.run.train import train as run_training
+from lineup_numpyro.stan.parity import StanUnavailable, run_parity, write_parity
+
+app = typer.Typer(
+    help="Bayesian NBA lineup models (Brill, Hughes & Waldbaum 2023) fitted with NumPyro.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+
+
+class Model(str, Enum):
+    simplified = "simplified"
+    matchup = "matchup"
+    hierarchical = "hierarchical"
+
+
+class Parameterization(str, Enum):
+    whitened = "whitened"
+    noncentred = "noncentred"
+
+
+class LikelihoodKind(str, Enum):
+    suffstats = "suffstats"
+    rows = "rows"
+
+
+class ChainMethod(str, Enum):
+    parallel = "parallel"
+    vectorized = "vectorized"
+    sequential = "sequential"
+
+
+class Method(str, Enum):
+    nuts = "nuts"
+    map = "map"
+    laplace = "laplace"
+    advi = "advi"
+
+
+class Init(str, Enum):
+    default = "default"
+    map = "map"
+
+
+class Guide(str, Enum):
+    meanfield = "meanfield"
+    lowrank = "lowrank"
+
+
+class PlatformKind(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """What the user can fix (exit 2, one line); anything else is a bug and keeps its traceback."""
+    return (LineupError,)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"lineup-numpyro {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    warnings.showwarning = _show_warning
+
+
+# train's options that a resumed run keeps as it started (option -> RunConfig path): given
+# again with --resume they must match, or the resume is refused (train.resume)
+RESUME_FIXED = {
+    "model": "model",
+    "likelihood": "likelihood",
+    "data": "data.path",
+    "season": "data.seasons",
+    "holdout": "data.holdout_fraction",
+    "split_seed": "data.split_seed",
+    "chains": "sampler.chains",
+    "warmup": "sampler.warmup",
+    "draws": "sampler.draws",
+    "seed": "sampler.seed",
+    "target_accept": "sampler.target_accept",
+    "max_tree_depth": "sampler.max_tree_depth",
+    "dense_mass": "sampler.dense_mass",
+    "chain_method": "sampler.chain_method",
+    "checkpoint_every": "sampler.checkpoint_every",
+    "init": "sampler.init",
+    "method": "method",
+    "guide": "approx.guide",
+    "parameterization": "parameterization",
+}
+
+
+def _given_again(ctx: typer.Context) -> dict[str, object]:
+    """The RESUME_FIXED options typed on the command line, as RunConfig paths and values."""
+
+    given = {}
+    for name, path in RESUME_FIXED.items():
+        source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
+        if getattr(source, "name", None) != "COMMANDLINE":
+            continue
+        value = ctx.params[name]
+        value = value.value if isinstance(value, Enum) else value
+        given[path] = parse_seasons(value) if name == "season" else str(value) if name == "data" else value
+    return given
+
+
+def _interrupted(run_dir: Path) -> None:
+    """Ctrl-C: say what was kept and how to go on (exit 130, the shell's code for SIGINT)."""
+
+    run = RunDir(run_dir)
+    if not (run / RunDir.RUN_CONFIG).exists():
+        _fail("interrupted before sampling started; nothing was saved", code=130)
+    progress = _checkpoint_progress(run.path, run.record()) or "saved: nothing yet"
+    _fail(
+        f"interrupted; {progress} in {run / RunDir.CHECKPOINT}; resume with: lineup-numpyro train --resume {run_dir}",
+        code=130,
+    )
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="Run directory to write (posterior.nc, coefficients.csv, ...).")
+    ] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Finish the stopped run in this directory, with the settings it was "
+            "started with (options that would change them are refused)."
+        ),
+    ] = None,
+    model: Annotated[Model, typer.Option(help="Which model to fit.")] = Model.matchup,
+    data: Annotated[
+        Optional[Path], typer.Option(help="Possessions (CSV or Parquet). Default: the built-in simulated season.")
+    ] = None,
+    season: Annotated[
+        Optional[str], typer.Option(help="Keep only these seasons, comma-separated (e.g. 2020-21,2021-22).")
+    ] = None,
+    likelihood: Annotated[
+        LikelihoodKind, typer.Option(help="suffstats (exact, fast) or rows (row-by-row, as in Stan).")
+    ] = LikelihoodKind.suffstats,
+    holdout: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="Hold out this share of the rows (seeded random split) for `validate`; 0: train on all.",
+        ),
+    ] = 0.0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the random holdout split.")] = 0,
+    chains: Annotated[int, typer.Option(min=1, help="Number of chains.")] = 4,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
+    draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")] = 0,
+    target_accept: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.99 for hierarchical)."),
+    ] = None,
+    parameterization: Annotated[
+        Parameterization,
+        typer.Option(
+            help="hierarchical model only: whitened (default) or noncentred (the plain form, to compare); "
+            "the same posterior either way."
+        ),
+    ] = Parameterization.whitened,
+    max_tree_depth: Annotated[int, typer.Option(min=1, help="NUTS maximum tree depth.")] = 10,
+    dense_mass: Annotated[bool, typer.Option(help="Adapt a dense mass matrix instead of a diagonal one.")] = False,
+    chain_method: Annotated[
+        ChainMethod, typer.Option(help="parallel: one chain per device (CPU core); vectorized; sequential.")
+    ] = ChainMethod.parallel,
+    platform: Annotated[PlatformKind, typer.Option(help="cpu, or gpu (CUDA) when one is there.")] = PlatformKind.cpu,
+    progress: Annotated[
+        Optional[bool], typer.Option(help="Show a progress bar (default: when writing to a terminal).")
+    ] = None,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Save the draws every this many per chain (what --resume continues from; "
+            "the warm-up is always saved).",
+        ),
+    ] = 250,
+    method: Annotated[
+        Method,
+        typer.Option(
+            help="nuts (the posterior), or a fast approximation: map (the mode), laplace (a Gaussian at the "
+            "mode), advi (variational). Approximations draw chains x draws times."
+        ),
+    ] = Method.nuts,
+    init: Annotated[
+        Init, typer.Option(help="Where NUTS chains start: default (random), or map (the mode, jittered per chain).")
+    ] = Init.default,
+    guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
+    overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
+) -> None:
+    """Fit a model and write its run directory (or finish a stopped one: --resume)."""
+
+    if (out_dir is None) == (resume is None):
+        _fail("give --out DIR for a new run, or --resume DIR to finish a stopped one (not both)")
+    if resume is not None:
+        try:
+            report = resume_training(resume, _given_again(ctx))
+        except _known_errors() as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _interrupted(resume)
+        _print_summary(resume)
+        _warn_if_unconverged(report)
+        return
+    try:
+        config = RunConfig(
+            model=model.value,
+            likelihood=likelihood.value,
+            data=DataConfig(
+                path=str(data) if data else None,
+                seasons=parse_seasons(season),
+                holdout_fraction=holdout,
+                split_seed=split_seed,
+            ),
+            sampler=SamplerConfig(
+                chains=chains,
+                warmup=warmup,
+                draws=draws,
+                seed=seed,
+                target_accept=default_target_accept(model.value) if target_accept is None else target_accept,
+                max_tree_depth=max_tree_depth,
+                dense_mass=dense_mass,
+                chain_method=chain_method.value,
+                platform=platform.value,
+                progress_bar=sys.stderr.isatty() if progress is None else progress,
+                checkpoint_every=checkpoint_every,
+                init=init.value,
+            ),
+            method=method.value,
+            approx=ApproxConfig(draws=chains * draws, seed=seed, guide=guide.value),
+            parameterization=parameterization.value,
+        )
+        report = run_training(config, out_dir, overwrite=overwrite)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _interrupted(out_dir)
+    except RuntimeError as exc:
+        if platform is PlatformKind.gpu and "backend" in str(exc).lower():
+            _fail(f"no usable GPU: {exc}. Install the CUDA build of JAX (see runpod/) or use --platform cpu")
+        raise
+    _print_summary(out_dir)
+    _warn_if_unconverged(report)
+
+
+def _warn_if_unconverged(report: dict) -> None:
+    if report["converged"]:
+        return
+    if report.get("method") == "nuts" and report.get("max_rhat") is None:
+        err.print(
+            "[yellow]warning:[/] one chain: R-hat needs at least 2, so convergence was not checked; "
+            "rerun with --chains 2 or more before acting on the results"
+        )
+    else:
+        err.print("[yellow]warning:[/] the run did not meet the convergence thresholds; see diagnostics.json")
+
+
+@app.command()
+def simulate(
+    out_file: Annotated[Path, typer.Option("--out", help="File to write (.csv or .parquet); truth goes beside it.")],
+    possessions: Annotated[int, typer.Option(min=1, help="Number of possessions.")] = 96_837,
+    model: Annotated[Model, typer.Option(help="Model the outcomes are drawn from.")] = Model.matchup,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 2023,
+    empty_matchups: Annotated[int, typer.Option(min=0, max=35, help="Matchups left without possessions.")] = 0,
+) -> None:
+    """Write a semi-synthetic season drawn from known parameters (saved as FILE.truth.json)."""
+
+    try:
+        data, truth = simulate_season(possessions, model.value, seed, empty_matchups)
+        write_season(data, truth, out_file)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    out.print(f"wrote {len(data):,} possessions to {out_file} and the true parameters to {truth_path(out_file)}")
+
+
+@app.command()
+def summary(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    top: Annotated[int, typer.Option(min=1, help="How many of the largest effects to list.")] = 10,
+) -> None:
+    """Show a run's diagnostics and its largest archetype effects."""
+    try:
+        complete = _print_summary(run_dir, top)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    if not complete:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (it need not exist).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False,
+    get: Annotated[Optional[str], typer.Option(help="Print only this field of the JSON object.")] = None,
+) -> None:
+    """Say whether a run is none, running, stopped, interrupted, failed or complete, and what it saved."""
+
+    run = RunDir(run_dir)
+    info: dict = {
+        "run_dir": str(run_dir),
+        "state": "none",
+        "resumable": False,
+        "progress": None,
+        "error": None,
+        "converged": None,
+    }
+    if run.path.is_dir() and (run / RunDir.STATUS).exists():
+        try:
+            state = run.status()
+            record = run.record() if (run / RunDir.RUN_CONFIG).exists() else {}
+        except _known_errors() as exc:
+            _fail(str(exc))
+        info.update(
+            state=state["state"],
+            error=state.get("error"),
+            converged=state.get("converged"),
+            progress=_checkpoint_progress(run.path, record),
+            resumable=bool(record) and state["state"] != "complete",
+        )
+    elif run.path.is_dir() and (run / RunDir.RUN_CONFIG).exists():
+        info["state"] = "started"  # stopped between writing its record and its status
+    if get is not None:
+        if get not in info:
+            _fail(f"--get takes one of {', '.join(info)}, not {get!r}")
+        value = info[get]
+        typer.echo("" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+    elif as_json:
+        typer.echo(json.dumps(info))
+    else:
+        out.print(
+            escape(
+                f"{run_dir}: {info['state']}"
+                + "".join(f"; {k} {info[k]}" for k in ("progress", "error", "converged") if info[k] is not None)
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+class StanForm(str, Enum):
+    reference = "reference"
+    fast = "fast"
+
+
+@app.command()
+def parity(
+    model: Annotated[Model, typer.Option(help="Which model to check against its Stan file.")],
+    data: Annotated[Path, typer.Option(help="Possessions (CSV or Parquet) to check on.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write parity.json and the tables here.")] = None,
+    season: Annotated[Optional[str], typer.Option(help="Keep only these seasons, comma-separated.")] = None,
+    stan_form: Annotated[
+        StanForm, typer.Option(help="reference: the Stan file users trust; fast: its sufficient-statistics twin.")
+    ] = StanForm.reference,
+    points: Annotated[int, typer.Option(min=1, help="Random points for the density check.")] = 20,
+    posterior: Annotated[bool, typer.Option(help="Also sample both and compare the posteriors.")] = True,
+    chains: Annotated[int, typer.Option(min=1, help="Chains for each sampler.")] = 4,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
+    draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed (points, NumPyro and Stan).")] = 0,
+) -> None:
+    """Check that NumPyro and the Stan file define the same posterior (exit 1 if not)."""
+
+    configure_jax("cpu", chains)
+    try:
+        rows = load_possessions(data, parse_seasons(season))
+        report = run_parity(
+            model.value,
+            rows,
+            stan_form.value,
+            SamplerConfig(chains=chains, warmup=warmup, draws=draws, seed=seed),
+            points,
+            posterior,
+        )
+    except StanUnavailable as exc:
+        _fail(str(exc), code=3)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    if out_dir is not None:
+        write_parity(report, out_dir)
+    _print_parity(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _holdout_config(data: Optional[Path], season: Optional[str]):  # noqa: ANN202
+    """The DataConfig of --data/--season, or None (then the runs' own random split is used)."""
+
+    if data is None:
+        if season:
+            _fail("--season selects seasons of --data; give --data too")
+        return None
+    return DataConfig(path=str(data), seasons=parse_seasons(season))
+
+
+@app.command()
+def validate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    data: Annotated[
+        Optional[Path], typer.Option(help="Held-out possessions. Default: the rows the run's --holdout split kept out.")
+    ] = None,
+    season: Annotated[Optional[str], typer.Option(help="Score only these seasons of --data, comma-separated.")] = None,
+    loo: Annotated[bool, typer.Option(help="Also compute PSIS-LOO on the training possessions.")] = True,
+) -> None:
+    """Score a run on possessions it did not see: MSE, RMSE, log predictive density, coverage."""
+
+    holdout = _holdout_config(data, season)
+    try:
+        report, written = validate_run(run_dir, holdout, loo=loo)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    h = report["holdout"]
+    table = Table(title=f"{report['model']}: {h['n']:,} held-out possessions ({escape(h['source'])})")
+    for col in (
+        "MSE",
+        "RMSE",
+        "mean log pred. density",
+        "50% interval coverage",
+        "90% interval coverage",
+        "outcome variance",
+    ):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{h['mse']:.4f}",
+        f"{h['rmse']:.4f}",
+        f"{h['mlpd']:.4f}",
+        f"{h['coverage_50']:.3f}",
+        f"{h['coverage_90']:.3f}",
+        f"{h['outcome_var']:.4f}",
+    )
+    out.print(table)
+    if loo:
+        lo = report["loo"]
+        out.print(
+            f"PSIS-LOO on {lo['n']:,} training possessions: elpd_loo {lo['elpd_loo']:,.1f} "
+            f"(se {lo['se']:.1f}), p_loo {lo['p_loo']:.1f}, {lo['n_high_k']} with Pareto k > "
+            f"{lo['k_threshold']:.2f}"
+        )
+    out.print(f"wrote {written}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories fitted to the same data.")],
+    data: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Held-out possessions to score every run on. Default: the runs' --holdout split, when they had one."
+        ),
+    ] = None,
+    season: Annotated[Optional[str], typer.Option(help="Score only these seasons of --data, comma-separated.")] = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="Write comparison.csv and comparison.json here.")
+    ] = None,
+) -> None:
+    """Rank models by PSIS-LOO (and holdout scores) and say which to use."""
+
+    holdout = _holdout_config(data, season)
+    try:
+        result = compare_runs(run_dirs, holdout)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    if out_dir is not None:
+        write_comparison(result, out_dir)
+    t = result.table
+    # one short label per run: the model where the models differ, else the directory's name
+    t = t.assign(run=t["model"] if t["model"].is_unique else [Path(r).name for r in t["run"]])
+    loo = Table(title=f"PSIS-LOO on {escape(result.training_data)}", box=None, pad_edge=False)
+    columns = {
+        "run": "run",
+        "elpd_loo": "elpd_loo",
+        "elpd_diff": "elpd_diff",
+        "se_diff": "se_diff",
+        "p_loo": "p_loo",
+        "n_high_k": "high k",
+        "divergences": "div",
+        "verdict": "verdict",
+    }
+    _add_rows(loo, t, columns)
+    out.print(loo)
+    if "holdout_mse" in t:
+        held = Table(title=f"held-out possessions: {escape(result.holdout_data)}", box=None, pad_edge=False)
+        _add_rows(
+            held,
+            t,
+            {
+                "run": "run",
+                "holdout_n": "n",
+                "holdout_mse": "MSE",
+                "holdout_rmse": "RMSE",
+                "holdout_mlpd": "mean lpd",
+                "coverage_50": "50% cover",
+                "coverage_90": "90% cover",
+            },
+        )
+        out.print(held)
+    out.print(f"[bold]verdict:[/] {escape(result.verdict)}")
+    if out_dir is not None:
+        out.print(f"wrote {out_dir}/comparison.csv and comparison.json (full run paths)")
+
+
+def _add_rows(table: Table, frame, columns: dict[str, str]) -> None:  # noqa: ANN001
+    """Columns of `frame` under their display names; elpd-scale numbers to 0.1, scores to 4 places."""
+    one_decimal = {"elpd_loo", "se", "elpd_diff", "se_diff", "p_loo"}
+    cells = [
+        [
+            escape(str(row[c]))
+            if not isinstance(row[c], float)
+            else f"{row[c]:,.1f}"
+            if c in one_decimal
+            else f"{row[c]:.4f}"
+            for c in columns
+        ]
+        for _, row in frame.iterrows()
+    ]
+    for j, (col, title) in enumerate(columns.items()):
+        table.add_column(
+            title,
+            justify="left" if col in ("run", "verdict") else "right",
+            no_wrap=True,
+            min_width=max(len(title), *(len(r[j]) for r in cells)),
+        )
+    for r in cells:
+        table.add_row(*r)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A matchup or hierarchical run directory.")],
+    pooled: Annotated[Path, typer.Option(help="A simplified (pooled) run: the fallback for untrusted matchups.")],
+    out_file: Annotated[
+        Optional[Path], typer.Option("--out", help="CSV to write. Default: RUN_DIR/production_coefficients.csv.")
+    ] = None,
+    min_possessions: Annotated[
+        int, typer.Option(min=0, help="Matchups with fewer possessions take the pooled coefficients.")
+    ] = 200,
+) -> None:
+    """Write production coefficients: each matchup's own where it converged, the pooled ones otherwise."""
+
+    target = out_file or run_dir / RunDir.PRODUCTION
+    try:
+        table = production_coefficients(run_dir, pooled, min_possessions)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    write_production(table, target)
+    per_matchup = table.dropna(subset=["matchup"]).drop_duplicates("matchup")
+    counts = per_matchup["source"].value_counts()
+    out.print(", ".join(f"{n} matchups from the {escape(src)} run" for src, n in counts.items()))
+    for _, row in per_matchup[per_matchup["source"] == "simplified"].iterrows():
+        out.print(f"  matchup {row['matchup']} ({row['label']}): pooled, {escape(row['reason'])}")
+    out.print(f"wrote {target}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    comparison: Annotated[
+        Optional[Path], typer.Option(help="A `compare --out` directory (or its comparison.json) to include.")
+    ] = None,
+) -> None:
+    """Write RUN_DIR/report/report.html: diagnostics, rank, forest and predictive-check plots."""
+
+    try:
+        path = write_report(run_dir, comparison)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    out.print(f"wrote {path}")
+
+
+lineup_app = typer.Typer(
+    help="Value lineups and pick players with a fitted run (paper eq. 2.7-2.8).", no_args_is_help=True
+)
+app.add_typer(lineup_app, name="lineup")
+
+TablesOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="A folder holding the player and lineup tables (player_archetypes*.csv, darko*.csv, "
+        "supercluster_assignments*.json, optional salar*.csv), e.g. ../shared/data."
+    ),
+]
+ArchetypesOption = Annotated[Optional[Path], typer.Option(help="CSV: player_id, player_name, archetype (0-7).")]
+DarkoOption = Annotated[Optional[Path], typer.Option(help="CSV of DARKO ratings: nba_id, O-DPM, D-DPM (Team).")]
+SalariesOption = Annotated[Optional[Path], typer.Option(help="CSV: player_id, salary.")]
+AssignmentsOption = Annotated[
+    Optional[Path],
+    typer.Option(help="JSON whose lineup_assignments maps a sorted archetype-lineup to its supercluster."),
+]
+OpponentsOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="CSV of opponent lineups (player_1..player_5, names or ids). Default: each team's five "
+        "players with the highest DARKO."
+    ),
+]
+
+
+def _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents):  # noqa: ANN001, ANN202
+    """Players, assignments and opponents from the options (explicit files over --tables)."""
+
+    found = find_tables(tables) if tables is not None else {}
+    chosen = {
+        "archetypes": archetypes or found.get("archetypes"),
+        "darko": darko or found.get("darko"),
+        "assignments": assignments or found.get("assignments"),
+        "salaries": salaries or found.get("salaries"),
+    }
+    missing = [k for k in ("archetypes", "darko", "assignments") if chosen[k] is None]
+    if missing:
+        where = f" (none found in {tables})" if tables is not None else ""
+        _fail(f"give --{', --'.join(missing)} or --tables DIR{where}")
+    players = load_players(chosen["archetypes"], chosen["darko"], chosen["salaries"])
+    table = load_assignments(chosen["assignments"])
+    rivals = load_opponents(opponents, players, table) if opponents else default_opponents(players, table)
+    return players, table, rivals
+
+
+def _interval(row) -> str:  # noqa: ANN001
+    return f"[{row['5%']:+.3f}, {row['95%']:+.3f}]"
+
+
+@lineup_app.command("value")
+def lineup_value(
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory written by `train`.")],
+    lineup: Annotated[str, typer.Option(help='Five players, "Name A, Name B, ..." (names or ids).')],
+    opponent: Annotated[Optional[str], typer.Option(help="Five players to value the lineup against.")] = None,
+    opponents: OpponentsOption = None,
+    tables: TablesOption = None,
+    archetypes: ArchetypesOption = None,
+    darko: DarkoOption = None,
+    salaries: SalariesOption = None,
+    assignments: AssignmentsOption = None,
+) -> None:
+    """Expected points both ways, v(lineup, opponent) and v(lineup) over a set of opponents."""
+
+    try:
+        players, table, rivals = _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents)
+        mine = parse_lineup(players, table, lineup)
+        theirs = parse_lineup(players, table, opponent) if opponent else None
+        result = value_lineup(load_fit(run_dir), mine, theirs, rivals)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    out.print(f"lineup: {escape(mine.label)} (archetypes {mine.key}, supercluster {mine.supercluster})")
+    if theirs is not None:
+        out.print(f"opponent: {escape(theirs.label)} (archetypes {theirs.key}, supercluster {theirs.supercluster})")
+    t = Table(title="points per possession: posterior mean and 90% interval", box=None)
+    for col in ("quantity", "mean", "90% interval", "matchup", "flags"):
+        t.add_column(col, justify="left" if col in ("quantity", "matchup", "flags") else "right")
+    for _, row in result.table.iterrows():
+        flags = ("! " if row["flag"] else "") + ("w " if row["uninformed"] else "") + ("u" if row["no_data"] else "")
+        t.add_row(escape(row["quantity"]), f"{row['mean']:+.3f}", escape(_interval(row)), row["matchup"], flags.strip())
+    out.print(t)
+    out.print(
+        "flags: ! = outside what a possession can score (see the note); w = rests on coefficients the "
+        "data do not inform; u = a matchup without training possessions",
+        style="dim",
+    )
+    for note in dict.fromkeys(result.notes):
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+
+
+@lineup_app.command("recommend")
+def lineup_recommend(
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory written by `train`.")],
+    core: Annotated[str, typer.Option(help='Four players, "Name A, Name B, Name C, Name D" (names or ids).')],
+    candidates: Annotated[
+        Optional[str],
+        typer.Option(help="Only these players (comma-separated names or ids). Default: every player not in the core."),
+    ] = None,
+    salary_cap: Annotated[
+        Optional[float], typer.Option(help="The five players' salaries must add up to at most this (needs --salaries).")
+    ] = None,
+    informed_only: Annotated[
+        bool, typer.Option(help="Leave out lineups with an archetype whose coefficients the data barely inform.")
+    ] = False,
+    top: Annotated[int, typer.Option(min=1, help="How many candidates to show (and plot).")] = 10,
+    csv: Annotated[Optional[Path], typer.Option(help="Write every ranked candidate to this CSV.")] = None,
+    png: Annotated[
+        Optional[Path], typer.Option(help="Plot the top candidates' posterior distributions of v here.")
+    ] = None,
+    opponents: OpponentsOption = None,
+    tables: TablesOption = None,
+    archetypes: ArchetypesOption = None,
+    darko: DarkoOption = None,
+    salaries: SalariesOption = None,
+    assignments: AssignmentsOption = None,
+) -> None:
+    """Rank fifth players for a core of four by v over the opponents, with P(best of all)."""
+
+    try:
+        players, table, rivals = _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents)
+        core_ids = [players.find(q) for q in split_names(core)]
+        pool = [players.find(q) for q in split_names(candidates)] if candidates else None
+        rec = recommend(load_fit(run_dir), players, table, core_ids, rivals, pool, salary_cap, informed_only)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    shown = rec.table.head(top)
+    has_salary = shown["salary"].notna().any()
+    out.print(
+        f"fifth player for {escape(', '.join(rec.core))}: v = net points per possession against "
+        f"{rec.n_opponents} opponent lineups, posterior mean and 90% interval"
+    )
+    t = Table(box=None)
+    for col in [
+        "rank",
+        "player",
+        "arch.",
+        *(["salary"] if has_salary else []),
+        "v",
+        "90% interval",
+        "P(best)",
+        "flags",
+    ]:
+        t.add_column(col, justify="left" if col in ("player", "flags") else "right")
+    for _, row in shown.iterrows():
+        flags = (
+            ("! " if row["flag"] else "")
+            + (f"w{row['weak_archetypes'].replace(' ', ',')} " if row["weak_archetypes"] else "")
+            + ("n " if row["nearest_listed"] else "")
+            + (f"u{row['no_data_matchups']}" if row["no_data_matchups"] else "")
+        )
+        t.add_row(
+            str(row["rank"]),
+            escape(row["player"]),
+            str(row["archetype"]),
+            *([f"{row['salary']:,.0f}"] if has_salary else []),
+            f"{row['mean']:+.3f}",
+            escape(_interval(row)),
+            f"{row['p_best']:.3f}",
+            flags.strip(),
+        )
+    out.print(t)
+    out.print(
+        "flags: ! = v outside what a possession can score (implausible) or its 90% interval reaching "
+        "outside; wA = the lineup has archetype A, whose coefficients the data do not inform; n = its "
+        "archetype-lineup is not in the assignment table (nearest listed one used); uK = K of its "
+        "matchups had no training possessions",
+        style="dim",
+    )
+    if rec.excluded:
+        out.print("left out: " + "; ".join(f"{n} ({escape(why)})" for why, n in rec.excluded.items()))
+    weak = shown["weak_archetypes"].astype(bool)
+    if weak.any():
+        err.print(
+            f"[yellow]warning:[/] {int(weak.sum())} of the top {len(shown)} lineups have players of archetypes "
+            "whose coefficients the data do not inform (unseen, or a 90% interval not narrowed tenfold from the "
+            "prior's): their values "
+            "mostly reflect the prior, not evidence",
+            highlight=False,
+            soft_wrap=True,
+        )
+    bad = shown["flag"].astype(bool)
+    if bad.any():
+        err.print(
+            f"[yellow]warning:[/] {int(bad.sum())} of the top {len(shown)} values are outside (or their "
+            f"intervals reach outside) what a possession can score: "
+            f"{escape(shown.loc[bad, 'flag'].iloc[0])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if csv is not None:
+        with atomic_path(csv) as tmp:
+            rec.table.to_csv(tmp, index=False)
+        out.print(f"wrote {csv}")
+    if png is not None:
+        out.print(f"wrote {plot_candidates(rec, png, top)}")
+
+
+def _print_parity(report) -> None:  # noqa: ANN001
+    verdict = report.verdict()
+    t = Table(title=f"parity: {report.model} model, NumPyro vs models/{verdict['stan_file']}")
+    for col in ("check", "measured", "allowed", "result"):
+        t.add_column(col)
+    ok = {True: "[green]pass[/]", False: "[red]FAIL[/]"}
+    for lik, d in verdict["density"].items():
+        t.add_row(
+            f"log density offset spread ({lik})",
+            f"{d['offset_spread_rel']:.1e}",
+            f"<= {d['tolerances'][0]:.0e}",
+            ok[d["offset_spread_rel"] <= d["tolerances"][0]],
+        )
+        t.add_row(
+            f"gradient rel. error ({lik})",
+            f"{d['max_gradient_rel_error']:.1e}",
+            f"<= {d['tolerances'][1]:.0e}",
+            ok[d["max_gradient_rel_error"] <= d["tolerances"][1]],
+        )
+    p = verdict.get("posterior")
+    if p:
+        t.add_row(
+            f"max |z| of means ({p['parameters']} parameters)",
+            f"{p['max_z']:.2f} ({p['max_z_parameter']})",
+            f"<= {p['z_bound']:.2f} (Bonferroni)",
+            ok[p["max_z"] <= p["z_bound"]],
+        )
+        lo, hi = p["sd_ratio_range"]
+        alo, ahi = p["sd_ratio_allowed"]
+        t.add_row("sd ratio NumPyro/Stan", f"{lo:.3f} .. {hi:.3f}", f"{alo} .. {ahi}", ok[alo <= lo and hi <= ahi])
+        if p["sd_ratio_range_derived"]:
+            dlo, dhi = p["sd_ratio_range_derived"]
+            t.add_row("sd ratio, derived beta (heavy tails)", f"{dlo:.3f} .. {dhi:.3f}", "reported only", "")
+        t.add_row(
+            "max |mean diff| / sd_stan", f"{p['max_std_diff']:.3f}", "< 0.25 (reported)", ok[p["std_diff_below_0.25"]]
+        )
+        t.add_row("Stan divergences", str(p["stan_divergences"]), "", "")
+    t.add_row("verdict", "", "", ok[verdict["passed"]])
+    out.print(t)
+
+
+def _checkpoint_progress(run_dir: Path, record: dict) -> str | None:
+    """What the checkpoint of an unfinished run holds, in words (None without one)."""
+
+    if not record.get("config") or not (run_dir / RunDir.CHECKPOINT).is_dir():
+        return None
+    sampler = RunConfig.from_dict(record["config"]).sampler
+    warm, draws = saved_draws(run_dir / RunDir.CHECKPOINT, sampler)
+    damaged = Checkpoint(run_dir / RunDir.CHECKPOINT, sampler).damaged()
+    note = (
+        f" (damaged: {damaged}; delete it and every later chunk file, then resume: their draws are drawn "
+        "again, identically)"
+        if damaged
+        else ""
+    )
+    if not warm:
+        return "saved: nothing yet (it stopped during warm-up)" + note
+    return f"saved: warm-up and {draws:,} of {sampler.draws:,} draws per chain" + note
+
+
+def _print_summary(run_dir: Path, top: int = 10) -> bool:
+    """Print the tables; returns whether the run is complete."""
+
+    status, record, table, diag = RunDir(run_dir).load()
+    if status["state"] != "complete" or diag is None or table is None:
+        detail = f": {status['error']}" if status.get("error") else ""
+        message = f"{run_dir}: this run is {status['state']}, not complete{detail}; its outputs are partial"
+        err.print(f"[bold red]{escape(message)}[/]", highlight=False, soft_wrap=True)
+        progress = _checkpoint_progress(run_dir, record)
+        if progress:
+            err.print(
+                escape(f"{progress}; finish it with: lineup-numpyro train --resume {run_dir}"),
+                highlight=False,
+                soft_wrap=True,
+            )
+        return False
+    t = Table(title=f"{run_dir}: {diag['model']} model ({diag.get('likelihood', '')}), {diag['method'].upper()}")
+    t.add_column("diagnostic")
+    t.add_column("value", justify="right")
+    data = record.get("data", {})
+    t.add_row("possessions", f"{data.get('n_possessions', 0):,}")
+    if diag["method"] != "nuts":
+        _approx_rows(t, diag)
+        out.print(t)
+        _print_effects(table, top)
+        return True
+    t.add_row(
+        "chains x draws", f"{diag['chains']} x {diag['draws']} (+{diag['warmup']} warm-up, {diag['chain_method']})"
+    )
+    t.add_row(
+        "max R-hat",
+        rhat_text(diag["max_rhat"], 4) + (f" ({diag['max_rhat_parameter']})" if diag["max_rhat"] is not None else ""),
+    )
+    t.add_row("min ESS bulk", f"{diag['min_ess_bulk']:.0f} ({diag['min_ess_bulk_parameter']})")
+    t.add_row("min ESS tail", f"{diag['min_ess_tail']:.0f}")
+    div = diag["divergences"]
+    t.add_row("divergences", f"{div['count']} ({div['percent']:.2f}%)")
+    t.add_row("at max tree depth", f"{100 * diag['max_tree_depth']['share_at_limit']:.1f}%")
+    tm = diag["timing"]
+    t.add_row(
+        "time",
+        f"{tm['total_s']:.1f} s (compile {tm['compile_s']:.1f}, warm-up {tm['warmup_s']:.1f}, "
+        f"sampling {tm['sampling_s']:.1f})",
+    )
+    if diag["matchups"]:
+        counts: dict[str, int] = {}
+        for m in diag["matchups"]:
+            counts[m["verdict"]] = counts.get(m["verdict"], 0) + 1
+        t.add_row("matchups", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    t.add_row("verdict", "[green]converged[/]" if diag["converged"] else "[red]not converged[/]")
+    out.print(t)
+    _print_effects(table, top)
+    return True
+
+
+def _approx_rows(t: Table, diag: dict) -> None:
+    """The evidence an approximation gives of its own convergence, in place of R-hat and ESS."""
+    ev = diag["evidence"]
+    t.add_row("draws", f"{diag['draws']:,} ({escape(diag['note'])})")
+    if "iterations" in ev:
+        t.add_row("L-BFGS iterations", f"{ev['iterations']:,}")
+        t.add_row("largest |gradient| at the mode", f"{ev['grad_max']:.2e} (tolerance {ev['grad_tol']:.0e})")
+    if "steps" in ev:
+        t.add_row("SVI steps", f"{ev['steps']:,} ({ev['guide']} guide)")
+        t.add_row("ELBO", f"{ev['elbo']:.2f} (block before: {ev['elbo_previous_block']:.2f})")
+    if "pareto_k" in ev:
+        t.add_row("Pareto k", f"{ev['pareto_k']:.2f} ({'ok' if ev['pareto_k_ok'] else 'above 0.7: unreliable'})")
+    t.add_row("time", f"{diag['timing']['total_s']:.1f} s")
+    t.add_row("verdict", "[green]converged[/]" if diag["converged"] else "[red]not converged[/]")
+
+
+def _print_effects(table, top: int) -> None:  # noqa: ANN001
+
+    eff = Table(title=f"largest {top} informed archetype effects (posterior mean, 90% interval)")
+    has_coverage = "n_on_floor" in table
+    for col in (
+        "parameter",
+        "mean",
+        "5%",
+        "95%",
+        "r_hat",
+        "ess_bulk",
+        *(["on floor", "width/prior"] if has_coverage else []),
+    ):
+        eff.add_column(col, justify="left" if col == "parameter" else "right", no_wrap=col == "parameter")
+    for _, row in largest_effects(table, top).iterrows():
+        eff.add_row(
+            row["parameter"],
+            f"{row['mean']:.4f}",
+            f"{row['5%']:.4f}",
+            f"{row['95%']:.4f}",
+            "n/a" if math.isnan(row["r_hat"]) else f"{row['r_hat']:.3f}",
+            f"{row['ess_bulk']:.0f}",
+            *([f"{int(row['n_on_floor']):,}", f"{row['prior_width_ratio']:.3f}"] if has_coverage else []),
+        )
+    out.print(eff)
+    if has_coverage:
+        cells = table[table["parameter"].str.match(r"beta_(0|off|def)\b")]
+        counts = cells["source"].value_counts()
+        out.print(
+            f"{len(cells)} coefficients: "
+            + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("data", "population", "weak", "prior") if counts.get(k))
+            + "; 'on floor' = possessions with the archetype on the floor in the matchup, 'width/prior' = "
+            "90% interval width / the prior's. Only informed coefficients are ranked.",
+            style="dim",
+        )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Reading and checking possession files; per-matchup sufficient statistics."""

@@ -1,0 +1,1 @@
+"""NUTS with checkpoints, the optax approximations, JAX set-up, and draws summarised."""

@@ -1,0 +1,1 @@
+"""Players, lineups and their values under a fitted run."""

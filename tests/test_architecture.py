@@ -1,0 +1,168 @@
+"""The package's folders are its layers (ARCHITECTURE.md): imports point one way, there are no
+cycles, no import hides inside a function except of an optional dependency, and importing the
+package pulls in no optional dependency."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "lineup_numpyro"
+# lower layers never import higher ones (ARCHITECTURE.md)
+LAYERS = {
+    "errors": 0,
+    "names": 0,
+    "files": 1,
+    "data": 2,
+    "config": 3,
+    "models": 4,
+    "inference": 5,
+    "stan": 6,
+    "run": 7,
+    "analysis": 8,
+    "lineups": 9,
+    "cli": 10,
+}
+OPTIONAL = ("stan", "httpstan", "matplotlib")  # imported where used, so the package works without them
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, at module level?) for every import in `path` (TYPE_CHECKING blocks skipped)."""
+    tree = ast.parse(path.read_text())
+    found = []
+
+    def visit(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, top) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                found.append((child.module, top))
+                found.extend((f"{child.module}.{alias.name}", top) for alias in child.names)
+            visit(child, top and not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef))
+
+    visit(tree, True)
+    return found
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _layer(module: str) -> int:
+    return LAYERS[module.split(".")[1]]
+
+
+def _package_edges() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module, path in MODULES.items():
+        for imported, _ in _imports(path):
+            target = next(
+                (m for m in (imported, imported.rpartition(".")[0]) if m in MODULES and m != "lineup_numpyro"), None
+            )
+            if target and target != module:
+                edges[module].add(target)
+    return edges
+
+
+def test_every_module_sits_in_a_layer():
+    assert {m.split(".")[1] for m in MODULES if m != "lineup_numpyro"} <= set(LAYERS)
+
+
+def test_imports_point_down_the_layers():
+    upward = [
+        f"{m} -> {t}"
+        for m, targets in _package_edges().items()
+        if m != "lineup_numpyro"
+        for t in targets
+        if _layer(t) > _layer(m)
+    ]
+    assert upward == []
+
+
+def test_no_import_cycles():
+    edges, state, cycles = _package_edges(), {}, []
+
+    def walk(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in edges[node]:
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
+            elif nxt not in state:
+                walk(nxt, [*stack, nxt])
+        state[node] = "done"
+
+    for module in edges:
+        if module not in state:
+            walk(module, [module])
+    assert cycles == []
+
+
+def test_only_optional_dependencies_are_imported_inside_functions():
+    hidden = [
+        f"{module}: {imported}"
+        for module, path in MODULES.items()
+        for imported, top in _imports(path)
+        if not top and imported.split(".")[0] not in OPTIONAL
+    ]
+    assert hidden == []
+
+
+def test_importing_the_package_loads_no_optional_dependency():
+    code = (
+        "import sys, importlib, pkgutil, lineup_numpyro\n"
+        "bare = [m for m in ('stan', 'httpstan', 'matplotlib') if m in sys.modules]\n"
+        "for info in pkgutil.walk_packages(lineup_numpyro.__path__, 'lineup_numpyro.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "print(bare, [m for m in ('stan', 'httpstan') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "[] []"
+
+
+def test_the_installed_command_is_the_packages_and_ships_the_stan_files():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["lineup-numpyro"] == "lineup_numpyro.cli:app"
+    assert "py-modules" not in project["tool"]["setuptools"]  # no top-level module named `cli` installed
+    assert project["tool"]["setuptools"]["package-dir"]["lineup_numpyro.stan.files"] == "models"
+    from lineup_numpyro.stan.runner import STAN_FILES, stan_file
+
+    assert all(stan_file(*key).is_file() for key in STAN_FILES)
+
+
+@pytest.mark.slow
+def test_pip_install_in_a_fresh_venv_runs_parity(tmp_path, shared_data):
+    """`pip install .[stan]` into a new virtual environment, then parity from outside the repository."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = venv / "bin" / "pip"
+    subprocess.run([str(pip), "install", "-q", f"{ROOT}[stan]"], check=True, timeout=1800)
+    small = tmp_path / "small.csv"
+    small.write_text("".join((shared_data / "quick_sample_10k.csv").read_text().splitlines(keepends=True)[:1001]))
+    result = subprocess.run(
+        [
+            str(venv / "bin" / "lineup-numpyro"),
+            "parity",
+            "--model",
+            "simplified",
+            "--data",
+            str(small),
+            "--no-posterior",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
