@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lineup_numpyro import names
-from lineup_numpyro.analysis.export import PRODUCTION, production_coefficients
+from lineup_numpyro.analysis.export import production_coefficients
 from lineup_numpyro.cli import app
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.models.simulate import simulate_season, write_season
@@ -95,7 +95,7 @@ def test_cli_export(runs, tmp_path):
     assert result.exit_code == 2 and "matchup or hierarchical" in result.output
     result = runner.invoke(app, ["export", str(dirs["matchup"]), "--pooled", str(dirs["matchup"])])
     assert result.exit_code == 2 and "simplified run" in result.output
-    assert not (dirs["simplified"] / PRODUCTION).exists() and not (dirs["matchup"] / PRODUCTION).exists()
+    assert not (dirs["simplified"] / RunDir.PRODUCTION).exists() and not (dirs["matchup"] / RunDir.PRODUCTION).exists()
 
 
 def test_a_hierarchical_run_keeps_its_own_sparse_and_empty_matchups(runs, tmp_path):

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from lineup_numpyro import names
 from lineup_numpyro.analysis.comparison import compare_runs, write_comparison
-from lineup_numpyro.analysis.report import REPORT, REPORT_DIR, write_report
+from lineup_numpyro.analysis.report import REPORT, write_report
 from lineup_numpyro.analysis.validation import validate_run
 from lineup_numpyro.cli import app
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
@@ -40,7 +40,7 @@ def test_report_renders_with_its_figures(run):
     model, run_dir = run
     validate_run(run_dir, loo=False)
     page = write_report(run_dir)
-    assert page == run_dir / REPORT_DIR / REPORT
+    assert page == run_dir / RunDir.REPORT / REPORT
     text = page.read_text()
     for section in ("Convergence", "Worst parameters", "Posterior predictive check", "Validation"):
         assert section in text
@@ -48,11 +48,11 @@ def test_report_renders_with_its_figures(run):
     if model != "simplified":
         pngs |= {"forest_off.png", "forest_def.png"}
         assert "Archetype effects per matchup" in text
-    assert {p.name for p in (run_dir / REPORT_DIR).glob("*.png")} == pngs
+    assert {p.name for p in (run_dir / RunDir.REPORT).glob("*.png")} == pngs
     for name in pngs:
-        assert _png_ok(run_dir / REPORT_DIR / name), name
+        assert _png_ok(run_dir / RunDir.REPORT / name), name
         assert f"src='{name}'" in text
-    assert not list(run_dir.glob(f".{REPORT_DIR}*")), "temporary report directories left behind"
+    assert not list(run_dir.glob(f".{RunDir.REPORT}*")), "temporary report directories left behind"
 
 
 def test_report_with_a_comparison_via_the_cli(season, tmp_path):
@@ -63,7 +63,7 @@ def test_report_with_a_comparison_via_the_cli(season, tmp_path):
     write_comparison(compare_runs(dirs), tmp_path / "cmp")
     result = runner.invoke(app, ["report", str(dirs[1]), "--comparison", str(tmp_path / "cmp")])
     assert result.exit_code == 0, result.output
-    text = (dirs[1] / REPORT_DIR / REPORT).read_text()
+    text = (dirs[1] / RunDir.REPORT / REPORT).read_text()
     assert "Model comparison" in text and "Validation" not in text  # no validation.json in this run
 
 
@@ -76,4 +76,4 @@ def test_report_refuses_incomplete_runs_and_missing_comparisons(run, tmp_path):
     RunDir(running).set_status("running")
     result = runner.invoke(app, ["report", str(running)])
     assert result.exit_code == 2 and "not complete" in result.output
-    assert not (running / REPORT_DIR).exists()
+    assert not (running / RunDir.REPORT).exists()

@@ -254,3 +254,15 @@ def test_a_full_disk_ends_in_one_line_and_no_running_status(season, tmp_path, mo
     assert f"{run_dir / RunDir.POSTERIOR}: cannot write (No space left on device)" in result.output
     assert "Traceback" not in result.output
     assert RunDir(run_dir).status()["state"] == "failed"
+
+
+def test_a_built_in_season_run_is_scored_only_on_the_season_it_was_fitted_to(season, tmp_path):
+    run = RunDir(tmp_path / "run")
+    train(RunConfig(model="simplified", sampler=TINY), run.path)  # the built-in season, simulated
+    result = runner.invoke(app, ["validate", str(run.path), "--data", str(season), "--no-loo"])
+    assert result.exit_code == 0, result.output
+    record = run.record()  # as if another version of the code simulated another season
+    record["data"]["digest"]["suffstats"] = "0" * 64
+    files.write_json(run / RunDir.RUN_CONFIG, record)
+    result = runner.invoke(app, ["validate", str(run.path), "--data", str(season), "--no-loo"])
+    assert result.exit_code == 2 and "simulates another built-in season" in result.output

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from lineup_numpyro import names
 from lineup_numpyro.analysis.comparison import compare_runs, write_comparison
 from lineup_numpyro.analysis.validation import (
-    VALIDATION,
     Posterior,
     load_posterior,
     log_likelihood,
@@ -149,7 +148,7 @@ def test_loo_by_chunks_equals_arviz_on_the_whole_array(runs, season_csv):
 
 def test_validate_scores_the_held_out_rows(runs, season_csv):
     path, data = season_csv
-    report = validate_run(runs["matchup"])
+    report, written = validate_run(runs["matchup"])
     held = Split(HOLDOUT, 7, "holdout").keep(0, len(data))
     h = report["holdout"]
     assert h["n"] == held.sum() and "holdout side" in h["source"]
@@ -157,7 +156,8 @@ def test_validate_scores_the_held_out_rows(runs, season_csv):
     direct = score_holdout(post, [data.subset(held)], "direct")
     assert h["mse"] == pytest.approx(direct.mse, rel=1e-12) and h["mlpd"] == pytest.approx(direct.mlpd, rel=1e-12)
     assert report["loo"]["n"] == len(data) - held.sum()
-    assert json.loads((runs["matchup"] / VALIDATION).read_text())["holdout"]["n"] == h["n"]
+    assert written == RunDir(runs["matchup"]).validation_path("holdout-split")
+    assert json.loads(written.read_text())["holdout"]["n"] == h["n"]
     # the fitted model predicts its unseen possessions better than their mean does, and its
     # predictive intervals are calibrated (within 5 binomial standard errors)
     assert h["mse"] < h["outcome_var"]
@@ -168,7 +168,7 @@ def test_validate_scores_the_held_out_rows(runs, season_csv):
 def test_validate_on_a_file_and_overlap_warning(runs, season_csv, tmp_path):
     path, _ = season_csv
     with pytest.warns(UserWarning, match="include the run's training data"):
-        report = validate_run(runs["simplified"], DataConfig(path=str(path)), loo=False)
+        report, _ = validate_run(runs["simplified"], DataConfig(path=str(path)), loo=False)
     assert report["holdout"]["n"] == 60_000 and "loo" not in report
 
 
@@ -301,7 +301,7 @@ def test_cli_season_split_train_then_validate(tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["validate", str(run_dir), "--data", str(path), "--season", "2022-23"])
     assert result.exit_code == 0, result.output
-    report = json.loads((run_dir / VALIDATION).read_text())
+    (report,) = RunDir(run_dir).validations()
     assert report["holdout"]["n"] == 2_000 and "seasons 2022-23" in report["holdout"]["source"]
     assert report["loo"]["n"] == 4_000
     held = load_possessions(path, seasons=("2022-23",))

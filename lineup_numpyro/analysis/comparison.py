@@ -26,6 +26,7 @@ from lineup_numpyro.analysis.validation import (
     describe,
     load_posterior,
     psis_loo,
+    require_same_builtin_season,
     run_data,
     score_holdout,
 )
@@ -74,6 +75,8 @@ def compare_runs(
     loaded = [RunDir(r).require_complete("compare", nuts=True) for r in run_dirs]
     records = [run.record for run in loaded]
     fits = [_fit_health(run.diagnostics) for run in loaded]
+    for run_dir, rec in zip(run_dirs, records):
+        require_same_builtin_season(rec, run_dir)
     configs = [data_config_of(rec) for rec in records]
     _same_training_data(configs, run_dirs)
     posteriors = [load_posterior(r) for r in run_dirs]

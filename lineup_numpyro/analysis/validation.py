@@ -21,6 +21,7 @@ from scipy.special import ndtr
 from lineup_numpyro import names
 from lineup_numpyro.config import DataConfig
 from lineup_numpyro.data.possessions import DataError, Possessions, iter_chunks
+from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.errors import RunDirError
 from lineup_numpyro.models.model import predict
 from lineup_numpyro.models.simulate import simulate_season
@@ -218,6 +219,25 @@ def data_config_of(record: dict) -> DataConfig:
     return DataConfig(**data)
 
 
+def require_same_builtin_season(record: dict, where: str | Path) -> None:
+    """The built-in season is simulated again whenever a run's data are read: refuse when this
+    version simulates another season than the run was fitted to (its recorded digest), instead
+    of scoring the run on data it never saw as if they were its own."""
+    data = data_config_of(record)
+    saved = record.get("data", {}).get("digest", {}).get("suffstats")
+    if data.path is not None or saved is None:
+        return
+    stats = SuffStats.zeros()
+    for chunk in run_data(data, "train"):
+        stats = stats + SuffStats.from_possessions(chunk)
+    if stats.digest() != saved:
+        raise RunDirError(
+            f"{where}: this version of lineup-numpyro simulates another built-in season than the one "
+            "the run was fitted to; use the version that trained it (run_config.json 'versions'), or "
+            "train again"
+        )
+
+
 def run_data(data: DataConfig, side: str = "train") -> Iterator[Possessions]:
     """The possessions of one side of a run's data: those it was fitted to ('train') or
     those its random split held out ('holdout')."""
@@ -259,7 +279,9 @@ def validate_run(run_dir: str | Path, holdout: DataConfig | None = None, loo: bo
 
     run = RunDir(run_dir)
     post = load_posterior(run.path)
-    train = data_config_of(run.record())
+    record = run.record()
+    require_same_builtin_season(record, run)
+    train = data_config_of(record)
     in_sample = False
     if holdout is None:
         name, source, chunks = "holdout-split", describe(train, "holdout"), run_data(train, "holdout")
