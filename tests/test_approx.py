@@ -94,7 +94,10 @@ def season(simulated_season):
     return simulated_season(3_000, model="matchup", seed=9)
 
 
-@pytest.mark.parametrize("model", names.MODELS)
+# make test: the pooled model; make test-slow adds the matchup and hierarchical models
+@pytest.mark.parametrize(
+    "model", [m if m == "simplified" else pytest.param(m, marks=pytest.mark.slow) for m in names.MODELS]
+)
 @pytest.mark.parametrize("method", ["map", "laplace", "advi"])
 def test_every_method_writes_outputs_that_open_in_arviz(season, tmp_path, model, method):
     run = tmp_path / "run"

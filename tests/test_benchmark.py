@@ -186,6 +186,7 @@ def tiny_benchmark(tmp_path_factory):
     return config, results, seen, root / "out", fits_before
 
 
+@pytest.mark.slow  # the tiny benchmark runs every method in fresh processes (~2 min)
 @pytest.mark.parametrize("method", bm.METHODS)
 def test_every_method_runs_and_reports(tiny_benchmark, method):
     _, results, _, _, _ = tiny_benchmark
@@ -200,6 +201,7 @@ def test_every_method_runs_and_reports(tiny_benchmark, method):
     assert np.isfinite(run["max_rhat"]) and run["divergences"] >= 0
 
 
+@pytest.mark.slow
 def test_row_by_row_methods_are_priced_by_a_pilot(tiny_benchmark):
     _, results, _, _, _ = tiny_benchmark
     pilots = [r for r in results if r["repeat"] == 0]
@@ -207,6 +209,7 @@ def test_row_by_row_methods_are_priced_by_a_pilot(tiny_benchmark):
     assert all(r["status"] == "pilot" and r["draws"] == bm.PILOT_ITERATIONS for r in pilots)
 
 
+@pytest.mark.slow
 def test_outputs_written_and_fit_cache_left_clean(tiny_benchmark):
     config, results, seen, out, fits_before = tiny_benchmark
     assert seen == results

@@ -57,7 +57,9 @@ def test_chunk_sizes():
         SamplerConfig(checkpoint_every=0)
 
 
-@pytest.mark.parametrize("model", names.MODELS)
+@pytest.mark.parametrize(
+    "model", [m if m != "hierarchical" else pytest.param(m, marks=pytest.mark.slow) for m in names.MODELS]
+)
 def test_chunks_give_the_same_draws_as_one_piece(season, tmp_path, model):
     base = dict(chains=2, warmup=100, draws=120, seed=5)
     for every in (35, 1000):
@@ -73,7 +75,9 @@ def test_chunks_give_the_same_draws_as_one_piece(season, tmp_path, model):
     assert not (tmp_path / "35" / RunDir.CHECKPOINT).exists()  # removed once complete
 
 
-@pytest.mark.parametrize("chains,method", [(2, "vectorized"), (2, "sequential"), (1, "parallel")])
+@pytest.mark.parametrize(
+    "chains,method", [(2, "vectorized"), pytest.param(2, "sequential", marks=pytest.mark.slow), (1, "parallel")]
+)
 def test_chunks_for_every_chain_method(season, tmp_path, chains, method):
     """Chunking changes no draw however the chains run, and the chunks share one compiled program."""
     likelihood = make_likelihood("suffstats", stats=from_file(season))
@@ -189,6 +193,7 @@ def test_kill_during_sampling_then_resume(season, tmp_path):
     assert diag["draws"] == draws and diag["timing"]["sampling_s"] > 0
 
 
+@pytest.mark.slow
 def test_kill_during_warmup_then_resume(season, tmp_path):
     run_dir, draws = tmp_path / "run", 200
     proc = _start(season, run_dir, 50, draws)

@@ -55,7 +55,8 @@ def stan_models(small_rows):
     return {(m, f): parity.build_stan(m, f, parity.stan_data(m, f, small_rows, stats)) for m, f in FORMS}
 
 
-@pytest.mark.parametrize("likelihood", ["suffstats", "rows"])
+# make test: every Stan file on the suffstats likelihood; make test-slow adds the rows likelihood
+@pytest.mark.parametrize("likelihood", ["suffstats", pytest.param("rows", marks=pytest.mark.slow)])
 @pytest.mark.parametrize(("model", "form"), FORMS)
 def test_density_parity(model, form, likelihood, small_rows, stan_models):
     stats = SuffStats.from_possessions(small_rows)
@@ -100,10 +101,12 @@ def other_coordinates_hierarchical(likelihood, cells, whitening):
 @pytest.mark.parametrize(
     ("wrong", "model", "form", "caught_by"),
     [
-        (wrong_prior_matchup, "matchup", "fast", "prior probe"),  # the probe shows a prior difference plainly
-        (wrong_prior_matchup, "matchup", "reference", "prior probe"),
+        # the probe shows a prior difference plainly
+        pytest.param(wrong_prior_matchup, "matchup", "fast", "prior probe", marks=pytest.mark.slow),
+        pytest.param(wrong_prior_matchup, "matchup", "reference", "prior probe", marks=pytest.mark.slow),
         (wrong_sign_simplified, "simplified", "reference", "data"),  # z = 0 in the probe hides the sign
-        (other_coordinates_hierarchical, "hierarchical", "fast", "data"),  # the probe has no whitening
+        # the probe has no whitening
+        pytest.param(other_coordinates_hierarchical, "hierarchical", "fast", "data", marks=pytest.mark.slow),
     ],
 )
 def test_harness_catches_a_wrong_model(wrong, model, form, caught_by, small_rows):
@@ -115,7 +118,9 @@ def test_harness_catches_a_wrong_model(wrong, model, form, caught_by, small_rows
         assert check.offset_spread > 1e3 * parity.DENSITY_RTOL
 
 
-@pytest.mark.parametrize(("model", "form"), FORMS)
+@pytest.mark.parametrize(
+    ("model", "form"), [f if f[0] != "hierarchical" else pytest.param(*f, marks=pytest.mark.slow) for f in FORMS]
+)
 def test_prior_probe_agrees(model, form):
     probe = parity.prior_probe()
     checks = parity.density_checks(model, probe, form, n_points=20)
@@ -136,16 +141,19 @@ def check_posterior_parity(model, form, rows):
     return report
 
 
+@pytest.mark.slow
 def test_posterior_parity_simplified(real_rows):
     report = check_posterior_parity("simplified", "reference", real_rows)
     assert len(report.posterior.table) == 18 and report.posterior.std_diff_passed
 
 
+@pytest.mark.slow
 def test_posterior_parity_matchup_fast_stan(real_rows):
     report = check_posterior_parity("matchup", "fast", real_rows)
     assert len(report.posterior.table) == 613
 
 
+@pytest.mark.slow
 def test_posterior_parity_hierarchical_fast_stan(real_rows):
     report = check_posterior_parity("hierarchical", "fast", real_rows)
     table = report.posterior.table
@@ -198,6 +206,7 @@ def test_cli_parity_writes_tables_and_verdict(small_rows, stan_models, tmp_path)
     assert "verdict" in result.output and "pass" in result.output
 
 
+@pytest.mark.slow
 def test_cli_parity_exits_1_when_models_differ(small_rows, stan_models, tmp_path, monkeypatch):
     path = tmp_path / "d.csv"
     small_rows.to_frame().to_csv(path, index=False)

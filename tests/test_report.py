@@ -23,7 +23,9 @@ def season(simulated_season):
     return simulated_season(5_000, model="matchup", seed=8)
 
 
-@pytest.fixture(scope="module", params=names.MODELS)
+@pytest.fixture(
+    scope="module", params=[m if m != "hierarchical" else pytest.param(m, marks=pytest.mark.slow) for m in names.MODELS]
+)
 def run(request, season, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp(request.param)
     data = DataConfig(path=str(season), holdout_fraction=0.2, split_seed=1)

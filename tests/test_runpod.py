@@ -71,9 +71,12 @@ echo "lineup-numpyro $*"
 
 
 @pytest.fixture(scope="module")
-def season(simulated_season) -> Path:
-    """A 2,000-possession season on disk, small enough to fit in seconds."""
-    return simulated_season(2_000, model="simplified", seed=3)
+def season(simulated_season, tmp_path_factory) -> Path:
+    """A 2,000-possession season on disk, small enough to fit in seconds, named season.csv (the
+    fake runpodctl delivers it under its own name)."""
+    path = tmp_path_factory.mktemp("season") / "season.csv"
+    shutil.copyfile(simulated_season(2_000, model="simplified", seed=3), path)
+    return path
 
 
 def _fake(directory: Path, name: str, text: str) -> Path:
@@ -234,8 +237,10 @@ def test_dockerfile_copies_what_the_package_needs(kind):
         assert (ROOT / src).exists(), src
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     needed = [project["project"]["readme"], "pyproject.toml"]
-    needed += [f"{m}.py" for m in project["tool"]["setuptools"]["py-modules"]]
-    needed += [p.rstrip("*") + "/" for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    setup = project["tool"]["setuptools"]
+    needed += sorted(
+        {p.split(".")[0] + "/" for p in setup["packages"]} | {d + "/" for d in setup["package-dir"].values()}
+    )
     assert set(needed) <= {s.rstrip("/") + ("/" if (ROOT / s).is_dir() else "") for s in sources}
     # the build context is filtered by <Dockerfile>.dockerignore: everything copied must pass it
     allowed = {

@@ -114,6 +114,7 @@ def assert_calibrated(clusters: list[np.ndarray], min_counted: int) -> None:
 RECOVERY = SamplerConfig(chains=CHAINS, warmup=1000, draws=1000, seed=7)
 
 
+@pytest.mark.slow
 def test_recovery_simplified():
     clusters = []
     for replicate in range(6):  # 18 parameters each: pool replicates for a meaningful rate
@@ -129,6 +130,7 @@ def test_recovery_matchup():
     assert_calibrated(coverage_by_cluster(result, truth, informed_only=True), min_counted=400)
 
 
+@pytest.mark.slow
 def test_recovery_hierarchical():
     clusters = []
     for replicate in range(2):

@@ -131,6 +131,7 @@ def runs(season_csv, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_loo_by_chunks_equals_arviz_on_the_whole_array(runs, season_csv):
     path, _ = season_csv
     post = load_posterior(runs["matchup"])
@@ -146,6 +147,7 @@ def test_loo_by_chunks_equals_arviz_on_the_whole_array(runs, season_csv):
     assert mine.p_loo == pytest.approx(theirs.p_loo, rel=1e-8)
 
 
+@pytest.mark.slow
 def test_validate_scores_the_held_out_rows(runs, season_csv):
     path, data = season_csv
     report, written = validate_run(runs["matchup"])
@@ -165,6 +167,7 @@ def test_validate_scores_the_held_out_rows(runs, season_csv):
         assert abs(got - p) < 5 * math.sqrt(p * (1 - p) / h["n"])
 
 
+@pytest.mark.slow
 def test_validate_on_a_file_and_overlap_warning(runs, season_csv, tmp_path):
     path, _ = season_csv
     with pytest.warns(UserWarning, match="include the run's training data"):
@@ -172,6 +175,7 @@ def test_validate_on_a_file_and_overlap_warning(runs, season_csv, tmp_path):
     assert report["holdout"]["n"] == 60_000 and "loo" not in report
 
 
+@pytest.mark.slow
 def test_compare_ranks_partial_pooling_first_on_matchup_data(runs, tmp_path):
     """Matchup effects drawn independently are still estimated better by shrinking them
     together: the hierarchical model has fewer effective parameters and a higher elpd; the
@@ -199,6 +203,7 @@ def _diverged_copy(run_dir, dest, divergences: int):
     return dest
 
 
+@pytest.mark.slow
 def test_compare_never_recommends_a_fit_that_did_not_converge(runs, tmp_path):
     diverged = _diverged_copy(runs["hierarchical"], tmp_path / "hierarchical", 7)
     result = compare_runs([runs["simplified"], runs["matchup"], diverged], use_split=False)
@@ -211,6 +216,7 @@ def test_compare_never_recommends_a_fit_that_did_not_converge(runs, tmp_path):
     assert none.recommended is None and none.verdict.startswith("no run converged")
 
 
+@pytest.mark.slow
 def test_compare_keeps_the_pooled_model_for_pooled_data(tmp_path):
     path = tmp_path / "pooled.csv"
     data, truth = simulate_season(6_000, model="simplified", seed=12)
@@ -224,6 +230,7 @@ def test_compare_keeps_the_pooled_model_for_pooled_data(tmp_path):
     assert "holdout_mse" not in result.table  # no split, no holdout given
 
 
+@pytest.mark.slow
 def test_compare_refuses_runs_on_different_data(runs, season_csv, tmp_path):
     path, _ = season_csv
     other = tmp_path / "other"
@@ -232,6 +239,7 @@ def test_compare_refuses_runs_on_different_data(runs, season_csv, tmp_path):
     assert result.exit_code == 2 and "same possessions" in result.output
 
 
+@pytest.mark.slow
 def test_cli_validate_and_compare(runs, tmp_path):
     result = runner.invoke(app, ["validate", str(runs["matchup"]), "--no-loo"])
     assert result.exit_code == 0, result.output
@@ -241,6 +249,7 @@ def test_cli_validate_and_compare(runs, tmp_path):
     assert "verdict" in result.output and (tmp_path / "comparison.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_validate_errors(runs, tmp_path):
     no_split = tmp_path / "no_split"
     data, truth = simulate_season(2_000, model="simplified", seed=2)
@@ -259,6 +268,7 @@ def test_cli_validate_errors(runs, tmp_path):
     assert result.exit_code == 2 and "not complete" in result.output
 
 
+@pytest.mark.slow
 def test_compare_on_real_possessions(shared_data, tmp_path):
     """The real stratified sample (5 matchups, ~2,000 possessions each), a seeded 20% holdout:
     the unpooled matchup model is clearly worse (its rare-archetype coefficients stay near

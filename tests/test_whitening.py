@@ -102,6 +102,7 @@ def test_population_scales_are_half_normal_through_a_standard_normal():
     )
 
 
+@pytest.mark.slow
 def test_no_whitening_is_the_plain_non_centred_model(sparse):
     """p = 0: mu = loc + sd z_mu and e = z, the density the model had before whitening."""
     stats, cells, _ = sparse

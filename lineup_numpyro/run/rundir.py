@@ -261,12 +261,16 @@ def _alive(holder: dict) -> bool:
     if holder.get("host") not in (None, socket.gethostname()):
         return True
     try:
-        os.kill(int(holder["pid"]), 0)
+        pid = int(holder["pid"])
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, KeyError, ValueError, TypeError):
         return True
-    return True
+    try:  # a killed process nobody has reaped yet still answers kill(pid, 0): a zombie is dead
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _now() -> str:
