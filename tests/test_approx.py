@@ -56,6 +56,7 @@ def test_map_recovers_the_truth(pooled):
 # means of skewed coefficients (half-normal, near 0) land up to ~0.8 sd from NUTS's here; its
 # Pareto k says so (above 0.7), and the bound only guards against gross errors.
 @pytest.mark.parametrize("method,within", [("advi", 0.5), ("laplace", 1.0)])
+@pytest.mark.slow
 def test_approximations_agree_with_nuts_on_the_pooled_model(pooled, method, within):
     likelihood, _, nuts = pooled
     fit = approximate(method, get_model("simplified"), likelihood, ApproxConfig(draws=4000, seed=3))
@@ -78,6 +79,7 @@ def test_map_inits_start_each_chain_near_the_mode(pooled):
     assert np.isfinite([float(flat.potential(s)) for s in starts]).all()
 
 
+@pytest.mark.slow
 def test_nuts_from_the_map_samples_the_same_posterior(pooled):
     likelihood, _, nuts = pooled
     config = SamplerConfig(chains=4, warmup=500, draws=500, seed=2, init="map")
@@ -135,6 +137,7 @@ def test_every_method_writes_outputs_that_open_in_arviz(season, tmp_path, model,
     assert method.upper() in result.output
 
 
+@pytest.mark.slow
 def test_advi_with_a_low_rank_guide(season, tmp_path):
     run = tmp_path / "lowrank"
     result = runner.invoke(

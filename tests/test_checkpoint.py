@@ -76,7 +76,12 @@ def test_chunks_give_the_same_draws_as_one_piece(season, tmp_path, model):
 
 
 @pytest.mark.parametrize(
-    "chains,method", [(2, "vectorized"), pytest.param(2, "sequential", marks=pytest.mark.slow), (1, "parallel")]
+    "chains,method",
+    [
+        pytest.param(2, "vectorized", marks=pytest.mark.slow),
+        pytest.param(2, "sequential", marks=pytest.mark.slow),
+        (1, "parallel"),
+    ],
 )
 def test_chunks_for_every_chain_method(season, tmp_path, chains, method):
     """Chunking changes no draw however the chains run, and the chunks share one compiled program."""

@@ -383,6 +383,9 @@ def test_entrypoint_resumes_a_run_killed_by_sigkill(tmp_path, season):
     os.killpg(proc.pid, signal.SIGKILL)  # the pod dies: the entrypoint and the training with it
     proc.wait()
     proc.stderr.close()
+    deadline = time.monotonic() + 30  # SIGKILL is delivered asynchronously: give the orphan time to die
+    while RunDir(run_dir).status()["state"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert RunDir(run_dir).status()["state"] == "stopped"  # status.json says running; its process is gone
     assert warm.exists() and not (run_dir / RunDir.POSTERIOR).exists()
 

@@ -45,7 +45,7 @@ def test_same_seed_same_draws():
     assert not np.array_equal(a.samples["beta_off"], c.samples["beta_off"])
 
 
-@pytest.mark.parametrize("method", ["parallel", "vectorized", "sequential"])
+@pytest.mark.parametrize("method", ["parallel", "vectorized", pytest.param("sequential", marks=pytest.mark.slow)])
 def test_chain_methods(method):
     assert jax.local_device_count() >= CHAINS  # conftest set one host device per chain
     start = time.perf_counter()

@@ -116,6 +116,7 @@ def test_no_whitening_is_the_plain_non_centred_model(sparse):
         np.testing.assert_allclose(c[f"e_{short}_data"], z[f"z_{short}_data"], rtol=1e-14)
 
 
+@pytest.mark.slow
 def test_cells_stay_exact_when_tau_is_tiny(sparse):
     """e = (eta - mu) / tau is computed without the cancellation that wrecks it as tau -> 0
     (a chain once stuck at log tau_0 = -50 because of it)."""
