@@ -12,7 +12,7 @@ import sys
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 from rich.console import Console
@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lineup_numpyro import __version__
+from lineup_numpyro import config as literals
 from lineup_numpyro.analysis.comparison import compare_runs, write_comparison
 from lineup_numpyro.analysis.export import production_coefficients, write_production
 from lineup_numpyro.analysis.report import write_report
@@ -43,6 +44,7 @@ from lineup_numpyro.lineups.valuation import load_fit, plot_candidates, recommen
 from lineup_numpyro.models.simulate import simulate_season, truth_path, write_season
 from lineup_numpyro.run.outputs import largest_effects, rhat_text
 from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import FIXED_ON_RESUME
 from lineup_numpyro.run.train import resume as resume_training
 from lineup_numpyro.run.train import train as run_training
 from lineup_numpyro.stan.parity import StanUnavailable, run_parity, write_parity
@@ -59,48 +61,19 @@ err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 
 
-class Model(str, Enum):
-    simplified = "simplified"
-    matchup = "matchup"
-    hierarchical = "hierarchical"
+def _choices(name: str, literal: object) -> type[Enum]:
+    """A typer choice type made from a config.py Literal, so the allowed values are written once."""
+    return Enum(name, {value: value for value in get_args(literal)}, type=str)
 
 
-class Parameterization(str, Enum):
-    whitened = "whitened"
-    noncentred = "noncentred"
-
-
-class LikelihoodKind(str, Enum):
-    suffstats = "suffstats"
-    rows = "rows"
-
-
-class ChainMethod(str, Enum):
-    parallel = "parallel"
-    vectorized = "vectorized"
-    sequential = "sequential"
-
-
-class Method(str, Enum):
-    nuts = "nuts"
-    map = "map"
-    laplace = "laplace"
-    advi = "advi"
-
-
-class Init(str, Enum):
-    default = "default"
-    map = "map"
-
-
-class Guide(str, Enum):
-    meanfield = "meanfield"
-    lowrank = "lowrank"
-
-
-class PlatformKind(str, Enum):
-    cpu = "cpu"
-    gpu = "gpu"
+Model = _choices("Model", literals.ModelName)
+Parameterization = _choices("Parameterization", literals.Parameterization)
+LikelihoodKind = _choices("LikelihoodKind", literals.Likelihood)
+ChainMethod = _choices("ChainMethod", literals.ChainMethod)
+Method = _choices("Method", literals.Method)
+Init = _choices("Init", literals.Init)
+Guide = _choices("Guide", literals.Guide)
+PlatformKind = _choices("PlatformKind", literals.Platform)
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -132,29 +105,10 @@ def main(
     warnings.showwarning = _show_warning
 
 
-# train's options that a resumed run keeps as it started (option -> RunConfig path): given
-# again with --resume they must match, or the resume is refused (train.resume)
-RESUME_FIXED = {
-    "model": "model",
-    "likelihood": "likelihood",
-    "data": "data.path",
-    "season": "data.seasons",
-    "holdout": "data.holdout_fraction",
-    "split_seed": "data.split_seed",
-    "chains": "sampler.chains",
-    "warmup": "sampler.warmup",
-    "draws": "sampler.draws",
-    "seed": "sampler.seed",
-    "target_accept": "sampler.target_accept",
-    "max_tree_depth": "sampler.max_tree_depth",
-    "dense_mass": "sampler.dense_mass",
-    "chain_method": "sampler.chain_method",
-    "checkpoint_every": "sampler.checkpoint_every",
-    "init": "sampler.init",
-    "method": "method",
-    "guide": "approx.guide",
-    "parameterization": "parameterization",
-}
+# train's options that a resumed run keeps as it started (option -> RunConfig path, from
+# train.FIXED_ON_RESUME): given again with --resume they must match, or the resume is refused
+RENAMED = {"data.path": "data", "data.seasons": "season", "data.holdout_fraction": "holdout"}
+RESUME_FIXED = {RENAMED.get(path, path.rpartition(".")[2]): path for path in FIXED_ON_RESUME}
 
 
 def _given_again(ctx: typer.Context) -> dict[str, object]:

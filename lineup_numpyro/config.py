@@ -16,6 +16,7 @@ Platform = Literal["cpu", "gpu"]
 Parameterization = Literal["whitened", "noncentred"]  # the hierarchical model's coordinates (whitening.py)
 Method = Literal["nuts", "map", "laplace", "advi"]
 Init = Literal["default", "map"]
+Guide = Literal["meanfield", "lowrank"]  # advi's Gaussian family
 
 # NUTS target acceptance per model. In the hierarchical model a matchup of 1-24 possessions puts
 # a steep wall in front of some exp-link cells (its data bound beta from above, and exp() makes
@@ -70,7 +71,7 @@ class ApproxConfig:
     # in posterior sds along any direction of sd <= 1/sqrt(curvature) (<= 0.005 sd where sd <= 5).
     grad_tol: float = 1e-3
     max_iter: int = 20_000  # L-BFGS iterations at most (each costs one or a few gradients: ~0.5 ms)
-    guide: Literal["meanfield", "lowrank"] = "meanfield"  # advi's Gaussian family
+    guide: Guide = "meanfield"  # advi's Gaussian family
     rank: int = 10  # of the low-rank guide
     learning_rate: float = 0.01  # Adam's, for advi
     block: int = 1000  # advi steps between convergence checks

@@ -21,7 +21,7 @@ from scipy.special import ndtr
 from lineup_numpyro import names
 from lineup_numpyro.config import DataConfig
 from lineup_numpyro.data.possessions import DataError, Possessions, iter_chunks
-from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.data.suffstats import accumulate
 from lineup_numpyro.errors import RunDirError
 from lineup_numpyro.models.model import predict
 from lineup_numpyro.models.simulate import simulate_season
@@ -227,10 +227,7 @@ def require_same_builtin_season(record: dict, where: str | Path) -> None:
     saved = record.get("data", {}).get("digest", {}).get("suffstats")
     if data.path is not None or saved is None:
         return
-    stats = SuffStats.zeros()
-    for chunk in run_data(data, "train"):
-        stats = stats + SuffStats.from_possessions(chunk)
-    if stats.digest() != saved:
+    if accumulate(run_data(data, "train")).digest() != saved:
         raise RunDirError(
             f"{where}: this version of lineup-numpyro simulates another built-in season than the one "
             "the run was fitted to; use the version that trained it (run_config.json 'versions'), or "

@@ -334,7 +334,7 @@ def _numeric(src: _Source, frame: pd.DataFrame, col: str, row0: int, limit: floa
     raw = frame[col]
     if pd.api.types.is_bool_dtype(raw):  # a true/false column is no count of points or skill
         raise src.cell_error(row0 + 1, col, lambda _: "a true/false column", "numbers")
-    numeric = pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)
+    numeric = pd.api.types.is_numeric_dtype(raw)
     values = raw if numeric else pd.to_numeric(raw, errors="coerce")
     values = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(values)
