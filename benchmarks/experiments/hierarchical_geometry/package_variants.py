@@ -1,0 +1,35 @@
+"""Quick variants of the package's whitened hierarchical model on cached statistics."""
+# Usage: PMIN=4 python package_variants.py multi 1 --tag pmin4  (PCELL, PCOL, PMIN: see README)
+import os, sys, json, time, argparse
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+import jax; jax.config.update("jax_enable_x64", True)
+import numpy as np, numpyro, arviz as az
+from numpyro.infer import MCMC, NUTS
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import get_model, make_likelihood
+from lineup_numpyro.models.whitening import Whitening
+ap = argparse.ArgumentParser(); ap.add_argument("data"); ap.add_argument("seed", type=int)
+ap.add_argument("--warm", type=int, default=1000); ap.add_argument("--dense", default="False"); ap.add_argument("--ta", type=float, default=0.99)
+ap.add_argument("--tag", default="")
+a = ap.parse_args()
+z = np.load(f"/work/main/benchmarks/experiments/hierarchical_geometry/data_{a.data}.npz")
+st = SuffStats(z["n"], z["xtx"], z["xty"], z["yty"], (np.abs(np.einsum("mjj->mj", z["xtx"])) > 0).astype(np.int64))
+cells = Cells.from_stats(st); w = Whitening.from_stats(st)
+if os.environ.get("PCELL"):
+    prec = w.precision.copy(); prec[24, 4] *= float(os.environ["PCELL"]); w = Whitening(prec, w.location)
+if os.environ.get("PCOL"):
+    prec = w.precision.copy(); prec[:, 4] *= float(os.environ["PCOL"]); w = Whitening(prec, w.location)
+if os.environ.get("PMIN"):
+    prec = w.precision.copy(); low = (prec < float(os.environ["PMIN"])); low[:, 0] = False; prec[low] = 0.0; w = Whitening(prec, w.location)
+model = get_model("hierarchical", cells, w)
+lik = make_likelihood("suffstats", stats=st)
+m = MCMC(NUTS(model, target_accept_prob=a.ta, dense_mass=eval(a.dense)), num_warmup=a.warm, num_samples=1000, num_chains=4, progress_bar=False)
+t = time.time(); m.run(jax.random.PRNGKey(a.seed), lik, extra_fields=("diverging", "num_steps")); wall = time.time() - t
+s = m.get_samples(group_by_chain=True); ex = m.get_extra_fields(group_by_chain=True)
+keep = {k: np.asarray(v) for k, v in s.items() if not k.startswith("whitening")}
+es = az.ess(az.from_dict(posterior=keep))
+low = sorted((float(np.min(es[k].values)), k, int(np.argmin(es[k].values))) for k in keep if not k.startswith("z_"))[:4]
+res = dict(data=a.data, seed=a.seed, warm=a.warm, dense=a.dense, ta=a.ta, tag=a.tag, div=int(ex["diverging"].sum()), steps=float(ex["num_steps"].mean()), low=low, wall=round(wall,1))
+print(json.dumps(res)); open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results_package.jsonl"), "a").write(json.dumps(res) + "\n")
+if "--save" in os.environ.get("SAVE",""): np.savez("/tmp/samples.npz", **keep)
