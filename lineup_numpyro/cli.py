@@ -40,8 +40,10 @@ from lineup_numpyro.lineups.players import (
     parse_lineup,
     split_names,
 )
+from lineup_numpyro.lineups.prepare import PrepareReport, prepare_possessions
 from lineup_numpyro.lineups.valuation import load_fit, plot_candidates, recommend, value_lineup
 from lineup_numpyro.models.simulate import simulate_season, truth_path, write_season
+from lineup_numpyro.names import matchup_label
 from lineup_numpyro.run.outputs import largest_effects, rhat_text
 from lineup_numpyro.run.rundir import RunDir
 from lineup_numpyro.run.train import FIXED_ON_RESUME
@@ -213,6 +215,13 @@ def train(
         Init, typer.Option(help="Where NUTS chains start: default (random), or map (the mode, jittered per chain).")
     ] = Init.default,
     guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
+    log_likelihood: Annotated[
+        Optional[bool],
+        typer.Option(
+            help="Write observed_data, log_likelihood and posterior_predictive into posterior.nc (for az.loo, "
+            "az.compare, az.plot_ppc). Default: when they take at most 512 MB (12 bytes per possession and draw)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
 ) -> None:
     """Fit a model and write its run directory (or finish a stopped one: --resume)."""
@@ -256,6 +265,7 @@ def train(
             method=method.value,
             approx=ApproxConfig(draws=chains * draws, seed=seed, guide=guide.value),
             parameterization=parameterization.value,
+            log_likelihood=log_likelihood,
         )
         report = run_training(config, out_dir, overwrite=overwrite)
     except _known_errors() as exc:
@@ -596,6 +606,101 @@ def report(
 lineup_app = typer.Typer(
     help="Value lineups and pick players with a fitted run (paper eq. 2.7-2.8).", no_args_is_help=True
 )
+
+
+# `prepare`: possessions with lineups -> the model's input file (docs/input.md), with the lineup
+# commands' own features. Its table options (TablesOption, ...) are the lineup commands', below:
+# typer reads the annotations only when the app runs.
+
+
+@app.command()
+def prepare(
+    lineups_file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV of possessions with lineups: off_1..off_5, def_1..def_5 (NBA player ids), points "
+            "(scored by the offense) and optionally season; any column order, other columns ignored."
+        ),
+    ],
+    out_file: Annotated[Path, typer.Option("--out", help="The model's input file to write (.csv), for train --data.")],
+    tables: TablesOption = None,
+    archetypes: ArchetypesOption = None,
+    darko: DarkoOption = None,
+    assignments: AssignmentsOption = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Stop (exit 2) at a player missing from the archetype or DARKO table, instead of dropping "
+            "the possession and counting it."
+        ),
+    ] = False,
+    chunksize: Annotated[int, typer.Option(min=1, help="Possessions read at a time.")] = 100_000,
+) -> None:
+    """Write the model's input file from possessions with lineups (z and matchups as `lineup` forms them)."""
+
+    try:
+        found = find_tables(tables) if tables is not None else {}
+        chosen = {
+            "archetypes": archetypes or found.get("archetypes"),
+            "darko": darko or found.get("darko"),
+            "assignments": assignments or found.get("assignments"),
+        }
+        missing = [k for k, v in chosen.items() if v is None]
+        if missing:
+            where = f" (none found in {tables})" if tables is not None else ""
+            _fail(f"give --{', --'.join(missing)} or --tables DIR{where}")
+        report = prepare_possessions(
+            lineups_file,
+            out_file,
+            chosen["archetypes"],
+            chosen["darko"],
+            chosen["assignments"],
+            chunksize=chunksize,
+            strict=strict,
+        )
+    except _known_errors() as exc:
+        _fail(str(exc))
+    _print_prepared(report)
+
+
+def _print_prepared(report: PrepareReport, top: int = 10) -> None:
+    t = Table(title=f"prepare: {escape(report.source)}", box=None)
+    t.add_column("possessions")
+    t.add_column("rows", justify="right")
+    t.add_row("read", f"{report.rows_read:,}")
+    t.add_row("written", f"{report.rows_written:,}")
+    for why, n in report.dropped.items():
+        t.add_row(f"dropped: {escape(why)}", f"{n:,}")
+    t.add_row("written with a lineup not in the assignment table (nearest listed one used)", f"{report.nearest_rows:,}")
+    out.print(t)
+    present = [m for m, n in enumerate(report.matchups) if n]
+    busiest = max(range(len(report.matchups)), key=report.matchups.__getitem__)
+    out.print(
+        f"{len(present)} of {len(report.matchups)} matchups have possessions; the most, "
+        f"{report.matchups[busiest]:,}, in matchup {busiest} ({matchup_label(busiest)})"
+    )
+    for p in report.missing_players[:top]:
+        tables = f"{p.missing_from} table{'s' if ' and ' in p.missing_from else ''}"
+        err.print(
+            f"[yellow]warning:[/] player {p.player_id}{escape(f' ({p.name})' if p.name else '')} is not in the "
+            f"{tables}: {p.possessions:,} possession(s) dropped",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(report.missing_players) > top:
+        err.print(f"[yellow]warning:[/] and {len(report.missing_players) - top} more players missing from a table")
+    for u in report.unlisted[:top]:
+        err.print(
+            f"[yellow]note:[/] {escape(u.note)}: supercluster {u.supercluster}, in {u.offense:,} possession(s) "
+            f"on offense and {u.defense:,} on defense",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(report.unlisted) > top:
+        err.print(f"[yellow]note:[/] and {len(report.unlisted) - top} more archetype-lineups not in the table")
+    out.print(f"wrote {escape(report.out_path)}")
+
+
 app.add_typer(lineup_app, name="lineup")
 
 TablesOption = Annotated[
@@ -873,6 +978,8 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
     t.add_column("value", justify="right")
     data = record.get("data", {})
     t.add_row("possessions", f"{data.get('n_possessions', 0):,}")
+    if "log_likelihood" in diag:
+        t.add_row("pointwise log-likelihood", escape(diag["log_likelihood"]))
     if diag["method"] != "nuts":
         _approx_rows(t, diag)
         out.print(t)

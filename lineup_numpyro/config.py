@@ -24,6 +24,13 @@ Guide = Literal["meanfield", "lowrank"]  # advi's Gaussian family
 # still hit it on stratified_sample_10k, at 0.99 none (README, "The hierarchical model's geometry").
 TARGET_ACCEPT = {"simplified": 0.9, "matchup": 0.9, "hierarchical": 0.99}
 
+# posterior.nc's log_likelihood (float64) and posterior_predictive (float32) groups, one value
+# per possession and draw each (run/pointwise.py), are written by default while they take at
+# most this much: 10,000 possessions x 4,000 draws (458 MB) are; the 96,837-possession season
+# at 4,000 draws (4.3 GB) is not, unless asked for (--log-likelihood).
+POINTWISE_BYTES_PER_VALUE = 12
+POINTWISE_MAX_BYTES = 512 * 2**20
+
 
 def default_target_accept(model: str) -> float:
     return TARGET_ACCEPT[model]
@@ -123,6 +130,8 @@ class RunConfig:
     approx: ApproxConfig = field(default_factory=ApproxConfig)
     # hierarchical model only: NUTS's coordinates; both give the same posterior
     parameterization: Parameterization = "whitened"
+    # posterior.nc's per-possession groups (pointwise.py): None = where under POINTWISE_MAX_BYTES
+    log_likelihood: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +149,7 @@ class RunConfig:
             approx=ApproxConfig(**d.get("approx", {})),
             # runs saved before the whitened form existed were non-centred
             parameterization=d.get("parameterization", "noncentred"),
+            log_likelihood=d.get("log_likelihood"),
         )
 
 

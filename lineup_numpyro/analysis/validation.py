@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,75 +18,21 @@ import arviz as az
 import numpy as np
 from scipy.special import ndtr
 
-from lineup_numpyro import names
 from lineup_numpyro.config import DataConfig
 from lineup_numpyro.data.possessions import DataError, Possessions, iter_chunks
 from lineup_numpyro.data.suffstats import accumulate
 from lineup_numpyro.errors import RunDirError
-from lineup_numpyro.models.model import predict
-from lineup_numpyro.models.simulate import simulate_season
+from lineup_numpyro.run.pointwise import (
+    Posterior,
+    log_likelihood,
+    pieces,
+    posterior_of,
+    predicted_means,
+    run_data,
+)
 from lineup_numpyro.run.rundir import RunDir
 
-CHUNK_ROWS = 4_000  # possessions whose (draws x rows) predictions are held at once
-LOG_2PI = math.log(2 * math.pi)
 INTERVALS = (0.5, 0.9)  # central predictive intervals whose coverage is reported
-
-
-@dataclass(frozen=True)
-class Posterior:
-    """The draws of one run in the form predictions need, chains flattened into S draws."""
-
-    model: str
-    coef: np.ndarray  # (S, M, 17): [beta_0, beta_off(8), beta_def(8)] per draw and matchup
-    sigma: np.ndarray  # (S,)
-    reff: float  # PSIS relative efficiency: mean ESS over parameters / S (ArviZ's definition)
-
-    @property
-    def n_draws(self) -> int:
-        return int(self.sigma.shape[0])
-
-
-def posterior_of(idata: az.InferenceData) -> Posterior:
-    """Posterior of a run's InferenceData (posterior.nc); the pooled model's one coefficient
-    vector serves every matchup."""
-    post = idata.posterior
-    model = str(idata.attrs.get("model", ""))
-    if model not in names.MODELS:
-        raise RunDirError(f"the posterior does not say which model it is (attrs['model'] = {model!r})")
-    s = post.sizes["chain"] * post.sizes["draw"]
-
-    def flat(var: str) -> np.ndarray:
-        v = post[var].values
-        return v.reshape(s, *v.shape[2:])
-
-    coef = np.concatenate([flat("beta_0")[..., None], flat("beta_off"), flat("beta_def")], axis=-1)
-    if model == "simplified":
-        coef = np.broadcast_to(coef[:, None, :], (s, names.N_MATCHUPS, names.N_FEATURES))
-    if post.sizes["chain"] > 1:
-        ess = az.ess(post, method="mean")
-        reff = float(np.hstack([ess[v].values.ravel() for v in ess.data_vars]).mean() / s)
-    else:
-        reff = 1.0
-    return Posterior(model, coef, flat("sigma"), reff)
-
-
-def load_posterior(run_dir: str | Path) -> Posterior:
-    """The posterior of a complete run directory."""
-    run = RunDir(run_dir)
-    run.require_complete("score")
-    return posterior_of(az.from_netcdf(str(run / RunDir.POSTERIOR)))
-
-
-def predicted_means(post: Posterior, rows: Possessions) -> np.ndarray:
-    """mu[s, i] = x_i . b[s, m_i], shape (S, n)."""
-    return predict(post.coef, rows.matchup, rows.design())
-
-
-def log_likelihood(post: Posterior, rows: Possessions, mu: np.ndarray | None = None) -> np.ndarray:
-    """log N(y_i | mu[s, i], sigma[s]), shape (S, n)."""
-    mu = predicted_means(post, rows) if mu is None else mu
-    z = (rows.y - mu) / post.sigma[:, None]
-    return -0.5 * z**2 - np.log(post.sigma)[:, None] - 0.5 * LOG_2PI
 
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -96,10 +42,11 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     return np.log(np.exp(a - peak).sum(axis=axis)) + np.squeeze(peak, axis=axis)
 
 
-def _pieces(chunks: Iterable[Possessions], size: int = CHUNK_ROWS) -> Iterator[Possessions]:
-    for chunk in chunks:
-        for start in range(0, len(chunk), size):
-            yield chunk.subset(slice(start, start + size))
+def load_posterior(run_dir: str | Path) -> Posterior:
+    """The posterior of a complete run directory."""
+    run = RunDir(run_dir)
+    run.require_complete("score")
+    return posterior_of(az.from_netcdf(str(run / RunDir.POSTERIOR)))
 
 
 @dataclass(frozen=True)
@@ -129,7 +76,7 @@ def score_holdout(post: Posterior, chunks: Iterable[Possessions], source: str) -
     """Posterior-predictive MSE, RMSE, mean log predictive density and interval coverage."""
     n, sse, lpd, sum_y, sum_y2 = 0, 0.0, 0.0, 0.0, 0.0
     inside = dict.fromkeys(INTERVALS, 0)
-    for rows in _pieces(chunks):
+    for rows in pieces(chunks):
         mu = predicted_means(post, rows)
         ll = log_likelihood(post, rows, mu)
         sse += float(np.sum((rows.y - mu.mean(axis=0)) ** 2))
@@ -198,7 +145,7 @@ class LooResult:
 def psis_loo(post: Posterior, chunks: Iterable[Possessions]) -> LooResult:
     """PSIS-LOO over `chunks` (the run's own training possessions), chunk by chunk."""
     elpd, lppd, kss = [], [], []
-    for rows in _pieces(chunks):
+    for rows in pieces(chunks):
         ll = log_likelihood(post, rows).T  # (n, S): draws last, as psislw expects
         log_w, k = az.psislw(-ll, post.reff)
         elpd.append(_logsumexp(log_w + ll, axis=1))
@@ -233,19 +180,6 @@ def require_same_builtin_season(record: dict, where: str | Path) -> None:
             "the run was fitted to; use the version that trained it (run_config.json 'versions'), or "
             "train again"
         )
-
-
-def run_data(data: DataConfig, side: str = "train") -> Iterator[Possessions]:
-    """The possessions of one side of a run's data: those it was fitted to ('train') or
-    those its random split held out ('holdout')."""
-    split = data.split(side)
-    if side == "holdout" and split is None:
-        raise DataError("the run held nothing out (trained with --holdout 0); give holdout data with --data")
-    if data.path is None:
-        rows, _ = simulate_season()
-        yield rows if split is None else rows.subset(split.keep(0, len(rows)))
-        return
-    yield from iter_chunks(data.path, data.seasons, data.chunksize, split)
 
 
 def describe(data: DataConfig, side: str = "train") -> str:

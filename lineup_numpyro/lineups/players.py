@@ -336,11 +336,27 @@ def make_lineup(players: Players, assignments: Assignments, ids: Sequence[int]) 
     if len(set(ids)) != LINEUP_SIZE:
         twice = sorted({players.name(i) for i in ids if ids.count(i) > 1})
         raise DataError(f"a lineup lists {', '.join(twice)} more than once")
-    kinds = players.arrays["archetype"][at]
-    z_off = np.bincount(kinds, weights=players.arrays["o_dpm"][at], minlength=names.N_ARCHETYPES)
-    z_def = np.bincount(kinds, weights=players.arrays["d_dpm"][at], minlength=names.N_ARCHETYPES)
+    kinds, z_off, z_def = (rows[0] for rows in lineup_features(players, at[None, :]))
     sc, key, note = assignments.supercluster(kinds)
     return Lineup(ids, tuple(players.arrays["name"][at]), z_off, z_def, key, sc, note, tuple(int(k) for k in kinds))
+
+
+def lineup_features(players: Players, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's features of N lineups given by their players' rows in the table
+    (`Players.positions`), `at` (N, 5): each player's archetype (N, 5), and z_off and z_def
+    (N, 8), the players' O-DPM and D-DPM (points per 100 possessions, as DARKO gives them,
+    signs unchanged) summed by archetype; 0.0 where no player has the archetype.
+
+    The one place z is formed: `make_lineup` (the `lineup` commands) and `prepare` both call it.
+    """
+    kinds = players.arrays["archetype"][at]
+    rows = np.arange(at.shape[0])
+    z_off = np.zeros((at.shape[0], names.N_ARCHETYPES))
+    z_def = np.zeros((at.shape[0], names.N_ARCHETYPES))
+    for j in range(at.shape[1]):  # players added in column order, as np.bincount adds them
+        z_off[rows, kinds[:, j]] += players.arrays["o_dpm"][at[:, j]]
+        z_def[rows, kinds[:, j]] += players.arrays["d_dpm"][at[:, j]]
+    return kinds, z_off, z_def
 
 
 def parse_lineup(players: Players, assignments: Assignments, text: str) -> Lineup:

@@ -1,7 +1,8 @@
 """The results a run writes into its run directory (rundir.py names the files), under the
 Stan names of ../shared/MODELS.md: posterior.nc (ArviZ InferenceData: posterior, sample_stats,
 constant_data with n per matchup and, per coefficient, n_on_floor_*, prior_width_ratio_*,
-informed_*), coefficients.csv (summary, R-hat, ESS, and how much of each coefficient is data),
+informed_*; where not too large, observed_data, log_likelihood and posterior_predictive, see
+pointwise.py), coefficients.csv (summary, R-hat, ESS, and how much of each coefficient is data),
 diagnostics.json (convergence, divergences, timings, per-matchup verdicts; for map/laplace/advi
 the method's own evidence) and run_config.json (configuration, data, versions).
 """
@@ -29,6 +30,7 @@ from lineup_numpyro.files import atomic_path, write_json
 from lineup_numpyro.inference.diagnostics import parameter_summary
 from lineup_numpyro.inference.sampling import SamplingResult
 from lineup_numpyro.models.model import prior_width
+from lineup_numpyro.run.pointwise import pointwise_decision, write_pointwise
 from lineup_numpyro.run.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -331,8 +333,16 @@ def _write(
     report["likelihood"] = config.likelihood
     if data_s is not None:
         report["timing"]["data_s"] = data_s
+    write, why = pointwise_decision(
+        config.log_likelihood, stats.total, idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    )
+    report["log_likelihood"] = why
     with atomic_path(run_dir / RunDir.POSTERIOR) as tmp:
-        idata.to_netcdf(str(tmp))
+        idata.to_netcdf(str(tmp), engine="h5netcdf")
+        if write:
+            write_pointwise(
+                tmp, idata, config.data, seed=config.sampler.seed if config.method == "nuts" else config.approx.seed
+            )
     with atomic_path(run_dir / RunDir.COEFFICIENTS) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     write_json(run_dir / RunDir.DIAGNOSTICS, report)

@@ -100,6 +100,7 @@ FIXED_ON_RESUME = (
     "likelihood",
     "method",
     "parameterization",
+    "log_likelihood",
     "data.path",
     "data.seasons",
     "data.holdout_fraction",
