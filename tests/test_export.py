@@ -15,13 +15,13 @@ from lineup_numpyro import names
 from lineup_numpyro.analysis.export import production_coefficients
 from lineup_numpyro.cli import app
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+from lineup_numpyro.inference.diagnostics import RHAT_MAX, ess_min
 from lineup_numpyro.models.simulate import simulate_season, write_season
-from lineup_numpyro.run import outputs
 from lineup_numpyro.run.rundir import RunDir
 from lineup_numpyro.run.train import train
 
 runner = CliRunner()
-# enough draws for ESS_bulk >= 400 in most matchups; the pooled fallback runs as users run it
+# enough draws for ESS_bulk >= 400 (100 per chain) in most matchups; the pooled fallback runs as users run it
 SAMPLERS = {"matchup": SamplerConfig(chains=4, warmup=300, draws=500, seed=3), "simplified": SamplerConfig(seed=3)}
 EMPTY = 2
 
@@ -81,6 +81,32 @@ def test_too_few_possessions_and_divergences_fall_back(runs, tmp_path):
     assert "the run had 3 divergent transitions" in reasons and set(table["source"].iloc[:-1]) == {"simplified"}
 
 
+def test_force_keeps_unconverged_matchups_and_pooled_run_saying_so(runs, tmp_path):
+    dirs, counts = runs
+    diverged, pooled = tmp_path / "diverged", tmp_path / "pooled"
+    shutil.copytree(dirs["matchup"], diverged)
+    shutil.copytree(dirs["simplified"], pooled)
+    for run, key, value in ((diverged, "divergences", {"count": 3, "percent": 0.15}), (pooled, "converged", False)):
+        diag = json.loads((run / RunDir.DIAGNOSTICS).read_text())
+        diag[key] = value
+        (run / RunDir.DIAGNOSTICS).write_text(json.dumps(diag))
+    # an unconverged pooled run is refused, and --force named as the way through
+    result = runner.invoke(app, ["export", str(dirs["matchup"]), "--pooled", str(pooled)])
+    assert result.exit_code == 2 and "--force" in result.output
+    result = runner.invoke(
+        app, ["export", str(diverged), "--pooled", str(pooled), "--force", "--out", str(tmp_path / "forced.csv")]
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "forced.csv").dropna(subset=["matchup"])
+    own, fallback = table[table["source"] == "matchup"], table[table["source"] == "simplified"]
+    # every matchup with data keeps its own fit, each row saying which check it failed ...
+    assert set(own["matchup"]) == {m + 1 for m in np.flatnonzero(counts >= 200)}
+    assert own["reason"].str.startswith("forced: the run had 3 divergent transitions").all()
+    # ... and the empty ones fall back to a pooled run that says it did not converge
+    assert len(fallback) and fallback["reason"].str.contains("forced: the pooled run did not converge").all()
+    assert "--force" in result.output
+
+
 def test_cli_export(runs, tmp_path):
     dirs, _ = runs
     result = runner.invoke(
@@ -114,7 +140,7 @@ def test_a_hierarchical_run_keeps_its_own_sparse_and_empty_matchups(runs, tmp_pa
     table = production_coefficients(run, dirs["simplified"]).dropna(subset=["matchup"])
     verdicts = {v["matchup"]: v for v in report["matchups"]}
     for m, rows in table.groupby("matchup"):
-        converged = verdicts[m]["max_rhat"] <= outputs.RHAT_MAX and verdicts[m]["min_ess_bulk"] >= outputs.ESS_MIN
+        converged = verdicts[m]["max_rhat"] <= RHAT_MAX and verdicts[m]["min_ess_bulk"] >= ess_min(4)
         assert set(rows["source"]) == {"hierarchical" if converged else "simplified"}, (m, verdicts[m])
     empty = [m + 1 for m in np.flatnonzero(counts == 0)]
     assert len(empty) == EMPTY

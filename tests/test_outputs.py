@@ -12,6 +12,7 @@ import pytest
 from lineup_numpyro import files, names
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
 from lineup_numpyro.errors import RunDirError
+from lineup_numpyro.inference.diagnostics import convergence_problems
 from lineup_numpyro.models.simulate import simulate_season, write_season
 from lineup_numpyro.run.rundir import RunDir
 from lineup_numpyro.run.train import train
@@ -129,6 +130,29 @@ def test_diagnostics_json(run):
     else:
         verdicts = {m["label"]: m["verdict"] for m in diag["matchups"]}
         assert len(verdicts) == 36 and list(verdicts.values()).count("no data") == EMPTY
+    # the bar scales with the chains (2 here), and the verdict is its problems' absence
+    assert diag["thresholds"]["ess_bulk_min"] == 200 and diag["thresholds"]["r_hat_max"] == 1.01
+    assert diag["converged"] == (diag["problems"] == [])
+    assert diag["converged"] == (
+        diag["max_rhat"] <= 1.01 and diag["min_ess_bulk"] >= 200 and diag["divergences"]["count"] == 0
+    )
+
+
+def test_convergence_problems_name_the_binding_limit():
+    assert convergence_problems(1.005, 450.0, 0, chains=4, draws=1000) == []
+    # a small exploratory run is held to 100 per chain, not to 400
+    assert convergence_problems(1.008, 210.0, 0, chains=2, draws=100) == []
+    # too few draws: says so, and how many would do at this efficiency (150 / 200 draws -> 0.75;
+    # 1.1 x 200 / 0.75 / 2 chains = 147)
+    (ess,) = convergence_problems(1.008, 150.0, 0, chains=2, draws=100)
+    assert "ESS_bulk 150 < 200 (100 per chain)" in ess and "--draws 147" in ess
+    # chains that disagree, and divergences, each with its own advice
+    rhat, ess = convergence_problems(1.05, 40.0, 0, chains=4, draws=1000, where="beta_0[3]")
+    assert "R-hat 1.050 > 1.01 (beta_0[3])" in rhat and "--warmup" in rhat and "ESS_bulk 40 < 400" in ess
+    (div,) = convergence_problems(1.0, 4000.0, 7, chains=4, draws=1000, target_accept=0.9)
+    assert div.startswith("7 divergent transitions") and "--target-accept (now 0.9)" in div
+    (one,) = convergence_problems(None, 500.0, 0, chains=1, draws=1000)
+    assert "one chain" in one and "--chains 2" in one
 
 
 def test_run_record(run):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import warnings
+
 import pytest
 from typer.testing import CliRunner
 
@@ -41,7 +44,9 @@ def _png_ok(path) -> bool:
 def test_report_renders_with_its_figures(run):
     model, run_dir = run
     validate_run(run_dir, loo=False)
-    page = write_report(run_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing leaks to the user's terminal
+        page = write_report(run_dir)
     assert page == run_dir / RunDir.REPORT / REPORT
     text = page.read_text()
     for section in ("Convergence", "Worst parameters", "Posterior predictive check", "Validation"):
@@ -50,6 +55,12 @@ def test_report_renders_with_its_figures(run):
     if model != "simplified":
         pngs |= {"forest_off.png", "forest_def.png"}
         assert "Archetype effects per matchup" in text
+    if model != "matchup":  # the pooled effects; the hierarchical model's league-wide ones and spreads
+        pngs |= {"effects.png"}
+        assert "<h2>Archetype effects</h2>" in text
+    diag = RunDir(run_dir).load()[3]
+    for problem in diag["problems"]:  # what kept it from converging, with its advice
+        assert html.escape(problem) in text
     assert {p.name for p in (run_dir / RunDir.REPORT).glob("*.png")} == pngs
     for name in pngs:
         assert _png_ok(run_dir / RunDir.REPORT / name), name

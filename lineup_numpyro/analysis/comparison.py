@@ -4,7 +4,7 @@ LOO compares models on the data they were fitted to, so every run must have been
 the same possessions. The ranking is by elpd_loo; a model is called worse than the best
 only when it trails by more than 4 and by more than two standard errors of the pointwise
 difference (Sivula et al. 2022 on when an elpd difference is noise). Among the models
-that are not worse and whose fit converged (no divergences, R-hat <= 1.01, ESS_bulk >= 400),
+that are not worse and whose fit converged (no divergences, R-hat <= 1.01, ESS_bulk >= 100 per chain),
 the recommendation is the one with the fewest effective parameters; when none converged,
 nothing is recommended.
 """
@@ -119,13 +119,14 @@ def _recommend(
     runs whose fits converged (an unconverged fit's elpd_loo is no evidence)."""
     healthy = [i for i, fit in enumerate(fits) if fit["converged"]]
     skipped = [
-        f"{r['model']} ({r['divergences']} divergences, max R-hat {rhat_text(r['max_rhat'])})"
+        f"{r['model']} ({r['divergences']} divergences, max R-hat {rhat_text(r['max_rhat'])}, "
+        f"min ESS_bulk {r['min_ess_bulk']:.0f})"
         for _, r in table.iterrows()
         if not r["converged"]
     ]
     caveat = f"; not converged, so not considered: {', '.join(skipped)}" if skipped else ""
     if not healthy:
-        return None, "no run converged" + caveat + "; rerun with more warm-up or a higher --target-accept"
+        return None, "no run converged" + caveat + "; see each run's problems in its diagnostics.json"
     sub = _table(
         [run_dirs[i] for i in healthy],
         [models[i] for i in healthy],

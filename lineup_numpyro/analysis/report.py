@@ -14,6 +14,7 @@ import html
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from lineup_numpyro.analysis.validation import (
     predicted_means,
     run_data,
 )
-from lineup_numpyro.data.possessions import Possessions
+from lineup_numpyro.data.possessions import DataWarning, Possessions
 from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.errors import RunDirError
 from lineup_numpyro.models.model import predict
@@ -42,6 +43,15 @@ WORST = 4  # parameters shown in the rank plots
 PPC_ROWS = 20_000  # possessions sampled for the distribution check
 PPC_DRAWS = 100  # posterior draws replicated for it
 DPI = 110
+# what a parameter's value is measured in, for axis labels
+UNITS = {
+    "beta_0": " (points per possession)",
+    "beta_off": " (points per possession per DARKO point)",
+    "beta_def": " (points per possession per DARKO point)",
+    "sigma": " (points per possession)",
+    "mu_0": " (points per possession)",
+    "tau_0": " (points per possession)",
+}
 
 
 def _matplotlib():
@@ -64,25 +74,84 @@ def _element(posterior, parameter: str):
     var = parameter.split("[")[0]
     if "[" not in parameter:
         return posterior[var]
-    index = [int(i) for i in parameter[len(var) + 1 : -1].split(",")]
-    return posterior[var].sel(dict(zip(posterior[var].dims[2:], index)))  # coordinates are 1-based
+    index = [int(i) - 1 for i in parameter[len(var) + 1 : -1].split(",")]  # Stan's indices are 1-based
+    return posterior[var].isel(dict(zip(posterior[var].dims[2:], index)))
 
 
 def rank_plot(idata: az.InferenceData, table: pd.DataFrame, path: Path) -> str:
     """ArviZ rank plots (with the traces) of the WORST parameters by R-hat."""
-    worst = table.sort_values("r_hat", ascending=False)["parameter"].head(WORST)
+    worst = table.sort_values("r_hat", ascending=False)["parameter"].head(WORST).tolist()
     ds = az.convert_to_dataset({p: _element(idata.posterior, p).values for p in worst})
     axes = az.plot_trace(
         ds, kind="rank_bars", compact=False, figsize=(11, 3.0 * len(worst)), backend_kwargs={"layout": "constrained"}
     )
     r_hat = table.set_index("parameter")["r_hat"]
     for row, parameter in zip(np.atleast_2d(axes), worst):
+        density, ranks = row
         for ax in row:
             ax.set_title(f"{parameter} (R-hat {r_hat[parameter]:.3f})", fontsize=10)
-            ax.xaxis.label.set_size(9)
-            ax.yaxis.label.set_size(9)
+        density.set_xlabel(f"{parameter}{UNITS.get(parameter.split('[')[0], '')}", fontsize=9)
+        density.set_ylabel("density", fontsize=9)
+        ranks.xaxis.label.set_size(9)
+        ranks.yaxis.label.set_size(9)
     fig = np.ravel(axes)[0].figure
-    fig.suptitle("parameters with the highest R-hat: draws (left) and rank histograms per chain (right)")
+    fig.suptitle(
+        "parameters with the highest R-hat: posterior density of each chain (left),\n"
+        "ranks of each chain's draws among all draws (right; uniform bars when the chains agree)"
+    )
+    return _save(fig, path)
+
+
+def _intervals(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """mean, 5%, 25%, 75%, 95% over the (chain, draw) axes."""
+    flat = draws.reshape(-1, *draws.shape[2:])
+    q05, q25, q75, q95 = np.quantile(flat, [0.05, 0.25, 0.75, 0.95], axis=0)
+    return flat.mean(axis=0), q05, q25, q75, q95
+
+
+def _interval_panel(ax, values: np.ndarray, labels: list[str], colour: str = "C0") -> None:  # noqa: ANN001
+    """One row per value: 90% (thin) and 50% (thick) central intervals and the mean (dot)."""
+    mean, q05, q25, q75, q95 = _intervals(values)
+    y = np.arange(len(labels))[::-1]
+    ax.hlines(y, q05, q95, color=colour, lw=1.2, label="90% interval")
+    ax.hlines(y, q25, q75, color=colour, lw=4.0, label="50% interval")
+    ax.plot(mean, y, "o", color="black", ms=4, label="posterior mean")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.axvline(0.0, color="0.6", lw=0.6)
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def archetype_effects_plot(idata: az.InferenceData, path: Path) -> str:
+    """The archetype effects every model has: the pooled model's beta_off[a], beta_def[a]; the
+    hierarchical model's league-wide effects exp(mu_off[a]), exp(mu_def[a]) and their spreads
+    across matchups tau_off[a], tau_def[a]. The matchup model's are per matchup (forest_plot)."""
+    plt = _matplotlib()
+    post = idata.posterior
+    labels = [f"archetype {a}" for a in range(names.N_ARCHETYPES)]
+    model = str(idata.attrs.get("model", ""))
+    if model == "hierarchical":
+        panels = [
+            (np.exp(post["mu_off"].values), "exp(mu_off[a]): league-wide offensive effect", UNITS["beta_off"]),
+            (np.exp(post["mu_def"].values), "exp(mu_def[a]): league-wide defensive effect", UNITS["beta_def"]),
+            (post["tau_off"].values, "tau_off[a]: spread across matchups", " (log scale sd)"),
+            (post["tau_def"].values, "tau_def[a]: spread across matchups", " (log scale sd)"),
+        ]
+        fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharey=True)
+    else:
+        panels = [
+            (post["beta_off"].values, "beta_off[a]: offensive effect", UNITS["beta_off"]),
+            (post["beta_def"].values, "beta_def[a]: defensive effect", UNITS["beta_def"]),
+        ]
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for ax, (values, title, unit) in zip(np.ravel(axes), panels):
+        _interval_panel(ax, values, labels)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(unit.strip(" ()"), fontsize=9)
+    handles, texts = np.ravel(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, texts, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    what = "league-wide archetype effects and their spread" if model == "hierarchical" else "archetype effects"
+    fig.suptitle(f"{model} model: {what} (Stan index a = archetype + 1)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     return _save(fig, path)
 
 
@@ -119,8 +188,8 @@ def forest_plot(idata: az.InferenceData, side: str, path: Path) -> str:
                 ax.hlines(y[mask], lo[mask, a], hi[mask, a], color=colour, lw=1.6, label=label)
                 ax.plot(np.clip(mean[mask, a], *ax.get_xlim()), y[mask], "o", color=colour, ms=3.5)
         ax.axvline(0.0, color="0.6", lw=0.6)
-        ax.set_title(f"archetype {a + 1}: {var}[·,{a + 1}]  ({int(ok.sum())} of {m_count} informed)", fontsize=9)
-        ax.set_xlabel("points per possession per DARKO point", fontsize=8)
+        ax.set_title(f"archetype {a}: {var}[·,{a + 1}]  ({int(ok.sum())} of {m_count} informed)", fontsize=9)
+        ax.set_xlabel(UNITS[var].strip(" ()"), fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[:, 0]:
         ax.set_yticks(y, list(names.MATCHUP_LABELS), fontsize=7)
@@ -213,18 +282,24 @@ def write_report(run_dir: str | Path, comparison: str | Path | None = None) -> P
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        figures = {"rank": rank_plot(idata, table, tmp / "rank.png")}
-        if post.model != "simplified":
-            for side in ("off", "def"):
-                figures[f"forest_{side}"] = forest_plot(idata, side, tmp / f"forest_{side}.png")
-        stats, rows = _sample_rows(run_data(data, "train"), int(record.get("data", {}).get("n_possessions", 0)))
-        figures["ppc"], figures["matchup_means"] = ppc_plots(
-            post, stats, rows, tmp / "ppc.png", tmp / "matchup_means.png"
-        )
-        (tmp / REPORT).write_text(
-            _html(run_dir, record, diag, figures, describe(data), run.validations(), comparison_data)
-        )
-        _swap_in(tmp, run / RunDir.REPORT)
+        with warnings.catch_warnings():
+            # ArviZ 0.x calls matplotlib APIs that matplotlib 3.11 deprecates: theirs to fix, not the user's
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", DataWarning)  # said when the run was trained on these data
+            figures = {"rank": rank_plot(idata, table, tmp / "rank.png")}
+            if post.model != "matchup":
+                figures["effects"] = archetype_effects_plot(idata, tmp / "effects.png")
+            if post.model != "simplified":
+                for side in ("off", "def"):
+                    figures[f"forest_{side}"] = forest_plot(idata, side, tmp / f"forest_{side}.png")
+            stats, rows = _sample_rows(run_data(data, "train"), int(record.get("data", {}).get("n_possessions", 0)))
+            figures["ppc"], figures["matchup_means"] = ppc_plots(
+                post, stats, rows, tmp / "ppc.png", tmp / "matchup_means.png"
+            )
+            (tmp / REPORT).write_text(
+                _html(run_dir, record, diag, figures, describe(data), run.validations(), comparison_data)
+            )
+            _swap_in(tmp, run / RunDir.REPORT)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return run / RunDir.REPORT / REPORT
@@ -274,10 +349,12 @@ def _html(
         "<h2>Convergence</h2>",
         f"<p class='{'good' if ok else 'bad'}'>"
         f"{'Converged' if ok else 'Not converged'}: thresholds R-hat ≤ {diag['thresholds']['r_hat_max']}, "
-        f"ESS_bulk ≥ {diag['thresholds']['ess_bulk_min']}, no divergences"
+        f"ESS_bulk ≥ {diag['thresholds']['ess_bulk_min']} (100 per chain), no divergences"
         f"{'' if diag['max_rhat'] is not None else ' (R-hat needs at least 2 chains: not checked)'}.</p>",
-        _table_html(summary),
     ]
+    if diag.get("problems"):
+        parts.append("<ul>" + "".join(f"<li>{e(p)}</li>" for p in diag["problems"]) + "</ul>")
+    parts += [_table_html(summary)]
     if diag.get("matchups"):
         verdicts = pd.DataFrame(diag["matchups"])
         counts = verdicts["verdict"].value_counts().to_dict()
@@ -286,6 +363,8 @@ def _html(
             _table_html(verdicts[verdicts["verdict"] != "converged"]) if counts.get("converged", 0) < 36 else "",
         ]
     parts += ["<h2>Worst parameters</h2>", f"<img src='{figures['rank']}' alt='rank plots'>"]
+    if "effects" in figures:
+        parts += ["<h2>Archetype effects</h2>", f"<img src='{figures['effects']}' alt='archetype effects'>"]
     if "forest_off" in figures:
         parts += [
             "<h2>Archetype effects per matchup</h2>",

@@ -5,6 +5,8 @@ Used by the run directory's coefficients.csv and by the Stan parity check alike.
 
 from __future__ import annotations
 
+import math
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -45,3 +47,54 @@ def parameter_summary(posterior, model: str) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+# When a NUTS run counts as converged (Vehtari et al. 2021): R-hat at most RHAT_MAX on every
+# parameter, and ESS_bulk at least ESS_PER_CHAIN per chain (400 for 4 chains), so a short
+# exploratory run with fewer chains is held to a bar it can reach; and no divergent transition.
+RHAT_MAX = 1.01
+ESS_PER_CHAIN = 100
+
+
+def ess_min(chains: int) -> int:
+    return ESS_PER_CHAIN * int(chains)
+
+
+def convergence_problems(
+    max_rhat: float | None,
+    min_ess_bulk: float,
+    divergences: int,
+    chains: int,
+    draws: int,
+    target_accept: float | None = None,
+    where: str = "",
+) -> list[str]:
+    """What keeps a run (or one matchup's parameters: `where`) from converging, each with the
+    advice that lifts that limit; empty when it converged. R-hat needs 2 chains: with one, the
+    missing check is the problem."""
+    problems = []
+    where = f" ({where})" if where else ""
+    if divergences:
+        higher = f" (now {target_accept:g})" if target_accept is not None else ""
+        problems.append(
+            f"{divergences} divergent transitions: the sampler could not follow the posterior; raise "
+            f"--target-accept{higher} toward 0.99, or use another parameterization"
+        )
+    if max_rhat is None:
+        problems.append(
+            "one chain: R-hat needs at least 2 chains, so convergence was not checked; rerun with --chains 2 or more"
+        )
+    elif max_rhat > RHAT_MAX:
+        problems.append(
+            f"R-hat {max_rhat:.3f} > {RHAT_MAX}{where}: the chains disagree; give more --warmup and more --draws"
+        )
+    need = ess_min(chains)
+    if min_ess_bulk < need:
+        # at this run's efficiency (ESS per draw), how many draws per chain would reach the bar
+        per_draw = max(min_ess_bulk, 1.0) / max(chains * draws, 1)
+        enough = math.ceil(1.1 * need / per_draw / max(chains, 1))
+        problems.append(
+            f"ESS_bulk {min_ess_bulk:.0f} < {need} ({ESS_PER_CHAIN} per chain){where}: too few effective draws; "
+            f"at this run's {per_draw:.2f} effective draws per draw, about --draws {enough:,} would do"
+        )
+    return problems
