@@ -47,11 +47,14 @@ def test_each_matchup_from_its_own_fit_or_the_pooled_one(runs):
     assert len(table) == names.N_MATCHUPS * names.N_FEATURES + 1 and table["parameter"].iloc[-1] == "sigma"
     own = pd.read_csv(dirs["matchup"] / RunDir.COEFFICIENTS).set_index("parameter")
     pooled = pd.read_csv(dirs["simplified"] / RunDir.COEFFICIENTS).set_index("parameter")
-    verdicts = {v["matchup"]: v for v in json.loads((dirs["matchup"] / RunDir.DIAGNOSTICS).read_text())["matchups"]}
-    sources = table.dropna(subset=["matchup"]).groupby("matchup")["source"].agg(set)
+    verdicts = {
+        v["matchup_id"] + 1: v for v in json.loads((dirs["matchup"] / RunDir.DIAGNOSTICS).read_text())["matchups"]
+    }
+    sources = table.dropna(subset=["matchup_id"]).groupby("matchup_id")["source"].agg(set)
     assert all(len(s) == 1 for s in sources)  # a matchup is taken whole from one run
-    for _, row in table.dropna(subset=["matchup"]).iterrows():
-        m = int(row["matchup"])
+    for _, row in table.dropna(subset=["matchup_id"]).iterrows():
+        m = int(row["matchup_id"]) + 1  # Stan's index, as in the parameter names
+        assert row["label"] == names.MATCHUP_LABELS[m - 1] and re.fullmatch(rf"beta_\w+\[{m}(,\d)?\]", row["parameter"])
         if counts[m - 1] == 0:
             assert row["source"] == "simplified" and row["reason"] == "no possessions in this matchup"
         if row["source"] == "matchup":
@@ -77,7 +80,7 @@ def test_too_few_possessions_and_divergences_fall_back(runs, tmp_path):
     diag["divergences"]["count"] = 3
     (diverged / RunDir.DIAGNOSTICS).write_text(json.dumps(diag))
     table = production_coefficients(diverged, dirs["simplified"])
-    reasons = set(table.dropna(subset=["matchup"])["reason"])
+    reasons = set(table.dropna(subset=["matchup_id"])["reason"])
     assert "the run had 3 divergent transitions" in reasons and set(table["source"].iloc[:-1]) == {"simplified"}
 
 
@@ -97,10 +100,10 @@ def test_force_keeps_unconverged_matchups_and_pooled_run_saying_so(runs, tmp_pat
         app, ["export", str(diverged), "--pooled", str(pooled), "--force", "--out", str(tmp_path / "forced.csv")]
     )
     assert result.exit_code == 0, result.output
-    table = pd.read_csv(tmp_path / "forced.csv").dropna(subset=["matchup"])
+    table = pd.read_csv(tmp_path / "forced.csv").dropna(subset=["matchup_id"])
     own, fallback = table[table["source"] == "matchup"], table[table["source"] == "simplified"]
     # every matchup with data keeps its own fit, each row saying which check it failed ...
-    assert set(own["matchup"]) == {m + 1 for m in np.flatnonzero(counts >= 200)}
+    assert set(own["matchup_id"]) == set(np.flatnonzero(counts >= 200))
     assert own["reason"].str.startswith("forced: the run had 3 divergent transitions").all()
     # ... and the empty ones fall back to a pooled run that says it did not converge
     assert len(fallback) and fallback["reason"].str.contains("forced: the pooled run did not converge").all()
@@ -137,14 +140,14 @@ def test_a_hierarchical_run_keeps_its_own_sparse_and_empty_matchups(runs, tmp_pa
     with pytest.warns(UserWarning, match="no possessions"):
         report = train(config, run)
     assert report["divergences"]["count"] == 0, report["divergences"]
-    table = production_coefficients(run, dirs["simplified"]).dropna(subset=["matchup"])
-    verdicts = {v["matchup"]: v for v in report["matchups"]}
-    for m, rows in table.groupby("matchup"):
+    table = production_coefficients(run, dirs["simplified"]).dropna(subset=["matchup_id"])
+    verdicts = {v["matchup_id"]: v for v in report["matchups"]}
+    for m, rows in table.groupby("matchup_id"):
         converged = verdicts[m]["max_rhat"] <= RHAT_MAX and verdicts[m]["min_ess_bulk"] >= ess_min(4)
         assert set(rows["source"]) == {"hierarchical" if converged else "simplified"}, (m, verdicts[m])
-    empty = [m + 1 for m in np.flatnonzero(counts == 0)]
+    empty = list(np.flatnonzero(counts == 0))
     assert len(empty) == EMPTY
-    own = table[table["matchup"].isin(empty)]
+    own = table[table["matchup_id"].isin(empty)]
     assert (own["source"] == "hierarchical").all() and own["reason"].str.contains("partially pooled").all()
     # a hierarchical run with divergences falls back everywhere, saying why
     diag = json.loads((run / RunDir.DIAGNOSTICS).read_text())

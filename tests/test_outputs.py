@@ -54,10 +54,15 @@ def test_posterior_netcdf_has_stan_names_and_coords(run):
     for var, dims in names.POSTERIOR_DIMS[model].items():
         assert idata.posterior[var].dims == ("chain", "draw", *dims)
         assert idata.posterior[var].shape[:2] == (QUICK.chains, QUICK.draws)
+    # coordinates in the numbering people read (names.py): matchup id 0-35, archetype 0-7
     if model != "simplified":
-        assert list(idata.posterior.coords["matchup"].values) == list(range(1, 37))
+        assert list(idata.posterior.coords["matchup"].values) == list(range(36))
         assert idata.posterior.coords["matchup_label"].values[7] == "1_vs_1"
-    assert list(idata.posterior.coords["archetype"].values) == list(range(1, 9))
+        # Stan's beta_off[8,5] is matchup id 7 (1_vs_1), archetype 4
+        table = pd.read_csv(run_dir / RunDir.COEFFICIENTS).set_index("parameter")
+        value = idata.posterior["beta_off"].sel(matchup=7, archetype=4).values.mean()
+        assert table.loc["beta_off[8,5]", "mean"] == pytest.approx(value, rel=1e-5)
+    assert list(idata.posterior.coords["archetype"].values) == list(range(8))
     for stat in ("diverging", "tree_depth", "n_steps", "lp", "step_size"):
         assert idata.sample_stats[stat].shape == (QUICK.chains, QUICK.draws)
     counts = np.bincount(data.matchup, minlength=36)
@@ -83,12 +88,16 @@ def test_coefficients_csv(run):
         "prior_width_ratio",
         "informed",
         "source",
+        "matchup_id",
+        "matchup_label",
+        "archetype",
     ]
     n_params = sum(int(np.prod([len(names.COORDS[d]) for d in dims])) for dims in names.POSTERIOR_DIMS[model].values())
     assert len(table) == n_params
     assert (table["5%"] <= table["50%"]).all() and (table["50%"] <= table["95%"]).all()
     if model == "simplified":
         assert table["parameter"].tolist()[:3] == ["beta_0", "beta_off[1]", "beta_off[2]"]
+        assert pd.isna(table["archetype"].iloc[0]) and table["archetype"].iloc[1:3].tolist() == [0, 1]
         assert not table["no_data"].any()
         return
     empty = np.flatnonzero(np.bincount(data.matchup, minlength=36) == 0)
@@ -100,6 +109,9 @@ def test_coefficients_csv(run):
     assert f"beta_0[{m}]" in set(flagged["parameter"]) and f"beta_off[{m},8]" in set(flagged["parameter"])
     row = table.set_index("parameter").loc[f"beta_def[{m},3]"]
     assert row["n_possessions"] == 0 and row["n_on_floor"] == 0
+    # the numbering columns: Stan's 1-based index minus one
+    assert row["matchup_id"] == m - 1 and row["matchup_label"] == names.MATCHUP_LABELS[m - 1] and row["archetype"] == 2
+    assert table.set_index("parameter").loc["sigma", ["matchup_id", "archetype"]].isna().all()
     # how much data stands behind each coefficient: possessions with its archetype on the floor
     busy = int(np.argmax(np.bincount(data.matchup, minlength=36)))
     on_floor = int(np.count_nonzero(data.z_off[data.matchup == busy, 4]))

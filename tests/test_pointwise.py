@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 import arviz as az
+import arviz_stats  # ArviZ 1.x's statistics (a dev dependency): run files must open there too
 import numpy as np
 import pytest
+import xarray as xr
 from typer.testing import CliRunner
 
 from lineup_numpyro.analysis.comparison import compare_runs
@@ -58,7 +60,7 @@ def test_groups_hold_the_log_likelihood_and_replicates_of_every_possession(runs,
     n, s = len(rows), SMALL.chains * SMALL.draws
     assert {"observed_data", "log_likelihood", "posterior_predictive"} <= set(idata.groups())
     np.testing.assert_array_equal(idata.observed_data["y"].values, rows.y)
-    np.testing.assert_array_equal(idata.constant_data["possession_matchup"].values, rows.matchup + 1)
+    np.testing.assert_array_equal(idata.constant_data["possession_matchup"].values, rows.matchup)
     ll = idata.log_likelihood["y"]
     assert ll.dims == ("chain", "draw", "possession") and ll.shape == (SMALL.chains, SMALL.draws, n)
     # the same numbers as one pass over the whole array
@@ -127,3 +129,15 @@ def test_decision_by_size():
     assert pointwise.pointwise_decision(True, 96_837, 4_000)[0]
     refused, why = pointwise.pointwise_decision(False, 10, 10)
     assert not refused and "--no-log-likelihood" in why
+
+
+def test_the_file_opens_in_arviz_1(runs):
+    """ArviZ 1.x (arviz-base, arviz-stats: DataTree in place of InferenceData) reads the same
+    file and finds the same elpd_loo, to PSIS's own Monte Carlo differences between versions."""
+    tree = xr.open_datatree(str(runs["matchup"] / RunDir.POSTERIOR), engine="h5netcdf")
+    assert {"posterior", "log_likelihood", "observed_data", "posterior_predictive"} <= set(tree.children)
+    new = arviz_stats.loo(tree)
+    old = az.loo(_idata(runs["matchup"]))
+    # both smooth the same weights; they differ only in how r_eff and k's cut-offs are computed
+    assert new.elpd == pytest.approx(old.elpd_loo, abs=max(0.5, 0.01 * old.se))
+    assert tree.posterior["beta_off"].sel(matchup=7, archetype=4).shape == (SMALL.chains, SMALL.draws)

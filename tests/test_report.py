@@ -68,6 +68,23 @@ def test_report_renders_with_its_figures(run):
     assert not list(run_dir.glob(f".{RunDir.REPORT}*")), "temporary report directories left behind"
 
 
+def test_labels_put_names_on_the_report_and_the_summary(run, tmp_path):
+    model, run_dir = run
+    labels = tmp_path / "labels.json"
+    labels.write_text('{"archetypes": ["Wings", "Bigs", "OBigs", "Front", "Jugg", "3&D", "DefG", "PG"]}')
+    result = runner.invoke(app, ["report", str(run_dir), "--labels", str(labels)])
+    assert result.exit_code == 0, result.output
+    text = (run_dir / RunDir.REPORT / REPORT).read_text()
+    assert "Archetypes: 0 Wings, 1 Bigs" in text and "Parameter names are Stan" in text
+    result = runner.invoke(app, ["summary", str(run_dir), "--labels", str(labels)])
+    assert result.exit_code == 0, result.output
+    assert any(f"{a} {n}" in result.output for a, n in enumerate(["Wings", "Bigs", "OBigs", "Front", "Jugg"]))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"archetypes": ["x"]}')
+    result = runner.invoke(app, ["report", str(run_dir), "--labels", str(bad)])
+    assert result.exit_code == 2 and "must be a list of 8" in result.output
+
+
 def test_report_with_a_comparison_via_the_cli(season, tmp_path):
     dirs = []
     for model in ("simplified", "matchup"):

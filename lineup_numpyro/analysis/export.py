@@ -28,7 +28,7 @@ from lineup_numpyro.run.outputs import rhat_text
 from lineup_numpyro.run.rundir import RunDir
 
 MIN_POSSESSIONS = 200  # fewer possessions than this and a matchup's own estimate is mostly prior
-COLUMNS = ("parameter", "mean", "sd", "5%", "50%", "95%", "matchup", "label", "source", "reason")
+COLUMNS = ("parameter", "mean", "sd", "5%", "50%", "95%", "matchup_id", "label", "source", "reason")
 
 
 def _complete_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame, dict]:
@@ -84,7 +84,7 @@ def production_coefficients(
     stats = ["mean", "sd", "5%", "50%", "95%"]
     rows = []
     for verdict in diag["matchups"]:
-        m = verdict["matchup"]  # 1-based
+        m = verdict["matchup_id"] + 1  # Stan's index
         unconverged = _convergence_reason(verdict, divergences, chains)
         why_not = _data_reason(verdict, min_possessions, diag["model"]) or (None if force else unconverged)
         source = "simplified" if why_not else diag["model"]
@@ -113,7 +113,7 @@ def production_coefficients(
                 {
                     "parameter": name,
                     **values.to_dict(),
-                    "matchup": m,
+                    "matchup_id": verdict["matchup_id"],
                     "label": verdict["label"],
                     "source": source,
                     "reason": reason,
@@ -124,14 +124,14 @@ def production_coefficients(
         {
             "parameter": "sigma",
             **sigma,
-            "matchup": None,
+            "matchup_id": None,
             "label": "",
             "source": diag["model"],
             "reason": "noise scale of the matchup-level run",
         }
     )
     out = pd.DataFrame(rows, columns=list(COLUMNS))
-    out["matchup"] = out["matchup"].astype("Int64")
+    out["matchup_id"] = out["matchup_id"].astype("Int64")
     mine, theirs = (r.get("data", {}).get("source") for r in (record, pooled_record))
     if mine != theirs:
         warnings.warn(

@@ -35,6 +35,7 @@ from lineup_numpyro.data.possessions import DataWarning, Possessions
 from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.errors import RunDirError
 from lineup_numpyro.models.model import predict
+from lineup_numpyro.names import Labels
 from lineup_numpyro.run.outputs import rhat_text
 from lineup_numpyro.run.rundir import RunDir
 
@@ -43,6 +44,11 @@ WORST = 4  # parameters shown in the rank plots
 PPC_ROWS = 20_000  # possessions sampled for the distribution check
 PPC_DRAWS = 100  # posterior draws replicated for it
 DPI = 110
+NUMBERING = (
+    "Numbering: archetypes 0-7 and superclusters 0-5 as in the input files; a matchup is "
+    "'<offence>_vs_<defence>' supercluster. Parameter names are Stan's, 1-based: beta_off[m,a] is "
+    "matchup id m-1 (= offence x 6 + defence) and archetype a-1."
+)
 # what a parameter's value is measured in, for axis labels
 UNITS = {
     "beta_0": " (points per possession)",
@@ -121,13 +127,13 @@ def _interval_panel(ax, values: np.ndarray, labels: list[str], colour: str = "C0
     ax.tick_params(axis="x", labelsize=8)
 
 
-def archetype_effects_plot(idata: az.InferenceData, path: Path) -> str:
+def archetype_effects_plot(idata: az.InferenceData, path: Path, labels: Labels = Labels()) -> str:
     """The archetype effects every model has: the pooled model's beta_off[a], beta_def[a]; the
     hierarchical model's league-wide effects exp(mu_off[a]), exp(mu_def[a]) and their spreads
     across matchups tau_off[a], tau_def[a]. The matchup model's are per matchup (forest_plot)."""
     plt = _matplotlib()
     post = idata.posterior
-    labels = [f"archetype {a}" for a in range(names.N_ARCHETYPES)]
+    rows = [f"archetype {labels.archetype(a)}" for a in range(names.N_ARCHETYPES)]
     model = str(idata.attrs.get("model", ""))
     if model == "hierarchical":
         panels = [
@@ -144,7 +150,7 @@ def archetype_effects_plot(idata: az.InferenceData, path: Path) -> str:
         ]
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
     for ax, (values, title, unit) in zip(np.ravel(axes), panels):
-        _interval_panel(ax, values, labels)
+        _interval_panel(ax, values, rows)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(unit.strip(" ()"), fontsize=9)
     handles, texts = np.ravel(axes)[0].get_legend_handles_labels()
@@ -155,7 +161,7 @@ def archetype_effects_plot(idata: az.InferenceData, path: Path) -> str:
     return _save(fig, path)
 
 
-def forest_plot(idata: az.InferenceData, side: str, path: Path) -> str:
+def forest_plot(idata: az.InferenceData, side: str, path: Path, labels: Labels = Labels()) -> str:
     """90% intervals of beta_<side>[m, a]: one panel per archetype, one row per matchup.
 
     Coefficients the data do not inform (outputs.informed) are drawn in light grey, and each
@@ -188,7 +194,9 @@ def forest_plot(idata: az.InferenceData, side: str, path: Path) -> str:
                 ax.hlines(y[mask], lo[mask, a], hi[mask, a], color=colour, lw=1.6, label=label)
                 ax.plot(np.clip(mean[mask, a], *ax.get_xlim()), y[mask], "o", color=colour, ms=3.5)
         ax.axvline(0.0, color="0.6", lw=0.6)
-        ax.set_title(f"archetype {a}: {var}[·,{a + 1}]  ({int(ok.sum())} of {m_count} informed)", fontsize=9)
+        ax.set_title(
+            f"archetype {labels.archetype(a)}: {var}[·,{a + 1}]\n{int(ok.sum())} of {m_count} informed", fontsize=9
+        )
         ax.set_xlabel(UNITS[var].strip(" ()"), fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[:, 0]:
@@ -268,8 +276,9 @@ def _swap_in(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_report(run_dir: str | Path, comparison: str | Path | None = None) -> Path:
-    """Write RUN_DIR/report/ (report.html and PNGs); returns the path of report.html."""
+def write_report(run_dir: str | Path, comparison: str | Path | None = None, labels: Labels = Labels()) -> Path:
+    """Write RUN_DIR/report/ (report.html and PNGs), with `labels`' names on archetypes and
+    superclusters; returns the path of report.html."""
     run = RunDir(run_dir)
     run_dir = run.path
     done = run.require_complete("report", nuts=True)
@@ -288,16 +297,16 @@ def write_report(run_dir: str | Path, comparison: str | Path | None = None) -> P
             warnings.simplefilter("ignore", DataWarning)  # said when the run was trained on these data
             figures = {"rank": rank_plot(idata, table, tmp / "rank.png")}
             if post.model != "matchup":
-                figures["effects"] = archetype_effects_plot(idata, tmp / "effects.png")
+                figures["effects"] = archetype_effects_plot(idata, tmp / "effects.png", labels)
             if post.model != "simplified":
                 for side in ("off", "def"):
-                    figures[f"forest_{side}"] = forest_plot(idata, side, tmp / f"forest_{side}.png")
+                    figures[f"forest_{side}"] = forest_plot(idata, side, tmp / f"forest_{side}.png", labels)
             stats, rows = _sample_rows(run_data(data, "train"), int(record.get("data", {}).get("n_possessions", 0)))
             figures["ppc"], figures["matchup_means"] = ppc_plots(
                 post, stats, rows, tmp / "ppc.png", tmp / "matchup_means.png"
             )
             (tmp / REPORT).write_text(
-                _html(run_dir, record, diag, figures, describe(data), run.validations(), comparison_data)
+                _html(run_dir, record, diag, figures, describe(data), run.validations(), comparison_data, labels)
             )
             _swap_in(tmp, run / RunDir.REPORT)
     finally:
@@ -321,7 +330,14 @@ table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:ri
 
 
 def _html(
-    run_dir: Path, record: dict, diag: dict, figures: dict, data: str, validations: list[dict], comparison: dict | None
+    run_dir: Path,
+    record: dict,
+    diag: dict,
+    figures: dict,
+    data: str,
+    validations: list[dict],
+    comparison: dict | None,
+    labels: Labels = Labels(),
 ) -> str:
     e = html.escape
     ok = diag["converged"]
@@ -346,6 +362,18 @@ def _html(
         f"<p>Data: {e(data)}, {record.get('data', {}).get('n_possessions', 0):,} possessions. "
         f"NUTS: {cfg.get('chains')} chains × ({cfg.get('warmup')} warm-up + {cfg.get('draws')} draws), "
         f"target acceptance {cfg.get('target_accept')}.</p>",
+        f"<p>{e(NUMBERING)}</p>",
+        *(
+            [
+                "<p>Archetypes: "
+                + e(", ".join(labels.archetype(a) for a in range(names.N_ARCHETYPES)))
+                + ". Superclusters: "
+                + e(", ".join(labels.supercluster(c) for c in range(names.N_SUPERCLUSTERS)))
+                + ".</p>"
+            ]
+            if labels.named
+            else []
+        ),
         "<h2>Convergence</h2>",
         f"<p class='{'good' if ok else 'bad'}'>"
         f"{'Converged' if ok else 'Not converged'}: thresholds R-hat ≤ {diag['thresholds']['r_hat_max']}, "

@@ -261,8 +261,11 @@ def _looks_like_data(name: str) -> bool:
     return True
 
 
-def _check_columns(path: Path, columns: Sequence[str], seasons: Sequence[str], csv_file: bool = True) -> None:
-    """Header present, required columns present, no duplicates, no misspelled expected column."""
+def _check_columns(
+    path: Path, columns: Sequence[str], seasons: Sequence[str], csv_file: bool = True, outcome: bool = True
+) -> None:
+    """Header present, required columns present (the outcome only when `outcome`), no
+    duplicates, no misspelled expected column."""
     where = f"{path}, line 1" if csv_file else str(path)
     expected = names.REQUIRED_COLUMNS + names.OPTIONAL_COLUMNS
     if not set(columns) & set(expected) and any(_looks_like_data(c) for c in columns):
@@ -282,7 +285,7 @@ def _check_columns(path: Path, columns: Sequence[str], seasons: Sequence[str], c
         match = difflib.get_close_matches(col, absent, n=1, cutoff=0.8)
         if match:
             raise DataError(f"{where}, column '{col}': unknown column; did you mean '{match[0]}'?")
-    missing = [c for c in names.REQUIRED_COLUMNS if c not in seen]
+    missing = [c for c in names.REQUIRED_COLUMNS if c not in seen and (outcome or c != names.OUTCOME)]
     if missing:
         raise DataError(
             f"{path}: missing required column(s) {', '.join(missing)}; "
@@ -436,7 +439,8 @@ def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
 
 
 def _validate_frame(src: _Source, frame: pd.DataFrame, row0: int) -> Possessions:
-    y = _numeric(src, frame, names.OUTCOME, row0)
+    # no outcome column (possessions to predict, iter_chunks(outcome=False)): y is NaN
+    y = _numeric(src, frame, names.OUTCOME, row0) if names.OUTCOME in frame else np.full(len(frame), np.nan)
     z_off = np.column_stack([_numeric(src, frame, c, row0) for c in names.Z_OFF])
     z_def = np.column_stack([_numeric(src, frame, c, row0) for c in names.Z_DEF])
     _warn_implausible(src, row0, y, z_off, z_def)
@@ -451,7 +455,7 @@ def _warn_implausible(src: _Source, row0: int, y: np.ndarray, z_off: np.ndarray,
     """Values a possession can have but rarely does (a simulated season's outcomes are not
     whole points either): warned with a count and the first row, not refused."""
     lo, hi = PLAUSIBLE_POINTS
-    odd = (y < lo) | (y > hi) | (y != np.round(y))
+    odd = ((y < lo) | (y > hi) | (y != np.round(y))) & ~np.isnan(y)  # NaN: no outcome (to predict)
     if odd.any():
         i = int(np.argmax(odd))
         warnings.warn(
@@ -486,12 +490,14 @@ def _field_count_error(src: _Source, fallback: str) -> DataError:
     return DataError(f"{src.path}: malformed CSV ({fallback}); expected {n} comma-separated fields per line")
 
 
-def _raw_chunks(path: Path, seasons: Sequence[str], chunksize: int) -> Iterator[tuple[pd.DataFrame, _Source]]:
+def _raw_chunks(
+    path: Path, seasons: Sequence[str], chunksize: int, outcome: bool = True
+) -> Iterator[tuple[pd.DataFrame, _Source]]:
     """DataFrame chunks of the file after the header checks, each with its source."""
     fmt = _file_format(path)
     if fmt == "csv":
         header = _read_csv_header(path)
-        _check_columns(path, header, seasons, csv_file=True)
+        _check_columns(path, header, seasons, csv_file=True, outcome=outcome)
         src = _Source(path, True, tuple(header))
         dtype = {names.MATCHUP: str, names.SEASON: str}
         try:
@@ -511,7 +517,7 @@ def _raw_chunks(path: Path, seasons: Sequence[str], chunksize: int) -> Iterator[
         except Exception as exc:  # pyarrow raises several types for unreadable files
             raise DataError(f"{path}: not a readable Parquet file ({exc}); expected a Parquet file") from None
         columns = pfile.schema_arrow.names
-        _check_columns(path, columns, seasons, csv_file=False)
+        _check_columns(path, columns, seasons, csv_file=False, outcome=outcome)
         src = _Source(path, False, tuple(columns))
         for batch in pfile.iter_batches(batch_size=chunksize):
             yield batch.to_pandas(), src
@@ -559,9 +565,14 @@ def _uniform_hash(i: np.ndarray, seed: int) -> np.ndarray:
 
 
 def iter_chunks(
-    path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000, split: Split | None = None
+    path: str | Path,
+    seasons: Sequence[str] = (),
+    chunksize: int = 200_000,
+    split: Split | None = None,
+    outcome: bool = True,
 ) -> Iterator[Possessions]:
     """Validated chunks of possessions, filtered to `seasons` and to one side of `split` when given.
+    With `outcome` False the outcome column may be absent (possessions to predict: y is NaN).
 
     Raises DataError for a missing, empty or header-only file, bad columns or bad values,
     and when the filters leave no possession.
@@ -579,7 +590,7 @@ def iter_chunks(
     rows_read = rows_kept = 0
     seen_seasons: set[str] = set()
     rows_in_seasons = 0
-    for frame, src in _raw_chunks(path, seasons, chunksize):
+    for frame, src in _raw_chunks(path, seasons, chunksize, outcome):
         chunk = _validate_frame(src, frame, rows_read)
         keep = np.ones(len(chunk), dtype=bool)
         if wanted:

@@ -127,52 +127,72 @@ def write_pointwise(path: Path, idata: az.InferenceData, data: DataConfig, seed:
     """Append observed_data, log_likelihood and posterior_predictive to the netCDF file `path`
     (idata written there already), chunk by chunk; returns the number of possessions."""
     post = posterior_of(idata)
-    chains = post.chains
-    draws = post.n_draws // chains
     rng = np.random.default_rng(seed)
-    with h5netcdf.File(path, "a") as f:
-        groups = {name: f.create_group(name) for name in GROUPS}
-        groups["constant_data"] = f["constant_data"]
-        n = 0
-        variables = {}
+    with PointwiseWriter(path, post.chains, post.n_draws // post.chains, log_likelihood=True) as out:
         for rows in pieces(run_data(data, "train")):
-            if not variables:  # the number of possessions is known once read: unlimited dimension
-                variables = _create(groups, chains, draws)
             mu = predicted_means(post, rows)
-            ll = log_likelihood(post, rows, mu)
-            rep = mu + post.sigma[:, None] * rng.standard_normal(mu.shape)
-            end = n + len(rows)
-            for name, value in (("log_likelihood", ll), ("posterior_predictive", rep)):
-                groups[name].resize_dimension("possession", end)
-                variables[name][:, :, n:end] = value.reshape(chains, draws, len(rows))
-            for name, value in (("observed_data", rows.y), ("constant_data", rows.matchup + 1)):
-                groups[name].resize_dimension("possession", end)
-                variables[name][n:end] = value
-            n = end
-    if n == 0:
+            out.add(rows, mu + post.sigma[:, None] * rng.standard_normal(mu.shape), log_likelihood(post, rows, mu))
+    if out.n == 0:
         raise DataError(f"{data.path}: no possessions to write the log-likelihood of")
-    return n
+    return out.n
 
 
-def _create(groups: dict, chains: int, draws: int) -> dict:
-    """The three groups' dimensions, coordinates and variables, with `possession` growing."""
-    out = {}
-    for name, group in groups.items():
-        group.dimensions["possession"] = None
-        if name in ("log_likelihood", "posterior_predictive"):
-            group.dimensions["chain"] = chains
-            group.dimensions["draw"] = draws
-            group.create_variable("chain", ("chain",), data=np.arange(chains, dtype=np.int64))
-            group.create_variable("draw", ("draw",), data=np.arange(draws, dtype=np.int64))
-    out["observed_data"] = groups["observed_data"].create_variable(
-        "y", ("possession",), dtype="f8", chunks=(CHUNK_ROWS,)
-    )
-    out["constant_data"] = groups["constant_data"].create_variable(
-        "possession_matchup", ("possession",), dtype="i8", chunks=(CHUNK_ROWS,)
-    )
-    out["constant_data"].attrs["description"] = "1-based matchup of each possession of observed_data"
-    for name, dtype in (("log_likelihood", "f8"), ("posterior_predictive", "f4")):
-        out[name] = groups[name].create_variable(
-            "y", ("chain", "draw", "possession"), dtype=dtype, chunks=(1, min(draws, 1000), 256)
-        )
-    return out
+class PointwiseWriter:
+    """Per-possession groups of a netCDF file (created, or appended to), written a chunk of
+    possessions at a time along a growing `possession` dimension: posterior_predictive, the
+    possessions' matchup ids in constant_data, observed_data when the outcomes are known, and
+    log_likelihood when asked for."""
+
+    def __init__(self, path: str | Path, chains: int, draws: int, log_likelihood: bool) -> None:
+        self.path, self.chains, self.draws, self.with_ll = Path(path), chains, draws, log_likelihood
+        self.n = 0
+        self._file: h5netcdf.File | None = None
+        self._vars: dict = {}
+
+    def __enter__(self) -> PointwiseWriter:
+        self._file = h5netcdf.File(self.path, "a")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._file is not None
+        self._file.close()
+
+    def add(self, rows: Possessions, replicates: np.ndarray, log_lik: np.ndarray | None = None) -> None:
+        """One chunk: `replicates` and `log_lik` are (chains x draws, len(rows))."""
+        if not self._vars:
+            self._create(observed=not np.isnan(rows.y).any())
+        end = self.n + len(rows)
+        per_draw = {"posterior_predictive": replicates, "log_likelihood": log_lik}
+        per_row = {"observed_data": rows.y, "constant_data": rows.matchup}
+        for name, (group, var) in self._vars.items():
+            group.resize_dimension("possession", end)
+            if name in per_draw:
+                var[:, :, self.n : end] = per_draw[name].reshape(self.chains, self.draws, len(rows))
+            else:
+                var[self.n : end] = per_row[name]
+        self.n = end
+
+    def _create(self, observed: bool) -> None:
+        f = self._file
+        assert f is not None
+        names_ = ["posterior_predictive", "constant_data"]
+        names_ += ["observed_data"] if observed else []
+        names_ += ["log_likelihood"] if self.with_ll else []
+        for name in names_:
+            group = f[name] if name in f.groups else f.create_group(name)
+            group.dimensions["possession"] = None
+            if name in ("log_likelihood", "posterior_predictive"):
+                group.dimensions["chain"] = self.chains
+                group.dimensions["draw"] = self.draws
+                group.create_variable("chain", ("chain",), data=np.arange(self.chains, dtype=np.int64))
+                group.create_variable("draw", ("draw",), data=np.arange(self.draws, dtype=np.int64))
+                dtype = "f8" if name == "log_likelihood" else "f4"
+                var = group.create_variable(
+                    "y", ("chain", "draw", "possession"), dtype=dtype, chunks=(1, min(self.draws, 1000), 256)
+                )
+            elif name == "constant_data":
+                var = group.create_variable("possession_matchup", ("possession",), dtype="i8", chunks=(CHUNK_ROWS,))
+                var.attrs["description"] = "matchup id (0-35) of each possession"
+            else:
+                var = group.create_variable("y", ("possession",), dtype="f8", chunks=(CHUNK_ROWS,))
+            self._vars[name] = (group, var)
