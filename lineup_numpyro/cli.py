@@ -7,14 +7,15 @@ and column; warnings about the data are printed and the command goes on.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional, get_args
 
+import pandas as pd
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -25,7 +26,7 @@ from lineup_numpyro.analysis.comparison import compare_runs, write_comparison
 from lineup_numpyro.analysis.export import production_coefficients, write_production
 from lineup_numpyro.analysis.report import write_report
 from lineup_numpyro.analysis.validation import validate_run
-from lineup_numpyro.config import ApproxConfig, DataConfig, RunConfig, SamplerConfig, default_target_accept
+from lineup_numpyro.config import ApproxConfig, DataConfig, Priors, RunConfig, SamplerConfig, default_target_accept
 from lineup_numpyro.data.possessions import load_possessions, parse_seasons
 from lineup_numpyro.errors import LineupError
 from lineup_numpyro.files import atomic_path
@@ -40,10 +41,11 @@ from lineup_numpyro.lineups.players import (
     parse_lineup,
     split_names,
 )
+from lineup_numpyro.lineups.predict import predict_file
 from lineup_numpyro.lineups.prepare import PrepareReport, prepare_possessions
 from lineup_numpyro.lineups.valuation import load_fit, plot_candidates, recommend, value_lineup
 from lineup_numpyro.models.simulate import simulate_season, truth_path, write_season
-from lineup_numpyro.names import matchup_label
+from lineup_numpyro.names import Labels, matchup_label
 from lineup_numpyro.run.outputs import largest_effects, rhat_text
 from lineup_numpyro.run.rundir import RunDir
 from lineup_numpyro.run.train import FIXED_ON_RESUME
@@ -76,6 +78,35 @@ Method = _choices("Method", literals.Method)
 Init = _choices("Init", literals.Init)
 Guide = _choices("Guide", literals.Guide)
 PlatformKind = _choices("PlatformKind", literals.Platform)
+
+_P = Priors()  # the defaults, quoted in the help
+PriorOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--prior",
+        metavar="FAMILY=VALUE",
+        help=f"Set one prior (repeatable; the others keep their defaults). FAMILY: beta_0 (beta_0 ~ N(0, "
+        f"{_P.beta_0:g}); hierarchical: mu_0), beta (beta_off, beta_def ~ N+(0, {_P.beta:g})), sigma (sigma ~ "
+        f"C+(0, {_P.sigma:g})); hierarchical model: mu_loc and mu_sd (mu_off, mu_def ~ N({_P.mu_loc:g}, "
+        f"{_P.mu_sd:g})), tau (tau_0, tau_off, tau_def ~ N+(0, {_P.tau:g})). E.g. --prior beta=1 --prior tau=0.5.",
+    ),
+]
+
+
+LabelsOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        help='JSON names for the numbers: {"archetypes": [8 names], "superclusters": [6 names]} (index = '
+        "number); shown beside the numbers in tables and plots. Default: the numbers alone."
+    ),
+]
+
+
+def _labels(path: Optional[Path]) -> Labels:
+    try:
+        return Labels.from_json(path) if path is not None else Labels()
+    except LineupError as exc:
+        _fail(str(exc))
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -123,6 +154,7 @@ def _given_again(ctx: typer.Context) -> dict[str, object]:
             continue
         value = ctx.params[name]
         value = value.value if isinstance(value, Enum) else value
+        value = Priors.parse(value).to_dict() if name == "priors" else value
         given[path] = parse_seasons(value) if name == "season" else str(value) if name == "data" else value
     return given
 
@@ -222,6 +254,7 @@ def train(
             "az.compare, az.plot_ppc). Default: when they take at most 512 MB (12 bytes per possession and draw)."
         ),
     ] = None,
+    priors: PriorOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
 ) -> None:
     """Fit a model and write its run directory (or finish a stopped one: --resume)."""
@@ -266,7 +299,12 @@ def train(
             approx=ApproxConfig(draws=chains * draws, seed=seed, guide=guide.value),
             parameterization=parameterization.value,
             log_likelihood=log_likelihood,
+            priors=Priors.parse(priors),
         )
+        for family in config.priors.unused(config.model):
+            err.print(
+                f"[yellow]warning:[/] --prior {family}: the {config.model} model has no such prior; it has no effect"
+            )
         report = run_training(config, out_dir, overwrite=overwrite)
     except _known_errors() as exc:
         _fail(str(exc))
@@ -283,13 +321,13 @@ def train(
 def _warn_if_unconverged(report: dict) -> None:
     if report["converged"]:
         return
-    if report.get("method") == "nuts" and report.get("max_rhat") is None:
-        err.print(
-            "[yellow]warning:[/] one chain: R-hat needs at least 2, so convergence was not checked; "
-            "rerun with --chains 2 or more before acting on the results"
-        )
-    else:
+    problems = report.get("problems")
+    if not problems:
         err.print("[yellow]warning:[/] the run did not meet the convergence thresholds; see diagnostics.json")
+        return
+    err.print("[yellow]warning:[/] not converged; act on the results only after fixing:")
+    for problem in problems:
+        err.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -314,10 +352,11 @@ def simulate(
 def summary(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
     top: Annotated[int, typer.Option(min=1, help="How many of the largest effects to list.")] = 10,
+    labels: LabelsOption = None,
 ) -> None:
     """Show a run's diagnostics and its largest archetype effects."""
     try:
-        complete = _print_summary(run_dir, top)
+        complete = _print_summary(run_dir, top, _labels(labels))
     except _known_errors() as exc:
         _fail(str(exc))
     if not complete:
@@ -394,6 +433,7 @@ def parity(
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
     draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed (points, NumPyro and Stan).")] = 0,
+    priors: PriorOption = None,
 ) -> None:
     """Check that NumPyro and the Stan file define the same posterior (exit 1 if not)."""
 
@@ -407,6 +447,7 @@ def parity(
             SamplerConfig(chains=chains, warmup=warmup, draws=draws, seed=seed),
             points,
             posterior,
+            Priors.parse(priors),
         )
     except StanUnavailable as exc:
         _fail(str(exc), code=3)
@@ -570,20 +611,33 @@ def export(
     min_possessions: Annotated[
         int, typer.Option(min=0, help="Matchups with fewer possessions take the pooled coefficients.")
     ] = 200,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Keep each matchup's own coefficients even where its convergence checks failed, and accept an "
+            "unconverged pooled run (for a pipeline test); the table's reason column says so on every such row."
+        ),
+    ] = False,
 ) -> None:
     """Write production coefficients: each matchup's own where it converged, the pooled ones otherwise."""
 
     target = out_file or run_dir / RunDir.PRODUCTION
     try:
-        table = production_coefficients(run_dir, pooled, min_possessions)
+        table = production_coefficients(run_dir, pooled, min_possessions, force=force)
     except _known_errors() as exc:
         _fail(str(exc))
     write_production(table, target)
-    per_matchup = table.dropna(subset=["matchup"]).drop_duplicates("matchup")
+    per_matchup = table.dropna(subset=["matchup_id"]).drop_duplicates("matchup_id")
     counts = per_matchup["source"].value_counts()
     out.print(", ".join(f"{n} matchups from the {escape(src)} run" for src, n in counts.items()))
     for _, row in per_matchup[per_matchup["source"] == "simplified"].iterrows():
-        out.print(f"  matchup {row['matchup']} ({row['label']}): pooled, {escape(row['reason'])}")
+        out.print(f"  matchup {row['label']}: pooled, {escape(row['reason'])}")
+    forced = per_matchup[per_matchup["reason"].str.contains("forced:", regex=False)]
+    if len(forced):
+        err.print(
+            f"[yellow]warning:[/] --force: {len(forced)} matchups use coefficients that failed a check "
+            "(see the reason column)"
+        )
     out.print(f"wrote {target}")
 
 
@@ -593,14 +647,51 @@ def report(
     comparison: Annotated[
         Optional[Path], typer.Option(help="A `compare --out` directory (or its comparison.json) to include.")
     ] = None,
+    labels: LabelsOption = None,
 ) -> None:
     """Write RUN_DIR/report/report.html: diagnostics, rank, forest and predictive-check plots."""
 
     try:
-        path = write_report(run_dir, comparison)
+        path = write_report(run_dir, comparison, _labels(labels))
     except _known_errors() as exc:
         _fail(str(exc))
     out.print(f"wrote {path}")
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
+    data: Annotated[
+        Path, typer.Option(help="Possessions to predict: the model's input format; the outcome column is optional.")
+    ],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV of predictions to write.")],
+    season: Annotated[Optional[str], typer.Option(help="Keep only these seasons, comma-separated.")] = None,
+    draws: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write every predictive draw to this netCDF file (a posterior_predictive group)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the predictive draws.")] = 0,
+) -> None:
+    """Predict possessions with a run: E[y]'s posterior mean and 90% interval, y's 90% predictive
+    interval, and flags where a prediction rests on the prior (u, w) or leaves the scale (!)."""
+    try:
+        report = predict_file(run_dir, data, out_file, parse_seasons(season), draws, seed)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    out.print(
+        f"wrote {report.csv} ({report.n:,} possessions)" + (f" and {report.draws}" if report.draws else ""),
+        soft_wrap=True,
+        highlight=False,
+    )
+    for count, what in (
+        (report.unseen, "in a matchup without training possessions (u): their prediction is the prior's"),
+        (report.uninformed, "with an archetype whose coefficient the data do not inform (w; see 'uninformed')"),
+        (report.implausible, "with a mean outside what a possession can score (!)"),
+    ):
+        if count:
+            err.print(
+                f"[yellow]warning:[/] {count:,} of {report.n:,} possessions {what}", highlight=False, soft_wrap=True
+            )
 
 
 lineup_app = typer.Typer(
@@ -957,7 +1048,7 @@ def _checkpoint_progress(run_dir: Path, record: dict) -> str | None:
     return f"saved: warm-up and {draws:,} of {sampler.draws:,} draws per chain" + note
 
 
-def _print_summary(run_dir: Path, top: int = 10) -> bool:
+def _print_summary(run_dir: Path, top: int = 10, labels: Labels = Labels()) -> bool:
     """Print the tables; returns whether the run is complete."""
 
     status, record, table, diag = RunDir(run_dir).load()
@@ -978,12 +1069,15 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
     t.add_column("value", justify="right")
     data = record.get("data", {})
     t.add_row("possessions", f"{data.get('n_possessions', 0):,}")
+    changed = Priors(**record.get("config", {}).get("priors", {})).changed()
+    if changed:
+        t.add_row("priors (not the defaults)", ", ".join(f"{k}={v:g}" for k, v in changed.items()))
     if "log_likelihood" in diag:
         t.add_row("pointwise log-likelihood", escape(diag["log_likelihood"]))
     if diag["method"] != "nuts":
         _approx_rows(t, diag)
         out.print(t)
-        _print_effects(table, top)
+        _print_effects(table, top, labels)
         return True
     t.add_row(
         "chains x draws", f"{diag['chains']} x {diag['draws']} (+{diag['warmup']} warm-up, {diag['chain_method']})"
@@ -1010,7 +1104,7 @@ def _print_summary(run_dir: Path, top: int = 10) -> bool:
         t.add_row("matchups", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     t.add_row("verdict", "[green]converged[/]" if diag["converged"] else "[red]not converged[/]")
     out.print(t)
-    _print_effects(table, top)
+    _print_effects(table, top, labels)
     return True
 
 
@@ -1030,30 +1124,41 @@ def _approx_rows(t: Table, diag: dict) -> None:
     t.add_row("verdict", "[green]converged[/]" if diag["converged"] else "[red]not converged[/]")
 
 
-def _print_effects(table, top: int) -> None:  # noqa: ANN001
+def _print_effects(table, top: int, labels: Labels = Labels()) -> None:  # noqa: ANN001
 
-    eff = Table(title=f"largest {top} informed archetype effects (posterior mean, 90% interval)")
+    eff = Table(
+        title=f"largest {top} informed archetype effects (posterior mean, 90% interval)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+    )
     has_coverage = "n_on_floor" in table
-    for col in (
-        "parameter",
-        "mean",
-        "5%",
-        "95%",
-        "r_hat",
-        "ess_bulk",
-        *(["on floor", "width/prior"] if has_coverage else []),
-    ):
-        eff.add_column(col, justify="left" if col == "parameter" else "right", no_wrap=col == "parameter")
-    for _, row in largest_effects(table, top).iterrows():
-        eff.add_row(
+    numbered = "archetype" in table  # runs written before the numbering columns lack them
+    columns = ["parameter", *(["matchup", "arch."] if numbered else []), "mean", "90% interval"]
+    columns += ["floor", "w/prior"] if has_coverage else []
+    rows = [
+        [
             row["parameter"],
+            *(
+                [
+                    escape(labels.matchup(int(row["matchup_id"]))) if pd.notna(row["matchup_id"]) else "all",
+                    escape(labels.archetype(int(row["archetype"]))),
+                ]
+                if numbered
+                else []
+            ),
             f"{row['mean']:.4f}",
-            f"{row['5%']:.4f}",
-            f"{row['95%']:.4f}",
-            "n/a" if math.isnan(row["r_hat"]) else f"{row['r_hat']:.3f}",
-            f"{row['ess_bulk']:.0f}",
+            f"[{row['5%']:.4f}, {row['95%']:.4f}]",
             *([f"{int(row['n_on_floor']):,}", f"{row['prior_width_ratio']:.3f}"] if has_coverage else []),
-        )
+        ]
+        for _, row in largest_effects(table, top).iterrows()
+    ]
+    for i, col in enumerate(columns):  # cells never cut: a narrow terminal wraps the headers instead
+        width = max([len(r[i]) for r in rows], default=0)
+        eff.add_column(col, justify="left" if col in ("parameter", "matchup") else "right", min_width=width)
+    for r in rows:
+        eff.add_row(*r)
     out.print(eff)
     if has_coverage:
         cells = table[table["parameter"].str.match(r"beta_(0|off|def)\b")]
@@ -1061,7 +1166,7 @@ def _print_effects(table, top: int) -> None:  # noqa: ANN001
         out.print(
             f"{len(cells)} coefficients: "
             + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("data", "population", "weak", "prior") if counts.get(k))
-            + "; 'on floor' = possessions with the archetype on the floor in the matchup, 'width/prior' = "
+            + "; 'floor' = possessions with the archetype on the floor in the matchup, 'w/prior' = "
             "90% interval width / the prior's. Only informed coefficients are ranked.",
             style="dim",
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 from lineup_numpyro.data.possessions import Split
@@ -119,6 +121,68 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class Priors:
+    """The prior of each parameter family (../shared/MODELS.md); the defaults are the original
+    project's. The command line names a family by its field (`--prior beta=1`)."""
+
+    beta_0: float = 5.0  # beta_0 ~ N(0, beta_0); hierarchical: mu_0 ~ N(0, beta_0)
+    beta: float = 5.0  # beta_off, beta_def ~ N+(0, beta) (simplified, matchup)
+    sigma: float = 2.5  # sigma ~ C+(0, sigma)
+    mu_loc: float = -4.0  # hierarchical: mu_off, mu_def ~ N(mu_loc, mu_sd), on the log scale
+    mu_sd: float = 2.0
+    tau: float = 1.0  # hierarchical: tau_0, tau_off, tau_def ~ N+(0, tau)
+
+    def __post_init__(self) -> None:
+        for name, value in self.to_dict().items():
+            if not math.isfinite(value) or (name != "mu_loc" and value <= 0):
+                kind = "a finite number" if name == "mu_loc" else "a positive scale"
+                raise ConfigError(f"prior {name} must be {kind}, got {value!r}")
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def families(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def parse(cls, options: Sequence[str] | None) -> Priors:
+        """The defaults with `FAMILY=VALUE` options applied (the command line's --prior)."""
+        expected = f"expected FAMILY=VALUE, FAMILY one of {', '.join(cls.families())}"
+        given: dict[str, float] = {}
+        for option in options or ():
+            name, sep, text = option.partition("=")
+            name = name.strip()
+            if not sep or name not in cls.families():
+                raise ConfigError(f"--prior {option!r}: {expected}")
+            try:
+                given[name] = float(text)
+            except ValueError:
+                raise ConfigError(f"--prior {option!r}: {text.strip()!r} is not a number; {expected}") from None
+        try:
+            return cls(**given)
+        except ConfigError as exc:
+            raise ConfigError(f"--prior: {exc}; {expected}") from None
+
+    def changed(self) -> dict[str, float]:
+        """The families that differ from the defaults."""
+        default = Priors().to_dict()
+        return {k: v for k, v in self.to_dict().items() if v != default[k]}
+
+    def unused(self, model: str) -> list[str]:
+        """Changed families that `model` has no prior of (set, but without effect)."""
+        return [k for k in self.changed() if k not in PRIORS_OF_MODEL[model]]
+
+
+# Which Priors fields each model reads (the Stan files take the same ones as data).
+PRIORS_OF_MODEL = {
+    "simplified": ("beta_0", "beta", "sigma"),
+    "matchup": ("beta_0", "beta", "sigma"),
+    "hierarchical": ("beta_0", "sigma", "mu_loc", "mu_sd", "tau"),
+}
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a training run; saved as run_config.json in the run directory."""
 
@@ -132,6 +196,7 @@ class RunConfig:
     parameterization: Parameterization = "whitened"
     # posterior.nc's per-possession groups (pointwise.py): None = where under POINTWISE_MAX_BYTES
     log_likelihood: bool | None = None
+    priors: Priors = field(default_factory=Priors)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,6 +215,7 @@ class RunConfig:
             # runs saved before the whitened form existed were non-centred
             parameterization=d.get("parameterization", "noncentred"),
             log_likelihood=d.get("log_likelihood"),
+            priors=Priors(**d.get("priors", {})),  # runs saved before --prior had the defaults
         )
 
 

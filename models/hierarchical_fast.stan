@@ -1,6 +1,7 @@
 // Hierarchical lineup model, the same posterior as hierarchical.stan, written for speed: the
 // Gaussian likelihood through per-matchup sufficient statistics (../shared/MODELS.md). A fair
 // Stan baseline for benchmarks and CI's posterior parity; not a file of the original project.
+// The priors are data (see hierarchical.stan).
 functions {
   // The whitened coordinates of lineup_numpyro/models/whitening.py: given tau, an exact triangular change
   // of variables from (z_mu, z) to (mu, e), built from each touched cell's plug-in data precision p
@@ -63,6 +64,12 @@ data {
   vector[K_off] ehat_off;
   vector<lower=0>[K_def] p_def;
   vector[K_def] ehat_def;
+  // priors (lineup_numpyro.config.Priors; defaults 5, -4, 2, 1, 2.5)
+  real<lower=0> prior_beta_0;     // mu_0 ~ N(0, prior_beta_0)
+  real prior_mu_loc;              // mu_off[a], mu_def[a] ~ N(prior_mu_loc, prior_mu_sd)
+  real<lower=0> prior_mu_sd;
+  real<lower=0> prior_tau;        // tau_0, tau_off[a], tau_def[a] ~ N+(0, prior_tau)
+  real<lower=0> prior_sigma;      // sigma ~ C+(0, prior_sigma)
 }
 transformed data {
   array[K_0] int a_0 = rep_array(1, K_0);        // one intercept population
@@ -80,12 +87,12 @@ parameters {
   real<lower=0> sigma;
 }
 transformed parameters {
-  real<lower=0> tau_0 = half_normal_from_standard([z_tau_0]')[1];
-  vector<lower=0>[K] tau_off = half_normal_from_standard(z_tau_off);
-  vector<lower=0>[K] tau_def = half_normal_from_standard(z_tau_def);
-  real mu_0 = unwhiten_mu([z_mu_0]', [tau_0]', p_0, ehat_0, a_0, 0, 5)[1];
-  vector[K] mu_off = unwhiten_mu(z_mu_off, tau_off, p_off, ehat_off, a_off, -4, 2);
-  vector[K] mu_def = unwhiten_mu(z_mu_def, tau_def, p_def, ehat_def, a_def, -4, 2);
+  real<lower=0> tau_0 = prior_tau * half_normal_from_standard([z_tau_0]')[1];
+  vector<lower=0>[K] tau_off = prior_tau * half_normal_from_standard(z_tau_off);
+  vector<lower=0>[K] tau_def = prior_tau * half_normal_from_standard(z_tau_def);
+  real mu_0 = unwhiten_mu([z_mu_0]', [tau_0]', p_0, ehat_0, a_0, 0, prior_beta_0)[1];
+  vector[K] mu_off = unwhiten_mu(z_mu_off, tau_off, p_off, ehat_off, a_off, prior_mu_loc, prior_mu_sd);
+  vector[K] mu_def = unwhiten_mu(z_mu_def, tau_def, p_def, ehat_def, a_def, prior_mu_loc, prior_mu_sd);
   vector[K_0] e_0_data = unwhiten_e(z_0_data, [mu_0]', [tau_0]', p_0, ehat_0, a_0);  // touched cells' deviations
   vector[K_off] e_off_data = unwhiten_e(z_off_data, mu_off, tau_off, p_off, ehat_off, a_off);
   vector[K_def] e_def_data = unwhiten_e(z_def_data, mu_def, tau_def, p_def, ehat_def, a_def);
@@ -101,14 +108,16 @@ model {
   for (k in 1:K_0) b0[m_0[k]] = b0_data[k];
   for (k in 1:K_off) bo[m_off[k], a_off[k]] = bo_data[k];
   for (k in 1:K_def) bd[m_def[k], a_def[k]] = bd_data[k];
-  target += normal_lpdf(mu_0 | 0, 5) + normal_lpdf(mu_off | -4, 2) + normal_lpdf(mu_def | -4, 2);
-  z_tau_0 ~ std_normal();         // tau ~ N+(0, 1) through half_normal_from_standard
+  target += normal_lpdf(mu_0 | 0, prior_beta_0) + normal_lpdf(mu_off | prior_mu_loc, prior_mu_sd)
+            + normal_lpdf(mu_def | prior_mu_loc, prior_mu_sd);
+  z_tau_0 ~ std_normal();         // tau ~ N+(0, prior_tau) through prior_tau * half_normal_from_standard
   z_tau_off ~ std_normal();
   z_tau_def ~ std_normal();
   target += std_normal_lpdf(e_0_data) + std_normal_lpdf(e_off_data) + std_normal_lpdf(e_def_data);
-  target += whitening_log_jacobian([tau_0]', p_0, a_0, 5) + whitening_log_jacobian(tau_off, p_off, a_off, 2)
-            + whitening_log_jacobian(tau_def, p_def, a_def, 2);
-  sigma ~ cauchy(0, 2.5);
+  target += whitening_log_jacobian([tau_0]', p_0, a_0, prior_beta_0)
+            + whitening_log_jacobian(tau_off, p_off, a_off, prior_mu_sd)
+            + whitening_log_jacobian(tau_def, p_def, a_def, prior_mu_sd);
+  sigma ~ cauchy(0, prior_sigma);
   for (m in 1:M) {
     vector[2 * K + 1] b = append_row(b0[m], append_row(bo[m]', bd[m]'));
     rss += yty[m] - 2 * dot_product(b, xty[m]) + quad_form(xtx[m], b);

@@ -3,6 +3,7 @@
 // row-by-row loop form (the file users trust), written from ../shared/MODELS.md §2:
 //   y_i ~ Normal(beta_0[m_i] + z_off_i . beta_off[m_i,] - z_def_i . beta_def[m_i,], sigma)
 //   beta_0[m] ~ N(0, 5); beta_off[m,a], beta_def[m,a] ~ N+(0, 5); sigma ~ C+(0, 2.5)
+// with the scales as data (5, 5 and 2.5 by default), so that parity covers any choice.
 // The same posterior, but only the coefficients the data touch are parameters (see data).
 data {
   int<lower=1> N;                 // possessions
@@ -23,6 +24,10 @@ data {
   int<lower=0> K_def;                            // touched defensive cells
   array[K_def] int<lower=1, upper=M> m_def;
   array[K_def] int<lower=1, upper=K> a_def;
+  // prior scales (lineup_numpyro.config.Priors; defaults 5, 5, 2.5)
+  real<lower=0> prior_beta_0;     // beta_0 ~ N(0, prior_beta_0)
+  real<lower=0> prior_beta;       // beta_off, beta_def ~ N+(0, prior_beta)
+  real<lower=0> prior_sigma;      // sigma ~ C+(0, prior_sigma)
 }
 parameters {
   vector[K_0] beta_0_data;
@@ -37,10 +42,10 @@ model {
   for (k in 1:K_0) b0[m_0[k]] = beta_0_data[k];
   for (k in 1:K_off) bo[m_off[k], a_off[k]] = beta_off_data[k];
   for (k in 1:K_def) bd[m_def[k], a_def[k]] = beta_def_data[k];
-  beta_0_data ~ normal(0, 5);
-  beta_off_data ~ normal(0, 5);
-  beta_def_data ~ normal(0, 5);
-  sigma ~ cauchy(0, 2.5);
+  beta_0_data ~ normal(0, prior_beta_0);
+  beta_off_data ~ normal(0, prior_beta);
+  beta_def_data ~ normal(0, prior_beta);
+  sigma ~ cauchy(0, prior_sigma);
   for (i in 1:N) {
     int m = matchup[i];
     y[i] ~ normal(b0[m] + z_off[i] * bo[m]' - z_def[i] * bd[m]', sigma);
@@ -52,10 +57,10 @@ generated quantities {
   matrix[M, K] beta_off;
   matrix[M, K] beta_def;
   for (m in 1:M) {
-    beta_0[m] = normal_rng(0, 5);
+    beta_0[m] = normal_rng(0, prior_beta_0);
     for (a in 1:K) {
-      beta_off[m, a] = abs(normal_rng(0, 5));
-      beta_def[m, a] = abs(normal_rng(0, 5));
+      beta_off[m, a] = abs(normal_rng(0, prior_beta));
+      beta_def[m, a] = abs(normal_rng(0, prior_beta));
     }
   }
   for (k in 1:K_0) beta_0[m_0[k]] = beta_0_data[k];

@@ -1,7 +1,7 @@
 // Matchup-specific lineup model, the same posterior as matchup_specific.stan, written for speed:
 // the Gaussian likelihood through per-matchup sufficient statistics (../shared/MODELS.md,
 // "The likelihood through sufficient statistics"). A fair, strong Stan baseline for
-// benchmarks; not a file of the original project.
+// benchmarks; not a file of the original project. The prior scales are data (see matchup_specific.stan).
 data {
   int<lower=1> M;                 // matchups (36)
   int<lower=1> K;                 // archetypes (8)
@@ -20,6 +20,10 @@ data {
   int<lower=0> K_def;                            // touched defensive cells
   array[K_def] int<lower=1, upper=M> m_def;
   array[K_def] int<lower=1, upper=K> a_def;
+  // prior scales (lineup_numpyro.config.Priors; defaults 5, 5, 2.5)
+  real<lower=0> prior_beta_0;     // beta_0 ~ N(0, prior_beta_0)
+  real<lower=0> prior_beta;       // beta_off, beta_def ~ N+(0, prior_beta)
+  real<lower=0> prior_sigma;      // sigma ~ C+(0, prior_sigma)
 }
 parameters {
   vector[K_0] beta_0_data;
@@ -35,10 +39,10 @@ model {
   for (k in 1:K_0) b0[m_0[k]] = beta_0_data[k];
   for (k in 1:K_off) bo[m_off[k], a_off[k]] = beta_off_data[k];
   for (k in 1:K_def) bd[m_def[k], a_def[k]] = beta_def_data[k];
-  beta_0_data ~ normal(0, 5);
-  beta_off_data ~ normal(0, 5);
-  beta_def_data ~ normal(0, 5);
-  sigma ~ cauchy(0, 2.5);
+  beta_0_data ~ normal(0, prior_beta_0);
+  beta_off_data ~ normal(0, prior_beta);
+  beta_def_data ~ normal(0, prior_beta);
+  sigma ~ cauchy(0, prior_sigma);
   for (m in 1:M) {
     vector[2 * K + 1] b = append_row(b0[m], append_row(bo[m]', bd[m]'));
     rss += yty[m] - 2 * dot_product(b, xty[m]) + quad_form(xtx[m], b);
@@ -51,10 +55,10 @@ generated quantities {
   matrix[M, K] beta_off;
   matrix[M, K] beta_def;
   for (m in 1:M) {
-    beta_0[m] = normal_rng(0, 5);
+    beta_0[m] = normal_rng(0, prior_beta_0);
     for (a in 1:K) {
-      beta_off[m, a] = abs(normal_rng(0, 5));
-      beta_def[m, a] = abs(normal_rng(0, 5));
+      beta_off[m, a] = abs(normal_rng(0, prior_beta));
+      beta_def[m, a] = abs(normal_rng(0, prior_beta));
     }
   }
   for (k in 1:K_0) beta_0[m_0[k]] = beta_0_data[k];

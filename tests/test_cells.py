@@ -13,17 +13,12 @@ from lineup_numpyro import names
 from lineup_numpyro.data.possessions import Possessions
 from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.models.cells import Cells
-from lineup_numpyro.models.model import (
-    BETA_0_SD,
-    BETA_SD,
-    MODEL_FUNCTIONS,
-    SuffStatsLikelihood,
-    complete,
-)
+from lineup_numpyro.models.model import DEFAULT_PRIORS, MODEL_FUNCTIONS, SuffStatsLikelihood, complete
 from lineup_numpyro.models.whitening import Whitening
 from lineup_numpyro.run.outputs import informed, largest_effects
 
 M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
+BETA_0_SD, BETA_SD = DEFAULT_PRIORS.beta_0, DEFAULT_PRIORS.beta
 
 
 def hand_built() -> Possessions:

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lineup_numpyro.cli import app
-from lineup_numpyro.config import SamplerConfig
+from lineup_numpyro.config import Priors, SamplerConfig
 from lineup_numpyro.data.possessions import Possessions, load_possessions
 from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.models import model as models
@@ -92,8 +92,44 @@ def test_density_parity(model, form, likelihood, small_rows, stan_models):
     assert result.passed
 
 
-def wrong_prior_matchup(likelihood, cells):
-    """The matchup model with beta_0's prior scale changed from 5 to 4."""
+# Priors other than the defaults in every family: the Stan files take them as data, so density
+# parity holds for any choice. make test: the pooled file and both fast files (their programs are
+# the ones test_density_parity builds); make test-slow adds the reference files.
+OTHER_PRIORS = Priors(beta_0=2.0, beta=0.5, sigma=1.0, mu_loc=-3.0, mu_sd=0.7, tau=0.3)
+
+
+@pytest.mark.parametrize(("model", "form"), DENSITY_FORMS)
+def test_density_parity_under_other_priors(model, form, small_rows):
+    """Both sides under OTHER_PRIORS, on the data (touched cells, whitened coordinates) and on the
+    prior probe (every cell, where the priors dominate), for both NumPyro likelihoods."""
+    checks = parity.density_checks(model, small_rows, form, n_points=10, seed=2, priors=OTHER_PRIORS)
+    assert set(checks) == {"suffstats, data", "rows, data", "suffstats, prior probe", "rows, prior probe"}
+    for label, check in checks.items():
+        assert check.passed, (label, check.offset_spread, check.max_gradient_error)
+
+
+@pytest.mark.parametrize(
+    ("model", "form"), [("matchup", "fast"), pytest.param("hierarchical", "fast", marks=pytest.mark.slow)]
+)
+def test_harness_catches_priors_that_differ(model, form):
+    """NumPyro under OTHER_PRIORS against Stan under the defaults: the probe shows it."""
+    probe = parity.prior_probe()
+    stats = SuffStats.from_possessions(probe)
+    extra = {"whitening": Whitening.none()} if model == "hierarchical" else {}
+    stan_model = parity.build_stan(
+        model, form, parity.stan_data(model, form, probe, stats, Cells.everywhere(), **extra)
+    )
+    result = parity.density_parity(
+        get_model(model, Cells.everywhere(), extra.get("whitening"), OTHER_PRIORS),
+        make_likelihood("suffstats", stats, probe),
+        stan_model,
+        n_points=10,
+    )
+    assert not result.passed and result.offset_spread > 1e3 * parity.DENSITY_RTOL
+
+
+def wrong_prior_matchup(likelihood, cells, priors=None):
+    """The matchup model with beta_0's prior scale changed from 5 to 4 (whatever `priors` say)."""
     beta_0 = models._touched("beta_0_data", dist.Normal(0.0, 4.0), cells, "beta_0")
     beta_off = models._touched("beta_off_data", dist.HalfNormal(5.0), cells, "beta_off")
     beta_def = models._touched("beta_def_data", dist.HalfNormal(5.0), cells, "beta_def")
@@ -101,7 +137,7 @@ def wrong_prior_matchup(likelihood, cells):
     likelihood.observe(models._touched_coefficients(cells, beta_0, beta_off, beta_def), sigma)
 
 
-def wrong_sign_simplified(likelihood, cells=None):
+def wrong_sign_simplified(likelihood, cells=None, priors=None):
     """The pooled model with the defensive term added instead of subtracted."""
     beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, 5.0))
     beta_off = numpyro.sample("beta_off", dist.HalfNormal(5.0).expand([models.A]).to_event(1))
@@ -110,10 +146,10 @@ def wrong_sign_simplified(likelihood, cells=None):
     likelihood.observe(models._coefficients(beta_0, beta_off, -beta_def), sigma)
 
 
-def other_coordinates_hierarchical(likelihood, cells, whitening):
+def other_coordinates_hierarchical(likelihood, cells, whitening, priors=models.DEFAULT_PRIORS):
     """The hierarchical model in coordinates other than the Stan file's (precisions doubled):
     the same posterior, but another density over the sampled coordinates."""
-    models.hierarchical(likelihood, cells, Whitening(2.0 * whitening.precision, whitening.location))
+    models.hierarchical(likelihood, cells, Whitening(2.0 * whitening.precision, whitening.location), priors)
 
 
 @pytest.mark.parametrize(
@@ -215,11 +251,24 @@ def test_cli_parity_writes_tables_and_verdict(small_rows, stan_models, tmp_path)
     small_rows.to_frame().to_csv(path, index=False)
     out = tmp_path / "parity"
     result = runner.invoke(
-        app, ["parity", "--model", "simplified", "--data", str(path), "--no-posterior", "--out", str(out)]
+        app,
+        [
+            "parity",
+            "--model",
+            "simplified",
+            "--data",
+            str(path),
+            "--no-posterior",
+            "--out",
+            str(out),
+            "--prior",
+            "sigma=1",
+        ],
     )
     assert result.exit_code == 0, result.output
     verdict = json.loads((out / "parity.json").read_text())
     assert verdict["passed"] and verdict["stan_file"] == "simplified.stan"
+    assert verdict["priors"] == Priors(sigma=1.0).to_dict()
     assert set(verdict["density"]) == {"suffstats, data", "rows, data", "suffstats, prior probe", "rows, prior probe"}
     assert "verdict" in result.output and "pass" in result.output
 

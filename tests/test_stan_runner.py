@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lineup_numpyro.config import SamplerConfig
+from lineup_numpyro.config import Priors, SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.models.simulate import simulate_season
 from lineup_numpyro.stan import runner as stan_runner
@@ -51,6 +51,12 @@ def test_stan_data_per_form():
     assert "matchup" not in stan_runner.stan_data("simplified", "reference", rows=rows)
     fast = stan_runner.stan_data("matchup", "fast", stats=SuffStats.from_possessions(rows))
     assert fast["xtx"].shape == (36, 17, 17) and fast["n"].sum() == 300
+    assert (loop["prior_beta_0"], loop["prior_beta"], loop["prior_sigma"]) == (5.0, 5.0, 2.5)
+    assert "prior_tau" not in loop  # each file gets the priors its model has, as data
+    chosen = stan_runner.stan_data(
+        "hierarchical", "fast", stats=SuffStats.from_possessions(rows), priors=Priors(tau=0.5)
+    )
+    assert chosen["prior_tau"] == 0.5 and chosen["prior_mu_loc"] == -4.0 and "prior_beta" not in chosen
     with pytest.raises(ValueError, match="needs sufficient statistics"):
         stan_runner.stan_data("matchup", "fast", rows=rows)
     with pytest.raises(ValueError, match="no Stan file"):

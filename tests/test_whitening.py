@@ -16,7 +16,8 @@ from lineup_numpyro.models.model import SuffStatsLikelihood, get_model
 from lineup_numpyro.models.simulate import simulate_season
 from lineup_numpyro.models.whitening import Whitening, half_normal_from_standard
 
-FAMILIES = (("0", 0.0, models.BETA_0_SD), ("off", models.MU_LOC, models.MU_SD), ("def", models.MU_LOC, models.MU_SD))
+PRIORS = models.DEFAULT_PRIORS
+FAMILIES = (("0", 0.0, PRIORS.beta_0), ("off", PRIORS.mu_loc, PRIORS.mu_sd), ("def", PRIORS.mu_loc, PRIORS.mu_sd))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ Both define the same log density (tested to relative 1e-8).
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -24,6 +24,7 @@ import numpyro.distributions as dist
 from scipy.special import ndtri
 
 from lineup_numpyro import names
+from lineup_numpyro.config import Priors
 from lineup_numpyro.data.possessions import Possessions
 from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.models.cells import Cells
@@ -96,46 +97,39 @@ def predict(coef: np.ndarray, matchup: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-# Prior scales of ../shared/MODELS.md, in one place.
-BETA_0_SD = 5.0  # beta_0 ~ N(0, 5) (pooled and matchup models); mu_0 ~ N(0, 5) (hierarchical)
-BETA_SD = 5.0  # beta_off, beta_def ~ N+(0, 5)
-SIGMA_SCALE = 2.5  # sigma ~ C+(0, 2.5)
-MU_LOC, MU_SD = -4.0, 2.0  # mu_off, mu_def ~ N(-4, 2)
-TAU_SD = 1.0  # tau_0, tau_off, tau_def ~ N+(0, 1)
+DEFAULT_PRIORS = Priors()  # ../shared/MODELS.md's; a run's own are config.RunConfig.priors
 
 # Width of each coefficient family's central 90% prior interval, on the coefficient scale: the
 # yardstick for how far the data moved a coefficient (outputs.prior_width_ratios). Normal and
 # half-normal priors have closed forms; the hierarchical model's beta = exp(mu + tau e) (whose
-# prior variance is infinite) is integrated by Monte Carlo once, with a fixed seed.
+# prior variance is infinite) is integrated by Monte Carlo once per set of priors, with a fixed seed.
 
 
-def prior_width(model: str, family: str) -> float:
-    """q95 - q05 of the marginal prior of one coefficient of `family` in `model`."""
+def prior_width(model: str, family: str, priors: Priors = DEFAULT_PRIORS) -> float:
+    """q95 - q05 of the marginal prior of one coefficient of `family` in `model` under `priors`."""
 
     if model in ("simplified", "matchup"):
         if family == "beta_0":  # N(0, s): s (z_.95 - z_.05)
-            return BETA_0_SD * float(ndtri(0.95) - ndtri(0.05))
+            return priors.beta_0 * float(ndtri(0.95) - ndtri(0.05))
         # N+(0, s): its p-quantile is s z_{(1+p)/2}
-        return BETA_SD * float(ndtri(0.975) - ndtri(0.525))
+        return priors.beta * float(ndtri(0.975) - ndtri(0.525))
     if model == "hierarchical":
-        return _hierarchical_prior_widths()[family]
+        return _hierarchical_prior_widths(priors)[family]
     raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
 
 
-_WIDTHS: dict[str, float] = {}
-
-
-def _hierarchical_prior_widths() -> dict[str, float]:
-    if not _WIDTHS:
-        rng = np.random.default_rng(20230)
-        n = 400_000
-        tau = np.abs(rng.normal(0.0, TAU_SD, n))
-        beta_0 = rng.normal(0.0, BETA_0_SD, n) + tau * rng.normal(size=n)
-        beta = np.exp(rng.normal(MU_LOC, MU_SD, n) + tau * rng.normal(size=n))
-        for family, draws in (("beta_0", beta_0), ("beta_off", beta), ("beta_def", beta)):
-            lo, hi = np.quantile(draws, [0.05, 0.95])
-            _WIDTHS[family] = float(hi - lo)
-    return _WIDTHS
+@lru_cache(maxsize=16)
+def _hierarchical_prior_widths(priors: Priors) -> dict[str, float]:
+    rng = np.random.default_rng(20230)
+    n = 400_000
+    tau = np.abs(rng.normal(0.0, priors.tau, n))
+    beta_0 = rng.normal(0.0, priors.beta_0, n) + tau * rng.normal(size=n)
+    beta = np.exp(rng.normal(priors.mu_loc, priors.mu_sd, n) + tau * rng.normal(size=n))
+    widths = {}
+    for family, draws in (("beta_0", beta_0), ("beta_off", beta), ("beta_def", beta)):
+        lo, hi = np.quantile(draws, [0.05, 0.95])
+        widths[family] = float(hi - lo)
+    return widths
 
 
 def _coefficients(beta_0: jnp.ndarray, beta_off: jnp.ndarray, beta_def: jnp.ndarray) -> jnp.ndarray:
@@ -162,30 +156,32 @@ def _touched(name: str, distribution: dist.Distribution, cells: Cells, family: s
     return numpyro.sample(name, distribution.expand([k]).to_event(1))
 
 
-def simplified(likelihood: Likelihood, cells: Cells | None = None) -> None:
+def simplified(likelihood: Likelihood, cells: Cells | None = None, priors: Priors = DEFAULT_PRIORS) -> None:
     """Pooled model: one coefficient vector for every matchup (18 parameters)."""
-    beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, BETA_0_SD))
-    beta_off = numpyro.sample("beta_off", dist.HalfNormal(BETA_SD).expand([A]).to_event(1))  # (8,)
-    beta_def = numpyro.sample("beta_def", dist.HalfNormal(BETA_SD).expand([A]).to_event(1))  # (8,)
-    sigma = numpyro.sample("sigma", dist.HalfCauchy(SIGMA_SCALE))
+    beta_0 = numpyro.sample("beta_0", dist.Normal(0.0, priors.beta_0))
+    beta_off = numpyro.sample("beta_off", dist.HalfNormal(priors.beta).expand([A]).to_event(1))  # (8,)
+    beta_def = numpyro.sample("beta_def", dist.HalfNormal(priors.beta).expand([A]).to_event(1))  # (8,)
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(priors.sigma))
     likelihood.observe(_coefficients(beta_0, beta_off, beta_def), sigma)
 
 
-def matchup(likelihood: Likelihood, cells: Cells) -> None:
+def matchup(likelihood: Likelihood, cells: Cells, priors: Priors = DEFAULT_PRIORS) -> None:
     """Matchup-specific model: independent coefficients per matchup (36 x 17 + 1 = 613).
 
     Only the cells the data touch are sampled (sites `*_data`, one value per touched cell in
     row-major (matchup, column) order); the others are exactly their prior and are drawn by
     `complete`.
     """
-    beta_0 = _touched("beta_0_data", dist.Normal(0.0, BETA_0_SD), cells, "beta_0")
-    beta_off = _touched("beta_off_data", dist.HalfNormal(BETA_SD), cells, "beta_off")
-    beta_def = _touched("beta_def_data", dist.HalfNormal(BETA_SD), cells, "beta_def")
-    sigma = numpyro.sample("sigma", dist.HalfCauchy(SIGMA_SCALE))
+    beta_0 = _touched("beta_0_data", dist.Normal(0.0, priors.beta_0), cells, "beta_0")
+    beta_off = _touched("beta_off_data", dist.HalfNormal(priors.beta), cells, "beta_off")
+    beta_def = _touched("beta_def_data", dist.HalfNormal(priors.beta), cells, "beta_def")
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(priors.sigma))
     likelihood.observe(_touched_coefficients(cells, beta_0, beta_off, beta_def), sigma)
 
 
-def hierarchical(likelihood: Likelihood, cells: Cells, whitening: Whitening | None = None) -> None:
+def hierarchical(
+    likelihood: Likelihood, cells: Cells, whitening: Whitening | None = None, priors: Priors = DEFAULT_PRIORS
+) -> None:
     """Partial pooling: each matchup's effect a multiplicative deviation from a league-wide one,
     beta_off[m, a] = exp(mu_off[a] + tau_off[a] * e_off[m, a]), e ~ N(0, 1).
 
@@ -195,15 +191,15 @@ def hierarchical(likelihood: Likelihood, cells: Cells, whitening: Whitening | No
     on the log scale, p = 0). Untouched cells' e are N(0, 1) draws in `complete`.
     """
     w = whitening if whitening is not None else Whitening.none()
-    tau_0 = _scale("tau_0", (), whitened=whitening is not None)
-    tau_off = _scale("tau_off", (A,), whitened=whitening is not None)  # (8,)
-    tau_def = _scale("tau_def", (A,), whitened=whitening is not None)  # (8,)
-    sigma = numpyro.sample("sigma", dist.HalfCauchy(SIGMA_SCALE))
+    tau_0 = _scale("tau_0", (), priors.tau, whitened=whitening is not None)
+    tau_off = _scale("tau_off", (A,), priors.tau, whitened=whitening is not None)  # (8,)
+    tau_def = _scale("tau_def", (A,), priors.tau, whitened=whitening is not None)  # (8,)
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(priors.sigma))
     beta = {}
     for family, short, tau, loc, sd in (
-        ("beta_0", "0", tau_0[None], 0.0, BETA_0_SD),
-        ("beta_off", "off", tau_off, MU_LOC, MU_SD),
-        ("beta_def", "def", tau_def, MU_LOC, MU_SD),
+        ("beta_0", "0", tau_0[None], 0.0, priors.beta_0),
+        ("beta_off", "off", tau_off, priors.mu_loc, priors.mu_sd),
+        ("beta_def", "def", tau_def, priors.mu_loc, priors.mu_sd),
     ):
         mu, e, eta = _population_and_cells(family, short, tau, loc, sd, cells, w)
         beta[family] = eta if family == "beta_0" else jnp.exp(eta)
@@ -212,14 +208,14 @@ def hierarchical(likelihood: Likelihood, cells: Cells, whitening: Whitening | No
     likelihood.observe(_touched_coefficients(cells, beta["beta_0"], beta["beta_off"], beta["beta_def"]), sigma)
 
 
-def _scale(name: str, shape: tuple[int, ...], whitened: bool) -> jnp.ndarray:
-    """A population scale tau ~ N+(0, TAU_SD): drawn through z_tau ~ N(0, 1) in the whitened
+def _scale(name: str, shape: tuple[int, ...], sd: float, whitened: bool) -> jnp.ndarray:
+    """A population scale tau ~ N+(0, sd): drawn through z_tau ~ N(0, 1) in the whitened
     coordinates (recorded as a deterministic `name`), else sampled as it stands."""
-    prior = dist.HalfNormal(TAU_SD) if not shape else dist.HalfNormal(TAU_SD).expand(list(shape)).to_event(len(shape))
+    prior = dist.HalfNormal(sd) if not shape else dist.HalfNormal(sd).expand(list(shape)).to_event(len(shape))
     if not whitened:
         return numpyro.sample(name, prior)
     std = dist.Normal(0.0, 1.0) if not shape else dist.Normal(0.0, 1.0).expand(list(shape)).to_event(len(shape))
-    return numpyro.deterministic(name, TAU_SD * half_normal_from_standard(numpyro.sample(f"z_{name}", std)))
+    return numpyro.deterministic(name, sd * half_normal_from_standard(numpyro.sample(f"z_{name}", std)))
 
 
 def _population_and_cells(
@@ -251,7 +247,7 @@ def _population_and_cells(
     return mu, e, mu[j] + t * e
 
 
-MODEL_FUNCTIONS: dict[str, Callable[[Likelihood, Cells], None]] = {
+MODEL_FUNCTIONS: dict[str, Callable[..., None]] = {
     "simplified": simplified,
     "matchup": matchup,
     "hierarchical": hierarchical,
@@ -259,32 +255,33 @@ MODEL_FUNCTIONS: dict[str, Callable[[Likelihood, Cells], None]] = {
 
 
 def get_model(
-    name: str, cells: Cells | None = None, whitening: Whitening | None = None
+    name: str, cells: Cells | None = None, whitening: Whitening | None = None, priors: Priors = DEFAULT_PRIORS
 ) -> Callable[[Likelihood], None]:
-    """The NumPyro model `name` for data whose touched cells are `cells` (all cells if None);
-    the hierarchical model in `whitening`'s coordinates (None: plain non-centred)."""
+    """The NumPyro model `name` under `priors` for data whose touched cells are `cells` (all cells
+    if None); the hierarchical model in `whitening`'s coordinates (None: plain non-centred)."""
     try:
         fn = MODEL_FUNCTIONS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(names.MODELS)}") from None
     cells = cells if cells is not None else Cells.everywhere()
     if name == "hierarchical":
-        return partial(fn, cells=cells, whitening=whitening)
-    return partial(fn, cells=cells)
+        return partial(fn, cells=cells, whitening=whitening, priors=priors)
+    return partial(fn, cells=cells, priors=priors)
 
 
 # Per model and coefficient family: the site NUTS samples over the touched cells, and what
-# the untouched ones are exactly (drawn by `complete`, with the matchup model's prior scales).
+# the untouched ones are exactly (drawn by `complete`: the matchup model's prior, the
+# hierarchical model's e ~ N(0, 1)), as draw(rng, shape, priors).
 SAMPLED_CELLS = {
     "matchup": {
-        "beta_0": ("beta_0_data", lambda rng, shape: rng.normal(0.0, BETA_0_SD, shape)),
-        "beta_off": ("beta_off_data", lambda rng, shape: np.abs(rng.normal(0.0, BETA_SD, shape))),
-        "beta_def": ("beta_def_data", lambda rng, shape: np.abs(rng.normal(0.0, BETA_SD, shape))),
+        "beta_0": ("beta_0_data", lambda rng, shape, priors: rng.normal(0.0, priors.beta_0, shape)),
+        "beta_off": ("beta_off_data", lambda rng, shape, priors: np.abs(rng.normal(0.0, priors.beta, shape))),
+        "beta_def": ("beta_def_data", lambda rng, shape, priors: np.abs(rng.normal(0.0, priors.beta, shape))),
     },
     "hierarchical": {
-        "beta_0": ("e_0_data", lambda rng, shape: rng.standard_normal(shape)),
-        "beta_off": ("e_off_data", lambda rng, shape: rng.standard_normal(shape)),
-        "beta_def": ("e_def_data", lambda rng, shape: rng.standard_normal(shape)),
+        "beta_0": ("e_0_data", lambda rng, shape, priors: rng.standard_normal(shape)),
+        "beta_off": ("e_off_data", lambda rng, shape, priors: rng.standard_normal(shape)),
+        "beta_def": ("e_def_data", lambda rng, shape, priors: rng.standard_normal(shape)),
     },
 }
 
@@ -301,10 +298,12 @@ def _fill(
     return out if family == "beta_0" else out.reshape(*lead, M, A)
 
 
-def complete(model: str, samples: dict[str, np.ndarray], cells: Cells, seed: int = 0) -> dict[str, np.ndarray]:
+def complete(
+    model: str, samples: dict[str, np.ndarray], cells: Cells, seed: int = 0, priors: Priors = DEFAULT_PRIORS
+) -> dict[str, np.ndarray]:
     """Every parameter of `model` under its Stan name, shaped (chains, draws, ...), from NUTS's
     draws of the touched cells plus exact draws for the rest (Stan's generated quantities):
-    matchup model, from the prior; hierarchical model, e ~ N(0, 1) given each draw of mu, tau.
+    matchup model, from `priors`; hierarchical model, e ~ N(0, 1) given each draw of mu, tau.
     The extra draws depend only on `seed` and the shapes, so chunked and resumed runs agree."""
     if model == "simplified":
         return dict(samples)
@@ -313,7 +312,7 @@ def complete(model: str, samples: dict[str, np.ndarray], cells: Cells, seed: int
     rng = np.random.default_rng([seed, 0x6C696E65])
     lead = np.shape(samples["sigma"])[:2]
     full = {
-        family: _fill(cells, family, samples.get(site), draw_rest, rng, lead)
+        family: _fill(cells, family, samples.get(site), partial(draw_rest, priors=priors), rng, lead)
         for family, (site, draw_rest) in SAMPLED_CELLS[model].items()
     }
     if model == "matchup":

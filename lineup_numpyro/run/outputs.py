@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from lineup_numpyro import names
-from lineup_numpyro.config import RunConfig
+from lineup_numpyro.config import Priors, RunConfig
 from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.files import atomic_path, write_json
-from lineup_numpyro.inference.diagnostics import parameter_summary
+from lineup_numpyro.inference.diagnostics import RHAT_MAX, convergence_problems, ess_min, parameter_summary
 from lineup_numpyro.inference.sampling import SamplingResult
 from lineup_numpyro.models.model import prior_width
 from lineup_numpyro.run.pointwise import pointwise_decision, write_pointwise
@@ -36,8 +36,6 @@ from lineup_numpyro.run.rundir import RunDir
 if TYPE_CHECKING:
     from lineup_numpyro.inference.approx import Approximation
 
-RHAT_MAX = 1.01
-ESS_MIN = 400
 # A coefficient is informed when its central 90% posterior interval is at most this share of
 # its prior's (models.prior_width): the data, or for the hierarchical model the population,
 # narrowed it tenfold. The priors are ~100x wider than the effects (N+(0, 5) against ~0.01
@@ -64,14 +62,16 @@ def to_inference_data(
     model: str,
     stats: SuffStats,
     attrs: dict | None = None,
+    priors: Priors | None = None,
 ) -> az.InferenceData:
-    """Posterior with Stan names and 1-based matchup/archetype coordinates, plus per-draw stats."""
+    """Posterior with Stan names and 1-based matchup/archetype coordinates, plus per-draw stats
+    (prior width ratios against `priors`, default config.Priors())."""
     dims = names.POSTERIOR_DIMS[model]
     posterior = {var: samples[var] for var in dims}
     coords = dict(names.COORDS)
     constant = {"n_possessions": stats.n.astype(np.int64)}
     constant_dims = {"n_possessions": ["matchup"]}
-    for family, (n_on_floor, ratio) in coverage(samples, model, stats).items():
+    for family, (n_on_floor, ratio) in coverage(samples, model, stats, priors).items():
         constant[f"n_on_floor_{family}"] = n_on_floor
         constant[f"prior_width_ratio_{family}"] = ratio
         constant[f"informed_{family}"] = informed(n_on_floor, ratio, model)
@@ -91,11 +91,13 @@ def to_inference_data(
     return idata
 
 
-def coverage(samples: dict[str, np.ndarray], model: str, stats: SuffStats) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def coverage(
+    samples: dict[str, np.ndarray], model: str, stats: SuffStats, priors: Priors | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per coefficient family: (possessions with the coefficient's column non-zero, 90% interval
     width / the prior's), each shaped like the family's parameter (pooled counts for the pooled model)."""
     nonzero = np.asarray(stats.nonzero, dtype=np.int64)
-    ratios = prior_width_ratios(samples, model)
+    ratios = prior_width_ratios(samples, model, priors)
     out = {}
     for family in FAMILIES:
         counts = nonzero[:, names.FAMILY_COLUMNS[family]]
@@ -104,9 +106,11 @@ def coverage(samples: dict[str, np.ndarray], model: str, stats: SuffStats) -> di
     return out
 
 
-def prior_width_ratios(samples: dict[str, np.ndarray], model: str) -> dict[str, np.ndarray]:
-    """Width of each coefficient's central 90% posterior interval / its prior's
-    (models.prior_width), per family; NaN for a single draw (a MAP point)."""
+def prior_width_ratios(
+    samples: dict[str, np.ndarray], model: str, priors: Priors | None = None
+) -> dict[str, np.ndarray]:
+    """Width of each coefficient's central 90% posterior interval / its prior's under `priors`
+    (models.prior_width; default config.Priors()), per family; NaN for a single draw (a MAP point)."""
     out = {}
     for family in FAMILIES:
         draws = np.asarray(samples[family], dtype=np.float64)
@@ -116,7 +120,7 @@ def prior_width_ratios(samples: dict[str, np.ndarray], model: str) -> dict[str, 
             width = hi - lo
         else:
             width = np.full(flat.shape[1:], np.nan)
-        out[family] = width / prior_width(model, family)
+        out[family] = width / prior_width(model, family, priors or Priors())
     return out
 
 
@@ -166,7 +170,20 @@ def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
     table["prior_width_ratio"] = [ratio.get(p, np.nan) for p in params]
     table["informed"] = pd.array([is_informed.get(p) for p in params], dtype="boolean")
     table["source"] = [source.get(p, "") for p in params]
+    # the numbering people read (names.py): matchup id and label, archetype 0-7
+    table["matchup_id"] = pd.array([None if m is None or pd.isna(m) else int(m) for m in matchup], dtype="Int64")
+    table["matchup_label"] = [names.MATCHUP_LABELS[int(m)] if pd.notna(m) else "" for m in table["matchup_id"]]
+    table["archetype"] = pd.array([_archetype_of(p) for p in table["parameter"]], dtype="Int64")
     return table
+
+
+def _archetype_of(parameter: str) -> int | None:
+    """0-7 for a parameter indexed by archetype (its last index), None otherwise."""
+    var, index = names.parse_stan_name(parameter)
+    for dims in names.POSTERIOR_DIMS.values():
+        if var in dims and dims[var] and dims[var][-1] == "archetype":
+            return index[-1]
+    return None
 
 
 def rhat_text(max_rhat: float | None, digits: int = 3) -> str:
@@ -196,7 +213,10 @@ def diagnostics(table: pd.DataFrame, result: SamplingResult, model: str) -> dict
     worst_rhat = table.loc[known.idxmax()] if len(known) else None
     max_rhat = None if worst_rhat is None else float(worst_rhat["r_hat"])
     worst_ess = table.loc[table["ess_bulk"].idxmin()]
-    converged = bool(max_rhat is not None and max_rhat <= RHAT_MAX and worst_ess["ess_bulk"] >= ESS_MIN and n_div == 0)
+    chains, draws = result.config.chains, result.config.draws
+    problems = convergence_problems(
+        max_rhat, float(worst_ess["ess_bulk"]), n_div, chains, draws, result.config.target_accept
+    )
     report = {
         "model": model,
         "method": "nuts",
@@ -218,14 +238,15 @@ def diagnostics(table: pd.DataFrame, result: SamplingResult, model: str) -> dict
             "sampling_s": result.timing.sampling_s,
             "total_s": result.timing.total_s,
         },
-        "thresholds": {"r_hat_max": RHAT_MAX, "ess_bulk_min": ESS_MIN},
-        "converged": converged,
-        "matchups": _matchup_verdicts(table) if model != "simplified" else [],
+        "thresholds": {"r_hat_max": RHAT_MAX, "ess_bulk_min": ess_min(chains), "ess_bulk_per_chain": ess_min(1)},
+        "converged": not problems,
+        "problems": problems,  # what kept it from converging, each with its advice
+        "matchups": _matchup_verdicts(table, ess_min(chains)) if model != "simplified" else [],
     }
     return report
 
 
-def _matchup_verdicts(table: pd.DataFrame) -> list[dict]:
+def _matchup_verdicts(table: pd.DataFrame, ess_bulk_min: float) -> list[dict]:
     matchup = table["parameter"].map(_matchup_of)
     verdicts = []
     for m in range(names.N_MATCHUPS):
@@ -237,13 +258,13 @@ def _matchup_verdicts(table: pd.DataFrame) -> list[dict]:
             verdict = "no data"
         elif max_rhat is None:
             verdict = "not checked"
-        elif max_rhat <= RHAT_MAX and min_ess >= ESS_MIN:
+        elif max_rhat <= RHAT_MAX and min_ess >= ess_bulk_min:
             verdict = "converged"
         else:
             verdict = "not converged"
         verdicts.append(
             {
-                "matchup": m + 1,
+                "matchup_id": m,
                 "label": names.MATCHUP_LABELS[m],
                 "n_possessions": n,
                 "max_rhat": max_rhat,
@@ -267,7 +288,12 @@ def write_outputs(
     `data_s` is the time spent reading and validating the data, recorded with the sampler's.
     """
     idata = to_inference_data(
-        result.samples, result.stats, config.model, stats, attrs={"likelihood": config.likelihood, "method": "nuts"}
+        result.samples,
+        result.stats,
+        config.model,
+        stats,
+        attrs={"likelihood": config.likelihood, "method": "nuts"},
+        priors=config.priors,
     )
     table = coefficient_table(idata, config.model)
     report = diagnostics(table, result, config.model)
@@ -287,6 +313,7 @@ def write_approx_outputs(
             config.model,
             stats,
             attrs={"likelihood": config.likelihood, "method": approx.method},
+            priors=config.priors,
         )
         table = coefficient_table(idata, config.model)
     report = {

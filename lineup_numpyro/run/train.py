@@ -116,6 +116,7 @@ FIXED_ON_RESUME = (
     "sampler.checkpoint_every",
     "sampler.init",
     "approx.guide",
+    "priors",
 )
 
 
@@ -160,6 +161,9 @@ def _require_same_options(run: RunDir, config: RunConfig, options: Mapping[str, 
             value, old = str(Path(str(value)).resolve()), str(Path(old).resolve())
         if key == "data.seasons":
             value, old = tuple(value or ()), tuple(old or ())
+        if key == "priors":  # name only the families that differ
+            differ = [k for k in old if value.get(k) != old[k]]
+            value, old = {k: value.get(k) for k in differ}, {k: old[k] for k in differ}
         if value != old:
             changed.append(f"{key.split('.')[-1]} {value!r} (the run has {old!r})")
     if changed:
@@ -184,14 +188,15 @@ def _sample_and_write(run: RunDir, config: RunConfig, data: PreparedData, data_s
         if data.truth is not None:
             write_json(run / RunDir.TRUE_PARAMS, data.truth)
         cells = Cells.from_stats(data.stats)
-        model = get_model(config.model, cells, _whitening(config, data))
+        model = get_model(config.model, cells, _whitening(config, data), config.priors)
         if config.method == "nuts":
             result = sample_posterior(model, likelihood, config.sampler, checkpoint_dir=run / RunDir.CHECKPOINT)
-            result = replace(result, samples=complete(config.model, result.samples, cells, config.sampler.seed))
+            samples = complete(config.model, result.samples, cells, config.sampler.seed, config.priors)
+            result = replace(result, samples=samples)
             report = outputs.write_outputs(run.path, result, config, data.stats, data.source, data_s)
         else:
             fit = approximate(config.method, model, likelihood, config.approx)
-            fit = replace(fit, samples=complete(config.model, fit.samples, cells, config.approx.seed))
+            fit = replace(fit, samples=complete(config.model, fit.samples, cells, config.approx.seed, config.priors))
             report = outputs.write_approx_outputs(run.path, fit, config, data.stats, data.source, data_s)
     except KeyboardInterrupt:
         _mark(run, "interrupted")

@@ -14,7 +14,7 @@ Stan runs through PyStan 3 (`pip install -e .[stan]`), by way of stan_runner.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from numpyro.infer.util import constrain_fn, initialize_model
 from scipy.stats import norm
 
 from lineup_numpyro import names
-from lineup_numpyro.config import SamplerConfig
+from lineup_numpyro.config import Priors, SamplerConfig
 from lineup_numpyro.data.possessions import Possessions
 from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.files import atomic_path, write_json
@@ -171,6 +171,7 @@ class ParityReport:
     density: dict[str, DensityParity]  # by "<NumPyro likelihood>, <data or prior probe>"
     posterior: PosteriorParity | None
     stan_divergences: int | None
+    priors: Priors = field(default_factory=Priors)
 
     @property
     def passed(self) -> bool:
@@ -182,6 +183,7 @@ class ParityReport:
             "model": self.model,
             "stan_file": stan_file(self.model, self.form).name,
             "passed": self.passed,
+            "priors": self.priors.to_dict(),
             "density": {
                 lik: {
                     "passed": d.passed,
@@ -232,16 +234,19 @@ def density_checks(
     n_points: int = 20,
     seed: int = 0,
     model_fn: Callable[..., None] | None = None,
+    priors: Priors | None = None,
 ) -> dict[str, DensityParity]:
-    """Density parity on `rows` and on the prior probe, for both NumPyro likelihoods.
+    """Density parity on `rows` and on the prior probe, for both NumPyro likelihoods, both sides
+    under `priors` (default: config.Priors()).
 
     On `rows` both sides sample only the cells the data touch (cells.py), the hierarchical
     model in the data's whitened coordinates (whitening.py); on the probe both sample every
     cell in plain coordinates, so that every prior faces the comparison.
-    `model_fn(likelihood, cells[, whitening])` replaces the package's model (to show that the
-    harness catches a wrong one).
+    `model_fn(likelihood, cells[, whitening], priors)` replaces the package's model (to show that
+    the harness catches a wrong one).
     """
 
+    priors = priors or Priors()
     checks = {}
     for label, data in (("data", rows), ("prior probe", prior_probe())):
         stats = SuffStats.from_possessions(data)
@@ -249,8 +254,10 @@ def density_checks(
         extra = {}
         if model == "hierarchical":
             extra["whitening"] = Whitening.from_stats(stats) if label == "data" else Whitening.none()
-        bound = partial(model_fn or MODEL_FUNCTIONS[model], cells=cells, **extra)
-        stan_model = build_stan(model, form, stan_data(model, form, data, stats, cells, **extra), seed=seed)
+        bound = partial(model_fn or MODEL_FUNCTIONS[model], cells=cells, priors=priors, **extra)
+        stan_model = build_stan(
+            model, form, stan_data(model, form, data, stats, cells, priors=priors, **extra), seed=seed
+        )
         for kind in ("suffstats", "rows"):
             checks[f"{kind}, {label}"] = density_parity(
                 bound, make_likelihood(kind, stats, data), stan_model, n_points, seed=seed
@@ -259,26 +266,34 @@ def density_checks(
 
 
 def run_parity(
-    model: str, rows: Possessions, form: str = "reference", sampler=None, n_points: int = 20, posterior: bool = True
+    model: str,
+    rows: Possessions,
+    form: str = "reference",
+    sampler=None,
+    n_points: int = 20,
+    posterior: bool = True,
+    priors: Priors | None = None,
 ) -> ParityReport:
-    """Density parity (both NumPyro likelihoods), then (optionally) posterior parity, on `rows`."""
+    """Density parity (both NumPyro likelihoods), then (optionally) posterior parity, on `rows`,
+    under `priors` (default: config.Priors())."""
 
-    sampler = sampler or SamplerConfig()
-    density = density_checks(model, rows, form, n_points, sampler.seed)
+    sampler, priors = sampler or SamplerConfig(), priors or Priors()
+    density = density_checks(model, rows, form, n_points, sampler.seed, priors=priors)
     if not posterior:
-        return ParityReport(model, form, density, None, None)
+        return ParityReport(model, form, density, None, None, priors)
     stats = SuffStats.from_possessions(rows)
     cells = Cells.from_stats(stats)
     whitening = Whitening.from_stats(stats) if model == "hierarchical" else None
-    stan_fit = sample_stan(model, form, stan_data(model, form, rows, stats, cells, whitening), sampler)
-    ours = sample_posterior(get_model(model, cells, whitening), make_likelihood("suffstats", stats), sampler)
-    ours_samples = complete(model, ours.samples, cells, sampler.seed)
+    stan_fit = sample_stan(model, form, stan_data(model, form, rows, stats, cells, whitening, priors), sampler)
+    ours = sample_posterior(get_model(model, cells, whitening, priors), make_likelihood("suffstats", stats), sampler)
+    ours_samples = complete(model, ours.samples, cells, sampler.seed, priors)
     return ParityReport(
         model,
         form,
         density,
         posterior_parity(ours_samples, stan_fit.samples, model),
         int(stan_fit.stats["diverging"].sum()),
+        priors,
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lineup_numpyro import names
+from lineup_numpyro.config import PRIORS_OF_MODEL, Priors
 from lineup_numpyro.data.possessions import Possessions
 from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.errors import StanUnavailable
@@ -67,11 +68,13 @@ def stan_data(
     stats: SuffStats | None = None,
     cells: Cells | None = None,
     whitening: Whitening | None = None,
+    priors: Priors | None = None,
 ) -> dict:
     """The data block of the Stan file: rows for the reference files, statistics for the fast one,
     and for the per-matchup models the touched cells (cells.py; default: those of the data),
     each family's as 1-based (matchup, archetype) pairs, which the Stan files sample; for the
-    hierarchical model each touched cell's whitening (default: from the data's statistics)."""
+    hierarchical model each touched cell's whitening (default: from the data's statistics);
+    the model's prior scales as `prior_<family>` (default: config.Priors())."""
     if form == "fast":
         if stats is None:
             raise ValueError("the fast Stan form needs sufficient statistics")
@@ -95,6 +98,8 @@ def stan_data(
         if model == "hierarchical" and whitening is None:
             whitening = Whitening.from_stats(stats)
         data.update(_cell_data(cells, whitening if model == "hierarchical" else None))
+    chosen = (priors or Priors()).to_dict()
+    data.update({f"prior_{family}": chosen[family] for family in PRIORS_OF_MODEL[model]})
     return data
 
 
