@@ -30,7 +30,7 @@ format: setup
 	$(BIN)/ruff format .
 
 test: setup lint
-	$(BIN)/python -m pytest -m "not slow" -q --durations=25
+	$(BIN)/python -m pytest -m "not slow" -q --durations=25 -n 2 --dist loadfile
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q

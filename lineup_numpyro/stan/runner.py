@@ -9,12 +9,16 @@ cache does not grow without bound.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import json
 import multiprocessing as mp
 import os
 import re
+import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -125,7 +129,21 @@ def build_stan(model: str, form: str, data: dict, seed: int = 0):
     except ImportError as exc:
         raise StanUnavailable("PyStan is not installed; run `pip install -e .[stan]`") from exc
     program = stan_file(model, form).read_text()
-    return stan.build(program, data={k: np.asarray(v).tolist() for k, v in data.items()}, random_seed=seed)
+    with _one_build_at_a_time():
+        return stan.build(program, data={k: np.asarray(v).tolist() for k, v in data.items()}, random_seed=seed)
+
+
+@contextlib.contextmanager
+def _one_build_at_a_time() -> Iterator[None]:
+    """httpstan compiles into one cache per user: two processes building the same program at
+    once (tests run in parallel, two parity commands) must not write it at the same time."""
+    path = Path(tempfile.gettempdir()) / f"lineup-numpyro-stan-build-{os.getuid()}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def stan_draws(fit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
