@@ -345,7 +345,11 @@ def simulate(
         write_season(data, truth, out_file)
     except _known_errors() as exc:
         _fail(str(exc))
-    out.print(f"wrote {len(data):,} possessions to {out_file} and the true parameters to {truth_path(out_file)}")
+    out.print(
+        f"wrote {len(data):,} possessions to {out_file} and the true parameters to {truth_path(out_file)}",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 @app.command()
@@ -513,7 +517,7 @@ def validate(
             f"(se {lo['se']:.1f}), p_loo {lo['p_loo']:.1f}, {lo['n_high_k']} with Pareto k > "
             f"{lo['k_threshold']:.2f}"
         )
-    out.print(f"wrote {written}")
+    out.print(f"wrote {written}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -573,7 +577,9 @@ def compare(
         out.print(held)
     out.print(f"[bold]verdict:[/] {escape(result.verdict)}")
     if out_dir is not None:
-        out.print(f"wrote {out_dir}/comparison.csv and comparison.json (full run paths)")
+        out.print(
+            f"wrote {out_dir}/comparison.csv and comparison.json (full run paths)", soft_wrap=True, highlight=False
+        )
 
 
 def _add_rows(table: Table, frame, columns: dict[str, str]) -> None:  # noqa: ANN001
@@ -638,7 +644,7 @@ def export(
             f"[yellow]warning:[/] --force: {len(forced)} matchups use coefficients that failed a check "
             "(see the reason column)"
         )
-    out.print(f"wrote {target}")
+    out.print(f"wrote {target}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -655,7 +661,7 @@ def report(
         path = write_report(run_dir, comparison, _labels(labels))
     except _known_errors() as exc:
         _fail(str(exc))
-    out.print(f"wrote {path}")
+    out.print(f"wrote {path}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -789,7 +795,7 @@ def _print_prepared(report: PrepareReport, top: int = 10) -> None:
         )
     if len(report.unlisted) > top:
         err.print(f"[yellow]note:[/] and {len(report.unlisted) - top} more archetype-lineups not in the table")
-    out.print(f"wrote {escape(report.out_path)}")
+    out.print(f"wrote {escape(report.out_path)}", soft_wrap=True, highlight=False)
 
 
 app.add_typer(lineup_app, name="lineup")
@@ -983,9 +989,9 @@ def lineup_recommend(
     if csv is not None:
         with atomic_path(csv) as tmp:
             rec.table.to_csv(tmp, index=False)
-        out.print(f"wrote {csv}")
+        out.print(f"wrote {csv}", soft_wrap=True, highlight=False)
     if png is not None:
-        out.print(f"wrote {plot_candidates(rec, png, top)}")
+        out.print(f"wrote {plot_candidates(rec, png, top)}", soft_wrap=True, highlight=False)
 
 
 def _print_parity(report) -> None:  # noqa: ANN001
