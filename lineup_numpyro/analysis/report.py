@@ -202,12 +202,11 @@ def forest_plot(idata: az.InferenceData, side: str, path: Path, labels: Labels =
     for ax in axes[:, 0]:
         ax.set_yticks(y, list(names.MATCHUP_LABELS), fontsize=7)
         ax.set_ylabel("matchup (offence_vs_defence supercluster)", fontsize=8)
-    handles, labels = np.ravel(axes)[0].get_legend_handles_labels()
-    for ax in np.ravel(axes)[1:]:
-        h, lab = ax.get_legend_handles_labels()
-        if len(h) > len(handles):
-            handles, labels = h, lab
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
+    key = [  # both entries always, whichever panels have which
+        plt.Line2D([], [], color="C0", lw=1.6, marker="o", ms=3.5, label="informed by data: mean and 90% interval"),
+        plt.Line2D([], [], color="0.8", lw=1.6, marker="o", ms=3.5, label="not informed (mostly prior)"),
+    ]
+    fig.legend(handles=key, loc="lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(f"{var}: posterior mean and 90% interval per matchup; scale set by the informed coefficients", y=0.995)
     fig.tight_layout(rect=(0, 0.03, 1, 0.98))
     return _save(fig, path)
@@ -240,7 +239,8 @@ def ppc_plots(
     ax = az.plot_ppc(idata, kind="cumulative", num_pp_samples=len(draws), figsize=(8, 4.5), random_seed=seed)
     ax = np.ravel(ax)[0]
     ax.set_title(f"outcome: observed (black) and {len(draws)} replicated data sets, {len(rows):,} possessions")
-    ax.set_xlabel("points on the possession")
+    ax.set_xlabel("points on the possession", fontsize=10)
+    ax.set_ylabel("share of possessions with at most x points", fontsize=10)
     dist = _save(ax.figure, dist_path)
 
     # a matchup's mean outcome is the prediction at its mean design row, X'X[m, 0, :] / n_m (x_0 = 1)
@@ -258,8 +258,9 @@ def ppc_plots(
     ax.scatter(x[~inside], observed[~inside], color="tab:red", zorder=3, s=24, label="observed, outside 90%")
     ax.set_xticks(x, [names.MATCHUP_LABELS[m] for m in present], rotation=90, fontsize=8)
     ax.set_ylabel("mean points per possession")
+    ax.set_xlabel("matchup (offence_vs_defence supercluster)")
     ax.set_title(f"mean outcome per matchup: {inside.sum()} of {len(present)} inside their 90% predictive interval")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return dist, _save(fig, means_path)
 
 
