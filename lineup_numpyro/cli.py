@@ -41,7 +41,7 @@ from lineup_numpyro.lineups.players import (
     parse_lineup,
     split_names,
 )
-from lineup_numpyro.lineups.predict import predict_file
+from lineup_numpyro.lineups.predict import predict_file, predict_lineups
 from lineup_numpyro.lineups.prepare import PrepareReport, prepare_possessions
 from lineup_numpyro.lineups.valuation import load_fit, plot_candidates, recommend, value_lineup
 from lineup_numpyro.models.simulate import simulate_season, truth_path, write_season
@@ -667,10 +667,22 @@ def report(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `train`.")],
-    data: Annotated[
-        Path, typer.Option(help="Possessions to predict: the model's input format; the outcome column is optional.")
-    ],
     out_file: Annotated[Path, typer.Option("--out", help="CSV of predictions to write.")],
+    data: Annotated[
+        Optional[Path],
+        typer.Option(help="Possessions to predict: the model's input format; the outcome column is optional."),
+    ] = None,
+    lineups: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Or possessions as lineups (prepare's input: off_1..off_5, def_1..def_5, points optional), "
+            "with the player tables (--tables or each file)."
+        ),
+    ] = None,
+    tables: TablesOption = None,
+    archetypes: ArchetypesOption = None,
+    darko: DarkoOption = None,
+    assignments: AssignmentsOption = None,
     season: Annotated[Optional[str], typer.Option(help="Keep only these seasons, comma-separated.")] = None,
     draws: Annotated[
         Optional[Path],
@@ -680,8 +692,22 @@ def predict(
 ) -> None:
     """Predict possessions with a run: E[y]'s posterior mean and 90% interval, y's 90% predictive
     interval, and flags where a prediction rests on the prior (u, w) or leaves the scale (!)."""
+    if (data is None) == (lineups is None):
+        _fail("give --data FILE (the model's input format) or --lineups FILE (players), not both")
     try:
-        report = predict_file(run_dir, data, out_file, parse_seasons(season), draws, seed)
+        if data is not None:
+            report = predict_file(run_dir, data, out_file, parse_seasons(season), draws, seed)
+        else:
+            found = find_tables(tables) if tables is not None else {}
+            chosen = {
+                "archetypes": archetypes or found.get("archetypes"),
+                "darko": darko or found.get("darko"),
+                "assignments": assignments or found.get("assignments"),
+            }
+            missing = [k for k, v in chosen.items() if v is None]
+            if missing:
+                _fail(f"--lineups needs the player tables: give --{', --'.join(missing)} or --tables DIR")
+            report = predict_lineups(run_dir, lineups, out_file, **chosen, draws=draws, seed=seed)
     except _known_errors() as exc:
         _fail(str(exc))
     out.print(

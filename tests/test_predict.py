@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from lineup_numpyro import names
 from lineup_numpyro.cli import app
 from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig
+from lineup_numpyro.lineups.players import find_tables, load_assignments, load_players, make_lineup
 from lineup_numpyro.lineups.predict import predict_file
+from lineup_numpyro.lineups.valuation import expected_points, load_fit, matchup
 from lineup_numpyro.models.simulate import simulate_season, write_season
 from lineup_numpyro.run import pointwise
 from lineup_numpyro.run.train import train
@@ -94,3 +96,45 @@ def test_cli_predict_and_its_errors(fitted, tmp_path):
     result = runner.invoke(app, ["predict", str(root / "run"), "--data", str(bad), "--out", str(tmp_path / "q.csv")])
     assert result.exit_code == 2 and "z_off_3" in result.output
     assert not (tmp_path / "q.csv").exists()  # nothing half-written
+
+
+def test_predict_from_lineups_matches_the_lineup_commands(fitted, shared_data, tmp_path):
+    """Lineups in, predictions out, row for row, with the features and matchups `lineup` forms."""
+    root, _, _ = fitted
+    tables = find_tables(shared_data)
+    players = load_players(tables["archetypes"], tables["darko"])
+    assignments = load_assignments(tables["assignments"])
+    ids = [int(i) for i in players.table.index[:40]]
+    rng = np.random.default_rng(0)
+    rows = [rng.choice(ids, size=10, replace=False) for _ in range(6)]
+    frame = pd.DataFrame(rows, columns=[f"off_{k}" for k in range(1, 6)] + [f"def_{k}" for k in range(1, 6)])
+    frame.to_csv(tmp_path / "lineups.csv", index=False)  # no points: possessions still to be played
+    args = ["predict", str(root / "run"), "--lineups", str(tmp_path / "lineups.csv"), "--tables", str(shared_data)]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert len(table) == len(rows) and table["outcome"].isna().all()
+    fit = load_fit(root / "run")
+    offense = [make_lineup(players, assignments, r[:5]) for r in rows]
+    defense = [make_lineup(players, assignments, r[5:]) for r in rows]
+    np.testing.assert_allclose(table["mean"], expected_points(fit, offense, defense).mean(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(table["matchup_id"], [matchup(o, d) for o, d in zip(offense, defense)])
+    # a player in no table stops it, naming the row and column (no silently dropped rows)
+    frame.loc[2, "def_3"] = 999_999_999
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(root / "run"),
+            "--lineups",
+            str(tmp_path / "bad.csv"),
+            "--tables",
+            str(shared_data),
+            "--out",
+            str(tmp_path / "q.csv"),
+        ],
+    )
+    assert result.exit_code == 2 and "def_3" in result.output and not (tmp_path / "q.csv").exists()
+    result = runner.invoke(app, ["predict", str(root / "run"), "--out", str(tmp_path / "r.csv")])
+    assert result.exit_code == 2 and "--lineups" in result.output

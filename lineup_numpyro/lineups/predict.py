@@ -13,6 +13,7 @@ of possessions fits in memory.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from lineup_numpyro import names
 from lineup_numpyro.data.possessions import iter_chunks
 from lineup_numpyro.errors import ConfigError
 from lineup_numpyro.files import atomic_path
+from lineup_numpyro.lineups.prepare import prepare_possessions
 from lineup_numpyro.lineups.valuation import PLAUSIBLE_POINTS, SLACK, load_fit
 from lineup_numpyro.run.pointwise import PointwiseWriter, pieces, predicted_means
 
@@ -133,3 +135,23 @@ def predict_file(
             weak_n += sum(1 for u in uninformed if u)
             odd_n += int(implausible.sum())
     return PredictReport(n, str(out_csv), None if draws is None else str(draws), unseen_n, weak_n, odd_n)
+
+
+def predict_lineups(
+    run_dir: str | Path,
+    lineups: str | Path,
+    out_csv: str | Path,
+    archetypes: str | Path,
+    darko: str | Path,
+    assignments: str | Path,
+    draws: str | Path | None = None,
+    seed: int = 0,
+) -> PredictReport:
+    """`predict_file` for possessions given as lineups (prepare's input: off_1..5, def_1..5,
+    points optional), with the features `prepare` and `lineup` form. A player missing from a
+    table is an error naming its row and column (prepare's --strict), so row k of the output
+    is row k of `lineups`."""
+    with tempfile.TemporaryDirectory(prefix="lineup-numpyro-predict-") as work:
+        prepared = Path(work) / "possessions.csv"
+        prepare_possessions(lineups, prepared, archetypes, darko, assignments, strict=True, points=False)
+        return predict_file(run_dir, prepared, out_csv, draws=draws, seed=seed)

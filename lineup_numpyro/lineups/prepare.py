@@ -120,6 +120,7 @@ def prepare_possessions(
     assignments: str | Path,
     chunksize: int = CHUNKSIZE,
     strict: bool = False,
+    points: bool = True,
 ) -> PrepareReport:
     """Write the model's input file `out_path` (.csv) from the possessions with lineups in
     `lineups_path`, with the player tables `archetypes`, `darko` and the supercluster table
@@ -128,6 +129,8 @@ def prepare_possessions(
     A possession with a player missing from a table is dropped and counted (its player named
     in the report), or with `strict` raises a DataError at its row and column. Raises DataError
     for bad input and ConfigError for an output that is not a .csv or is the input itself.
+    With `points` False the points column may be absent (possessions to predict): the output
+    then has no outcome column.
     """
     src, out = Path(lineups_path), Path(out_path)
     if chunksize < 1:
@@ -139,7 +142,7 @@ def prepare_possessions(
     players = load_players(archetypes, darko)
     table = load_assignments(assignments)
     tables = {"archetypes": str(archetypes), "darko": str(darko), "assignments": str(assignments)}
-    header = _header(src)
+    header = _header(src, points)
     placer = _Placer(players, table)
     dropped: Counter[str] = Counter()
     absent: Counter[int] = Counter()  # missing player id -> rows
@@ -150,7 +153,7 @@ def prepare_possessions(
         for frame in _chunks(src, header, chunksize):
             n = len(frame)
             ids = np.column_stack([_ids(src, frame, col, rows_read) for col in REQUIRED[:-1]])  # (n, 10)
-            points = _points(src, frame, rows_read)
+            scored = _points(src, frame, rows_read) if POINTS in header else np.full(n, np.nan)
             _no_repeats(src, ids, rows_read)
             at = players.positions(ids.ravel()).reshape(ids.shape)
             missing = at < 0
@@ -171,7 +174,7 @@ def prepare_possessions(
             rows_read += n
             if not keep.any():
                 continue
-            ids, at, points = ids[keep], at[keep], points[keep]
+            ids, at, scored = ids[keep], at[keep], scored[keep]
             kinds_off, z_off, _ = lineup_features(players, at[:, OFF])
             kinds_def, _, z_def = lineup_features(players, at[:, DEF])
             m, nearest = placer.matchups(ids, kinds_off, kinds_def)
@@ -179,8 +182,9 @@ def prepare_possessions(
             season = None
             if has_season:
                 season = frame[SEASON].fillna("").astype(str).str.strip().to_numpy(dtype=object)[keep]
-            chunk = Possessions(points, m, z_off, z_def, season, str(src)).to_frame("integer")
-            columns = [*OUTPUT_COLUMNS, *([SEASON] if has_season else [])]
+            chunk = Possessions(scored, m, z_off, z_def, season, str(src)).to_frame("integer")
+            columns = [c for c in OUTPUT_COLUMNS if c != names.OUTCOME or POINTS in header]
+            columns += [SEASON] if has_season else []
             chunk[columns].to_csv(fh, header=rows_written == 0, index=False, lineterminator="\n")
             rows_written += len(chunk)
             per_matchup += np.bincount(m, minlength=names.N_MATCHUPS)
@@ -317,7 +321,7 @@ def _where(path: Path, row: int, column: str) -> str:
     return f"{path}: row {row}{f' (line {line})' if line is not None else ''}, column '{column}'"
 
 
-def _header(path: Path) -> dict[str, str]:
+def _header(path: Path, points: bool = True) -> dict[str, str]:
     """Checked header: each wanted column's name -> its text in the file (spaces around names allowed)."""
     if not path.is_file():
         raise DataError(f"{path}: no such file (possessions with lineups)")
@@ -338,7 +342,7 @@ def _header(path: Path) -> dict[str, str]:
     except (pd.errors.ParserError, OSError, EOFError, ValueError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc}); expected {what}") from None
     found = {str(c).strip(): str(c) for c in raw}
-    missing = [c for c in REQUIRED if c not in found]
+    missing = [c for c in REQUIRED if c not in found and (points or c != POINTS)]
     if missing:
         raise DataError(
             f"{path}, line 1: missing column(s) {', '.join(map(repr, missing))}; expected {what} "
