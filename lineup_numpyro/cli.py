@@ -849,6 +849,14 @@ OpponentsOption = Annotated[
 ]
 
 
+def _lineup_kinds(lineup, labels: Labels) -> str:  # noqa: ANN001
+    """'archetypes 0_1_6_7_7, supercluster 1', with the labels' names when there are."""
+    kinds = lineup.key
+    if labels.named:
+        kinds += " = " + ", ".join(labels.archetype(int(a)) for a in lineup.key.split("_"))
+    return f"archetypes {kinds}, supercluster {labels.supercluster(int(lineup.supercluster))}"
+
+
 def _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents):  # noqa: ANN001, ANN202
     """Players, assignments and opponents from the options (explicit files over --tables)."""
 
@@ -884,9 +892,11 @@ def lineup_value(
     darko: DarkoOption = None,
     salaries: SalariesOption = None,
     assignments: AssignmentsOption = None,
+    labels: LabelsOption = None,
 ) -> None:
     """Expected points both ways, v(lineup, opponent) and v(lineup) over a set of opponents."""
 
+    names_ = _labels(labels)
     try:
         players, table, rivals = _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents)
         mine = parse_lineup(players, table, lineup)
@@ -894,9 +904,9 @@ def lineup_value(
         result = value_lineup(load_fit(run_dir), mine, theirs, rivals)
     except _known_errors() as exc:
         _fail(str(exc))
-    out.print(f"lineup: {escape(mine.label)} (archetypes {mine.key}, supercluster {mine.supercluster})")
+    out.print(f"lineup: {escape(mine.label)} ({escape(_lineup_kinds(mine, names_))})", soft_wrap=True)
     if theirs is not None:
-        out.print(f"opponent: {escape(theirs.label)} (archetypes {theirs.key}, supercluster {theirs.supercluster})")
+        out.print(f"opponent: {escape(theirs.label)} ({escape(_lineup_kinds(theirs, names_))})", soft_wrap=True)
     t = Table(title="points per possession: posterior mean and 90% interval", box=None)
     for col in ("quantity", "mean", "90% interval", "matchup", "flags"):
         t.add_column(col, justify="left" if col in ("quantity", "matchup", "flags") else "right")
@@ -938,9 +948,11 @@ def lineup_recommend(
     darko: DarkoOption = None,
     salaries: SalariesOption = None,
     assignments: AssignmentsOption = None,
+    labels: LabelsOption = None,
 ) -> None:
     """Rank fifth players for a core of four by v over the opponents, with P(best of all)."""
 
+    names_ = _labels(labels)
     try:
         players, table, rivals = _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents)
         core_ids = [players.find(q) for q in split_names(core)]
@@ -976,7 +988,7 @@ def lineup_recommend(
         t.add_row(
             str(row["rank"]),
             escape(row["player"]),
-            str(row["archetype"]),
+            escape(names_.archetype(int(row["archetype"]))),
             *([f"{row['salary']:,.0f}"] if has_salary else []),
             f"{row['mean']:+.3f}",
             escape(_interval(row)),

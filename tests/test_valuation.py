@@ -327,6 +327,21 @@ def test_value_on_the_real_sample(real_fit, shared_data):
     assert _row(swapped.output, "v(lineup, opponent)") == pytest.approx(-v, abs=1e-3)  # printed to 3 decimals
 
 
+def test_labels_name_the_archetypes_of_lineups(real_fit, shared_data, tmp_path):
+    names_json = tmp_path / "labels.json"
+    names_json.write_text('{"archetypes": ["Wings", "Bigs", "OBigs", "Front", "Jugg", "ThreeD", "DefG", "PG"]}')
+    common = ["--tables", str(shared_data), "--labels", str(names_json)]
+    result = runner.invoke(app, ["lineup", "value", str(real_fit), "--lineup", CORE + ", Tari Eason", *common])
+    assert result.exit_code == 0, result.output
+    line = next(text for text in result.output.splitlines() if text.startswith("lineup:"))
+    kinds = line.split("(archetypes ")[1].split(" =")[0]
+    names = ["Wings", "Bigs", "OBigs", "Front", "Jugg", "ThreeD", "DefG", "PG"]
+    assert ", ".join(f"{a} {names[int(a)]}" for a in kinds.split("_")) in result.output.replace("\n", " ")
+    result = runner.invoke(app, ["lineup", "recommend", str(real_fit), "--core", CORE, "--top", "3", *common])
+    assert result.exit_code == 0, result.output
+    assert any(f"{a} {n}" in result.output for a, n in enumerate(names))
+
+
 def _row(output: str, quantity: str) -> float:
     line = next(line for line in output.splitlines() if line.strip().startswith(quantity))
     return float(line.split(quantity)[1].split()[0])
