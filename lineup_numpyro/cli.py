@@ -698,16 +698,17 @@ def predict(
         if data is not None:
             report = predict_file(run_dir, data, out_file, parse_seasons(season), draws, seed)
         else:
-            found = find_tables(tables) if tables is not None else {}
-            chosen = {
-                "archetypes": archetypes or found.get("archetypes"),
-                "darko": darko or found.get("darko"),
-                "assignments": assignments or found.get("assignments"),
-            }
-            missing = [k for k, v in chosen.items() if v is None]
-            if missing:
-                _fail(f"--lineups needs the player tables: give --{', --'.join(missing)} or --tables DIR")
-            report = predict_lineups(run_dir, lineups, out_file, **chosen, draws=draws, seed=seed)
+            chosen = _table_files(tables, archetypes, darko, assignments, needed_for="--lineups")
+            report = predict_lineups(
+                run_dir,
+                lineups,
+                out_file,
+                chosen["archetypes"],
+                chosen["darko"],
+                chosen["assignments"],
+                draws=draws,
+                seed=seed,
+            )
     except _known_errors() as exc:
         _fail(str(exc))
     out.print(
@@ -762,16 +763,7 @@ def prepare(
     """Write the model's input file from possessions with lineups (z and matchups as `lineup` forms them)."""
 
     try:
-        found = find_tables(tables) if tables is not None else {}
-        chosen = {
-            "archetypes": archetypes or found.get("archetypes"),
-            "darko": darko or found.get("darko"),
-            "assignments": assignments or found.get("assignments"),
-        }
-        missing = [k for k, v in chosen.items() if v is None]
-        if missing:
-            where = f" (none found in {tables})" if tables is not None else ""
-            _fail(f"give --{', --'.join(missing)} or --tables DIR{where}")
+        chosen = _table_files(tables, archetypes, darko, assignments)
         report = prepare_possessions(
             lineups_file,
             out_file,
@@ -857,20 +849,29 @@ def _lineup_kinds(lineup, labels: Labels) -> str:  # noqa: ANN001
     return f"archetypes {kinds}, supercluster {labels.supercluster(int(lineup.supercluster))}"
 
 
-def _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents):  # noqa: ANN001, ANN202
-    """Players, assignments and opponents from the options (explicit files over --tables)."""
-
+def _table_files(tables, archetypes, darko, assignments, salaries=None, needed_for: str = "") -> dict:  # noqa: ANN001
+    """The archetype, DARKO and assignment files (and salaries, when `salaries` is not None or
+    --tables has them: optional): each given one, else the one --tables finds; exit 2 naming the
+    missing required ones."""
     found = find_tables(tables) if tables is not None else {}
     chosen = {
         "archetypes": archetypes or found.get("archetypes"),
         "darko": darko or found.get("darko"),
         "assignments": assignments or found.get("assignments"),
-        "salaries": salaries or found.get("salaries"),
     }
-    missing = [k for k in ("archetypes", "darko", "assignments") if chosen[k] is None]
+    missing = [k for k, v in chosen.items() if v is None]
+    chosen["salaries"] = salaries or found.get("salaries")
     if missing:
         where = f" (none found in {tables})" if tables is not None else ""
-        _fail(f"give --{', --'.join(missing)} or --tables DIR{where}")
+        need = f"{needed_for} needs the player tables: " if needed_for else ""
+        _fail(f"{need}give --{', --'.join(missing)} or --tables DIR{where}")
+    return chosen
+
+
+def _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents):  # noqa: ANN001, ANN202
+    """Players, assignments and opponents from the options (explicit files over --tables)."""
+
+    chosen = _table_files(tables, archetypes, darko, assignments, salaries)
     players = load_players(chosen["archetypes"], chosen["darko"], chosen["salaries"])
     table = load_assignments(chosen["assignments"])
     rivals = load_opponents(opponents, players, table) if opponents else default_opponents(players, table)
