@@ -133,7 +133,7 @@ class _Source:
         """(line, raw fields) of CSV data row `row` (1-based), or None (Parquet, not found)."""
         if not self.csv_file:
             return None
-        for r, line, fields in _csv_records(self.path):
+        for r, line, fields in csv_records(self.path):
             if r == row:
                 return line, fields
         return None
@@ -159,12 +159,12 @@ class _Source:
         return DataError(f"{self.where(row, column, line)}: {describe(raw)}; expected {expected}")
 
 
-_COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 
 
 def _open_binary(path: Path) -> IO[bytes]:
     """The file's bytes, decompressed as pandas does for .gz, .bz2 and .xz."""
-    module = _COMPRESSED.get(path.suffix.lower())
+    module = COMPRESSED.get(path.suffix.lower())
     if module is None:
         return open(path, "rb")
     return importlib.import_module(module).open(path, "rb")
@@ -174,9 +174,9 @@ def _open_text(path: Path, errors: str = "strict") -> IO[str]:
     return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", errors=errors, newline="")
 
 
-def _csv_records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+def csv_records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
     """(data row, first line, fields) of each CSV record after the header, numbered as pandas
-    numbers them (blank lines skipped). Only used to word error messages."""
+    numbers them (blank lines skipped). Only used to word error messages (here and in prepare)."""
     with _open_text(path, errors="replace") as fh:
         reader = csv.reader(fh, skipinitialspace=True)
         next(reader, None)
@@ -223,7 +223,7 @@ def _file_format(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".parquet", ".pq"):
         return "parquet"
-    if suffixes and suffixes[-1] in _COMPRESSED:
+    if suffixes and suffixes[-1] in COMPRESSED:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in (".csv", ".tsv", ".txt"):
         return "csv"
@@ -481,7 +481,7 @@ def _warn_implausible(src: _Source, row0: int, y: np.ndarray, z_off: np.ndarray,
 def _field_count_error(src: _Source, fallback: str) -> DataError:
     """DataError for the first CSV record whose number of fields differs from the header's."""
     n = len(src.header)
-    for row, line, fields in _csv_records(src.path):
+    for row, line, fields in csv_records(src.path):
         if len(fields) != n:
             return DataError(
                 f"{src.where(row, line=line)}: the line has {len(fields)} fields but the header has {n}; "

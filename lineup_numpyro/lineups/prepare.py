@@ -17,22 +17,17 @@ only when complete, so a failure leaves no file behind.
 
 from __future__ import annotations
 
-import bz2
 import csv
-import gzip
-import io
-import lzma
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
 
 from lineup_numpyro import names
-from lineup_numpyro.data.possessions import MAX_ABS_OUTCOME, Possessions
+from lineup_numpyro.data.possessions import COMPRESSED, MAX_ABS_OUTCOME, Possessions, csv_records
 from lineup_numpyro.errors import ConfigError, DataError
 from lineup_numpyro.files import atomic_path
 from lineup_numpyro.lineups.players import (
@@ -65,7 +60,6 @@ CHUNKSIZE = 100_000
 # why a possession is dropped; each dropped row is counted once, under the first that applies
 NO_ARCHETYPE = "a player not in the archetype table"
 NO_DARKO = "a player not in the DARKO table (but in the archetype table)"
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 OFF, DEF = slice(0, LINEUP_SIZE), slice(LINEUP_SIZE, 2 * LINEUP_SIZE)  # the sides' columns of the ids
 _KEY_BASE = names.N_ARCHETYPES**LINEUP_SIZE  # archetype-lineup codes lie in [0, 8^5)
 
@@ -291,29 +285,12 @@ def _codes(kinds: np.ndarray) -> np.ndarray:
     return ordered @ (names.N_ARCHETYPES ** np.arange(LINEUP_SIZE - 1, -1, -1, dtype=np.int64))
 
 
-def _open_text(path: Path) -> IO[str]:
-    opener = _OPENERS.get(path.suffix.lower())
-    raw = opener(path, "rb") if opener is not None else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-
-
 def _line_of(path: Path, row: int) -> int | None:
     """The line on which data row `row` (1-based, blank lines skipped, as pandas counts) starts."""
     try:
-        with _open_text(path) as fh:
-            reader = csv.reader(fh)
-            next(reader, None)
-            count, last = 0, reader.line_num
-            for fields in reader:
-                first, last = last + 1, reader.line_num
-                if len(fields) <= 1 and not "".join(fields).strip():
-                    continue
-                count += 1
-                if count == row:
-                    return first
+        return next((line for r, line, _ in csv_records(path) if r == row), None)
     except (OSError, EOFError, csv.Error):
         return None
-    return None
 
 
 def _where(path: Path, row: int, column: str) -> str:
@@ -326,7 +303,7 @@ def _header(path: Path, points: bool = True) -> dict[str, str]:
     if not path.is_file():
         raise DataError(f"{path}: no such file (possessions with lineups)")
     suffixes = [x.lower() for x in path.suffixes[-2:]]
-    if suffixes and suffixes[-1] in _OPENERS:
+    if suffixes and suffixes[-1] in COMPRESSED:
         suffixes.pop()
     if not suffixes or suffixes[-1] not in (".csv", ".txt"):
         raise DataError(
