@@ -2,7 +2,9 @@
 
 Methods, each run in a fresh process so that compilation counts and peak memory is its own:
 
-* `numpyro-suffstats`: `train` as a user runs it (streaming data pass, NUTS on the statistics);
+* `numpyro-suffstats`: `lineup-numpyro train` as a user runs it (streaming data pass, NUTS on
+  the statistics), with a warm compilation cache (a second run on this machine);
+* `numpyro-suffstats-cold`: the same with an empty compilation cache (a first run);
 * `numpyro-rows`: the same NUTS on the row-by-row likelihood, every row in memory;
 * `stan-loop`: the reference Stan file of models/ (row-by-row loop), through PyStan;
 * `stan-fast`: its sufficient-statistics twin in Stan.
@@ -34,7 +36,8 @@ import numpy as np
 from lineup_numpyro.config import ModelName, SamplerConfig
 from lineup_numpyro.errors import ConfigError
 
-METHODS = ("numpyro-suffstats", "numpyro-rows", "stan-loop", "stan-fast")
+METHODS = ("numpyro-suffstats", "numpyro-suffstats-cold", "numpyro-rows", "stan-loop", "stan-fast")
+COLD = "-cold"  # a NumPyro method run with an empty JAX compilation cache
 SIZES = (10_000, 96_837, 1_000_000, 10_000_000)
 PER_ROW = frozenset({"numpyro-rows", "stan-loop"})  # methods whose gradient costs grow with the rows
 MIN_DRAWS = 100  # a run reduced below this many draws (and as many warm-up iterations) is not run
@@ -55,6 +58,7 @@ class BenchmarkConfig:
     repeats: int = 1
     budget_s: float = 1200.0  # per run, wall clock
     data_dir: Path = Path("benchmarks/data")
+    cache_dir: Path = Path("benchmarks/data/jax-cache")  # the warm NumPyro runs' compilation cache
     data_seed: int = 2023
 
     def __post_init__(self) -> None:
@@ -160,22 +164,17 @@ def efficiency(table, n_steps: np.ndarray, diverging: np.ndarray, sampling_s: fl
 
 
 def _numpyro_worker(spec: dict) -> dict:
+    """The figures of a finished `lineup-numpyro train` run directory (read after the timed run)."""
     import arviz as az
 
-    from lineup_numpyro.config import DataConfig, RunConfig
-    from lineup_numpyro.inference.runtime import device_summary
-    from lineup_numpyro.run.train import train
     from lineup_numpyro.stan.parity import summarise
 
-    likelihood = spec["method"].split("-", 1)[1]
-    sampler = SamplerConfig(**spec["sampler"])
-    config = RunConfig(spec["model"], likelihood, DataConfig(path=spec["data"]), sampler)
-    with tempfile.TemporaryDirectory() as tmp:
-        report = train(config, Path(tmp) / "run")
-        idata = az.from_netcdf(str(Path(tmp) / "run" / "posterior.nc"))
-        samples = {k: idata.posterior[k].values for k in idata.posterior.data_vars}
-        n_steps = idata.sample_stats["n_steps"].values
-        diverging = idata.sample_stats["diverging"].values
+    run = Path(spec["run_dir"])
+    report = json.loads((run / "diagnostics.json").read_text())
+    idata = az.from_netcdf(str(run / "posterior.nc"))
+    samples = {k: idata.posterior[k].values for k in idata.posterior.data_vars}
+    n_steps = idata.sample_stats["n_steps"].values
+    diverging = idata.sample_stats["diverging"].values
     t = report["timing"]
     return {
         "data_s": t["data_s"],
@@ -183,9 +182,29 @@ def _numpyro_worker(spec: dict) -> dict:
         "warmup_s": t["warmup_s"],
         "sampling_s": t["sampling_s"],
         "chain_method": report["chain_method"],
-        "device": device_summary(),
+        "device": report.get("device"),
         **efficiency(summarise(samples, spec["model"]), n_steps, diverging, t["sampling_s"]),
     }
+
+
+def train_command(spec: dict, run_dir: Path) -> list[str]:
+    """`lineup-numpyro train` with the spec's model, data and sampler settings."""
+    s = spec["sampler"]
+    likelihood = spec["method"].removesuffix(COLD).split("-", 1)[1]
+    cmd = [sys.executable, "-m", "lineup_numpyro.cli", "train", "--model", spec["model"], "--data", spec["data"]]
+    cmd += ["--likelihood", likelihood, "--out", str(run_dir), "--no-progress", "--no-log-likelihood"]
+    for option, key in (
+        ("--chains", "chains"),
+        ("--warmup", "warmup"),
+        ("--draws", "draws"),
+        ("--seed", "seed"),
+        ("--target-accept", "target_accept"),
+        ("--max-tree-depth", "max_tree_depth"),
+        ("--chain-method", "chain_method"),
+        ("--platform", "platform"),
+    ):
+        cmd += [option, str(s[key])]
+    return cmd
 
 
 def _stan_worker(spec: dict) -> dict:
@@ -239,41 +258,53 @@ def _tree_rss(proc) -> int:
 
 def run_in_subprocess(spec: dict, timeout_s: float) -> dict:
     """Run `worker(spec)` in a fresh interpreter; adds wall time and peak memory of its process tree."""
-    import psutil
-
     with tempfile.TemporaryDirectory() as tmp:
         spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_file.write_text(json.dumps(spec))
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), str(spec_file), str(result_file)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        ps = psutil.Process(proc.pid)
-        peak = 0
-        stderr_lines: list[str] = []
-        reader = _drain(proc.stderr, stderr_lines)
-        killed = False
-        while proc.poll() is None:
-            peak = max(peak, _tree_rss(ps))
-            if time.perf_counter() - start > timeout_s:
-                os.killpg(proc.pid, 9)
-                killed = True
-                proc.wait()
-                break
-            time.sleep(POLL_S)
-        wall = time.perf_counter() - start
-        reader.join(timeout=5)
-        out = {"wall_s": wall, "peak_rss_mb": peak / 2**20}
-        if killed:
-            return {**out, "status": "stopped (budget)", "note": f"stopped after {wall:,.0f} s (budget)"}
-        if proc.returncode != 0 or not result_file.exists():
-            tail = "".join(stderr_lines[-20:]).strip()
-            return {**out, "status": "failed", "note": f"exit {proc.returncode}: {tail[-2000:]}"}
-        return {**out, **json.loads(result_file.read_text()), "status": "ok"}
+        out = run_command([sys.executable, str(Path(__file__).resolve()), str(spec_file), str(result_file)], timeout_s)
+        if out["status"] != "ok":
+            return out
+        if not result_file.exists():
+            return {**out, "status": "failed", "note": "the worker wrote no result"}
+        return {**out, **json.loads(result_file.read_text())}
+
+
+def run_command(cmd: list[str], timeout_s: float, env: dict | None = None) -> dict:
+    """Run `cmd` in a fresh process: wall time from start to exit and the peak resident memory
+    of its process tree; stopped (status 'stopped (budget)') after `timeout_s`."""
+    import psutil
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    stderr_lines: list[str] = []
+    reader = _drain(proc.stderr, stderr_lines)
+    killed = False
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(ps))
+        if time.perf_counter() - start > timeout_s:
+            os.killpg(proc.pid, 9)
+            killed = True
+            proc.wait()
+            break
+        time.sleep(POLL_S)
+    wall = time.perf_counter() - start
+    reader.join(timeout=5)
+    out = {"wall_s": wall, "peak_rss_mb": peak / 2**20, "status": "ok"}
+    if killed:
+        return {**out, "status": "stopped (budget)", "note": f"stopped after {wall:,.0f} s (budget)"}
+    if proc.returncode != 0:
+        tail = "".join(stderr_lines[-20:]).strip()
+        return {**out, "status": "failed", "note": f"exit {proc.returncode}: {tail[-2000:]}"}
+    return out
 
 
 def _drain(stream, lines: list[str]):
@@ -379,7 +410,7 @@ def _execute(method: str, path: Path, config: BenchmarkConfig, sampler: SamplerC
         "sampler": asdict(_sampler_for(method, sampler)),
     }
     if not method.startswith("stan"):
-        return run_in_subprocess(spec, STOP_FACTOR * config.budget_s)
+        return _execute_numpyro(spec, config)
     from lineup_numpyro.stan.runner import fit_files
 
     before = fit_files()
@@ -405,6 +436,26 @@ def _execute(method: str, path: Path, config: BenchmarkConfig, sampler: SamplerC
         for f in left:
             f.unlink(missing_ok=True)
     return outcome
+
+
+def _execute_numpyro(spec: dict, config: BenchmarkConfig) -> dict:
+    """`lineup-numpyro train` timed from the shell, process start to exit; then its run directory
+    read in another, untimed, process. A cold run gets an empty compilation cache; a warm one
+    the benchmark's own cache, filled first by an untimed run if it is empty."""
+    cold = spec["method"].endswith(COLD)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "jax-cache" if cold else Path(config.cache_dir)
+        env = {**os.environ, "LINEUP_NUMPYRO_JAX_CACHE": str(cache)}
+        if not cold and not any(cache.glob("*-cache")):
+            run_command(train_command(spec, Path(tmp) / "prime"), STOP_FACTOR * config.budget_s, env)
+        run_dir = Path(tmp) / "run"
+        outcome = run_command(train_command(spec, run_dir), STOP_FACTOR * config.budget_s, env)
+        if outcome["status"] != "ok":
+            return outcome
+        figures = run_in_subprocess({**spec, "run_dir": str(run_dir)}, STOP_FACTOR * config.budget_s)
+        if figures["status"] != "ok":
+            return {**outcome, "status": "failed", "note": f"reading the run: {figures.get('note', '')}"}
+        return {**figures, **outcome}
 
 
 def _iterations(sampler: SamplerConfig) -> dict:
@@ -602,6 +653,7 @@ def write_results(config: BenchmarkConfig, results: Sequence[dict], out_dir: str
     info = machine()
     cfg = asdict(config)
     cfg["data_dir"] = str(config.data_dir)
+    cfg["cache_dir"] = str(config.cache_dir)
     write_json(
         out_dir / RESULTS,
         {"config": cfg, "machine": info, "command": sys.argv, "runs": list(results), "medians": medians(results)},

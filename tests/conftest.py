@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
 from pathlib import Path
 
 import jax
 import pytest
 
-from lineup_numpyro.inference.runtime import configure_jax
+from lineup_numpyro.inference.runtime import CACHE_ENV, configure_jax
 
+# compiled programs go to a cache of the tests' own (shared by the xdist workers and by the
+# CLI subprocesses the tests start), not to the user's
+os.environ.setdefault(CACHE_ENV, str(Path(tempfile.gettempdir()) / f"lineup-numpyro-tests-{os.getuid()}" / "jax"))
 CHAINS = 4
 configure_jax("cpu", chains=CHAINS)
 jax.devices()  # start the backend now, so no later configure_jax call can change it

@@ -163,7 +163,7 @@ def test_run_past_budget_is_stopped_and_said(tmp_path):
         "data": str(bm.season_path(config, 500)),
         "sampler": asdict(SamplerConfig(chains=1, warmup=10_000, draws=10_000)),
     }
-    result = bm.run_in_subprocess(spec, timeout_s=3.0)
+    result = bm.run_command(bm.train_command(spec, tmp_path / "run"), timeout_s=3.0)
     assert result["status"] == "stopped (budget)" and "budget" in result["note"]
     assert 3.0 <= result["wall_s"] < 30.0 and result["peak_rss_mb"] > 0
 
@@ -179,6 +179,7 @@ def tiny_benchmark(tmp_path_factory):
         sizes=(1_500,),
         budget_s=600.0,
         data_dir=root / "data",
+        cache_dir=root / "jax-cache",
         sampler=SamplerConfig(chains=2, warmup=60, draws=60, seed=3),
     )
     seen = []
@@ -280,7 +281,25 @@ def test_a_stopped_stan_run_reports_the_chains_that_finished(monkeypatch, tmp_pa
     assert "stopped after 91 s" in out["note"] and "1 of 4 chains" in out["note"]
     assert calls[0][1] == bm.STOP_FACTOR * 60.0 and calls[1][0]["finished_chains"] == [str(finished)]
     assert not finished.exists()  # httpstan's copy is deleted once read
-    # NumPyro runs are never read back
+    # a NumPyro run (the CLI, timed) stopped at the budget is not read back
     calls.clear()
-    stopped = bm._execute("numpyro-rows", tmp_path / "season.parquet", config, SamplerConfig())
-    assert stopped["status"] == "stopped (budget)" and len(calls) == 1
+    commands = []
+
+    def fake_command(cmd, timeout_s, env=None):
+        commands.append(cmd)
+        return {"wall_s": 91.0, "peak_rss_mb": 700.0, "status": "stopped (budget)", "note": "stopped after 91 s"}
+
+    monkeypatch.setattr(bm, "run_command", fake_command)
+    stopped = bm._execute("numpyro-rows-cold", tmp_path / "season.parquet", config, SamplerConfig())
+    assert stopped["status"] == "stopped (budget)" and not calls
+    assert len(commands) == 1 and commands[0][2:4] == ["lineup_numpyro.cli", "train"]
+    assert "--likelihood" in commands[0] and commands[0][commands[0].index("--likelihood") + 1] == "rows"
+
+
+@pytest.mark.slow
+def test_a_warm_cache_compiles_less_than_a_cold_one(tiny_benchmark):
+    _, results, _, _, _ = tiny_benchmark
+    by = {r["method"]: r for r in results if r["repeat"] == 1}
+    warm, cold = by["numpyro-suffstats"], by["numpyro-suffstats-cold"]
+    assert warm["compile_s"] < 0.5 * cold["compile_s"]
+    assert warm["ess_bulk_min"] == pytest.approx(cold["ess_bulk_min"])  # the same draws

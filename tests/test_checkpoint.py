@@ -84,7 +84,8 @@ def test_chunks_give_the_same_draws_as_one_piece(season, tmp_path, model):
     ],
 )
 def test_chunks_for_every_chain_method(season, tmp_path, chains, method):
-    """Chunking changes no draw however the chains run, and the chunks share one compiled program."""
+    """Chunking changes no draw however the chains run, and the chunks share one compiled
+    program with the warm-up (checkpoint_every 30 against 80 warm-up iterations: 30, 30, 20)."""
     likelihood = make_likelihood("suffstats", stats=from_file(season))
     base = dict(chains=chains, warmup=80, draws=90, seed=2, chain_method=method)
     chunked = sample_posterior(
@@ -104,7 +105,8 @@ def test_chunks_for_every_chain_method(season, tmp_path, chains, method):
     _, structure = fresh_kernel(get_model("simplified"), likelihood, config, method)
     saved = Checkpoint(tmp_path / "ckpt", config).chunks(structure)
     assert len(saved) == 3
-    assert saved[0].compile_s > 0 and saved[1].compile_s == saved[2].compile_s == 0.0
+    assert [c.compile_s for c in saved] == [0.0, 0.0, 0.0]  # compiled during the warm-up
+    assert chunked.timing.compile_s > 0
     # continuing after the first chunk, with a kernel set up afresh, changes nothing either
     for name in (Checkpoint.chunk_name(1), Checkpoint.chunk_name(2)):
         (tmp_path / "ckpt" / name).unlink()

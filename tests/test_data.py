@@ -910,3 +910,96 @@ def test_a_supercluster_column_alone_is_checked_against_the_matchup(tmp_path, re
     frame.to_csv(path, index=False)
     message = load_error(path)
     assert f"row 7 (line 8), column '{column}'" in message and "disagrees with matchup" in message
+
+
+def _well_formed_files(tmp_path: Path) -> list[Path]:
+    """Files pyarrow reads itself: labels and integer matchups, a season column, quoting, a
+    byte-order mark, spaces after commas, an extra text column, blank lines, gzip."""
+    rng = np.random.default_rng(5)
+    n = 2_345
+    frame = Possessions(
+        y=rng.integers(0, 4, n).astype(float),
+        matchup=rng.integers(0, names.N_MATCHUPS, n),
+        z_off=np.round(rng.normal(size=(n, names.N_ARCHETYPES)), 4),
+        z_def=np.round(rng.normal(size=(n, names.N_ARCHETYPES)), 4),
+        season=np.where(rng.random(n) < 0.5, "2022-23", "2023-24").astype(object),
+        source="made",
+    ).to_frame()
+    files = []
+    plain = tmp_path / "plain.csv"
+    frame.to_csv(plain, index=False)
+    files.append(plain)
+    integer = tmp_path / "integer.csv"
+    frame.assign(matchup_id=rng.integers(0, names.N_MATCHUPS, n), team="Nuggets").to_csv(integer, index=False)
+    files.append(integer)
+    text = plain.read_text().splitlines()
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text("\ufeff" + "\n".join([text[0], *[",".join(f'"{v}"' for v in t.split(",")) for t in text[1:]]]))
+    files.append(quoted)
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("\n".join([text[0], *[", ".join(t.split(",")) for t in text[1:]]]))
+    files.append(spaced)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n".join(text[:100] + [""] + text[100:]) + "\n")
+    files.append(blank)
+    zipped = tmp_path / "plain.csv.gz"
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    files.append(zipped)
+    return files
+
+
+def _same(a: Possessions, b: Possessions) -> None:
+    for field in ("y", "matchup", "z_off", "z_def"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    np.testing.assert_array_equal(a.season, b.season)
+
+
+@pytest.mark.parametrize("chunksize", [1_000, 200_000])
+def test_pyarrow_reads_well_formed_files_as_pandas_does(tmp_path, monkeypatch, chunksize):
+    """The multi-threaded reader gives the same possessions, chunk for chunk, as the pandas
+    reader it stands in for; pandas is not called on a well-formed file."""
+    from lineup_numpyro.data import possessions
+
+    files = _well_formed_files(tmp_path)
+    fast = {f: list(iter_chunks(f, chunksize=chunksize)) for f in files}
+    monkeypatch.setattr(
+        possessions._ArrowRead, "chunks", lambda self, *a: iter(()) if setattr(self, "stopped", True) is None else None
+    )
+    slow = {f: list(iter_chunks(f, chunksize=chunksize)) for f in files}
+    for f in files:
+        assert [len(c) for c in fast[f]] == [len(c) for c in slow[f]], f.name
+        for a, b in zip(fast[f], slow[f]):
+            _same(a, b)
+    monkeypatch.undo()
+
+    def no_pandas(*args, **kwargs):
+        raise AssertionError("pandas read a well-formed file")
+
+    monkeypatch.setattr(possessions, "_pandas_csv_chunks", no_pandas)
+    for f in files:
+        assert sum(len(c) for c in iter_chunks(f, chunksize=chunksize)) == 2_345
+
+
+def test_pyarrow_hands_over_to_pandas_at_a_bad_cell_far_into_the_file(tmp_path):
+    """A bad value after the first block: the rows before it are read once, and the error is
+    pandas', naming the row, line and column."""
+    from lineup_numpyro.data import possessions
+
+    path = _well_formed_files(tmp_path)[0]
+    lines = path.read_text().splitlines()
+    fields = lines[2_000].split(",")
+    fields[2] = "abc"
+    lines[2_000] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    column = pd.read_csv(path, nrows=0).columns[2]
+    seen = []
+    old = possessions.ARROW_BLOCK_BYTES
+    try:
+        possessions.ARROW_BLOCK_BYTES = 64 << 10  # several blocks, so the bad one is not the first
+        with pytest.raises(DataError) as err:
+            for chunk in iter_chunks(path, chunksize=500):
+                seen.append(len(chunk))
+    finally:
+        possessions.ARROW_BLOCK_BYTES = old
+    assert f"row 2000 (line 2001), column '{column}'" in str(err.value) and "'abc'" in str(err.value)
+    assert sum(seen) == 1_500  # the chunks before the bad one, each once

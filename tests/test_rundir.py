@@ -218,23 +218,21 @@ def test_status_tells_a_dead_run_from_a_live_one(season, tmp_path):
 
 
 def test_ctrl_c_says_what_was_saved_and_how_to_resume(season, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    original = sampling._ChunkSampler.__call__
+    original = sampling.Checkpoint.save_chunk
 
-    def interrupted_second_chunk(self, state, size):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def interrupted_second_chunk(self, index, chunk):
+        if index == 1:  # Ctrl-C while the second chunk of draws is being kept
             raise KeyboardInterrupt
-        return original(self, state, size)
+        return original(self, index, chunk)
 
-    monkeypatch.setattr(sampling._ChunkSampler, "__call__", interrupted_second_chunk)
+    monkeypatch.setattr(sampling.Checkpoint, "save_chunk", interrupted_second_chunk)
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["train", "--data", str(season), "--out", str(run_dir), *TINY_ARGS])
     assert result.exit_code == 130
     assert "interrupted; saved: warm-up and 20 of 60 draws per chain" in result.output
     assert f"resume with: lineup-numpyro train --resume {run_dir}" in result.output
     assert RunDir(run_dir).status()["state"] == "interrupted"
-    monkeypatch.setattr(sampling._ChunkSampler, "__call__", original)
+    monkeypatch.setattr(sampling.Checkpoint, "save_chunk", original)
     result = runner.invoke(app, ["train", "--data", str(season), "--out", str(run_dir), *TINY_ARGS])
     assert result.exit_code == 2 and f"--resume {run_dir}" in result.output  # not --overwrite
     result = runner.invoke(app, ["train", "--resume", str(run_dir)])

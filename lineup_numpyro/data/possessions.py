@@ -20,6 +20,8 @@ from typing import IO, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from lineup_numpyro import names
@@ -32,6 +34,7 @@ MAX_ABS_OUTCOME = 100.0  # refused beyond: no possession scores that
 PLAUSIBLE_POINTS = (0.0, 8.0)  # warned outside, or when not whole: a possession's points are 0, 1, 2, 3, ...
 PLAUSIBLE_Z = 60.0  # warned beyond: five players' summed DARKO stays within about +-40
 
+_NUMERIC_COLUMNS = frozenset((names.OUTCOME, *names.Z_OFF, *names.Z_DEF))
 _LABEL_RE = re.compile(r"^\s*(\d+)\s*_vs_\s*(\d+)\s*$")
 _INT_RE = re.compile(r"^\s*(\d+)(?:\.0*)?\s*$")
 
@@ -364,8 +367,9 @@ def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
         values = np.asarray(raw, dtype=np.float64)
         ok = np.isfinite(values) & (values == np.round(values)) & (values >= 0) & (values < n_m)
         out = np.where(ok, values, -1).astype(np.int64)
-    else:
-        text = raw.astype("string")
+    else:  # text: each distinct value is parsed once (a season has 36 of them)
+        codes, distinct = pd.factorize(raw, use_na_sentinel=True)
+        text = pd.Series(np.asarray(distinct, dtype=object), dtype="string")
         labels = text.str.extract(_LABEL_RE)
         ints = text.str.extract(_INT_RE)[0]
         off = pd.to_numeric(labels[0], errors="coerce")
@@ -373,7 +377,8 @@ def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
         as_label = (off * n_sc + dfn).where((off < n_sc) & (dfn < n_sc))
         as_int = pd.to_numeric(ints, errors="coerce")
         as_int = as_int.where(as_int < n_m)
-        out = np.asarray(as_label.fillna(as_int).fillna(-1), dtype=np.int64)
+        ids = np.append(np.asarray(as_label.fillna(as_int).fillna(-1), dtype=np.int64), -1)  # [-1]: missing
+        out = ids[codes]
         values = np.asarray(raw, dtype=object)
     bad = out < 0
     if bad.any():
@@ -499,18 +504,11 @@ def _raw_chunks(
         header = _read_csv_header(path)
         _check_columns(path, header, seasons, csv_file=True, outcome=outcome)
         src = _Source(path, True, tuple(header))
-        dtype = {names.MATCHUP: str, names.SEASON: str}
-        try:
-            reader = pd.read_csv(path, chunksize=chunksize, dtype=dtype, encoding="utf-8-sig", skipinitialspace=True)
-            for chunk in reader:
-                chunk.columns = [str(c).strip() for c in chunk.columns]
-                yield chunk, src
-        except pd.errors.ParserError as exc:
-            raise _field_count_error(src, str(exc).strip()) from None
-        except UnicodeDecodeError:
-            raise _not_utf8(path) from None
-        except (OSError, EOFError) as exc:  # a compressed file that ends early or is corrupt
-            raise DataError(f"{path}: cannot read the file ({exc}); expected a complete CSV file") from None
+        fast = _ArrowRead()
+        for chunk in fast.chunks(path, header, chunksize):
+            yield chunk, src
+        if fast.stopped:  # at something pyarrow could not read: pandas reads the rest, and words any error
+            yield from _pandas_csv_chunks(path, src, chunksize, skip=fast.rows)
     else:
         try:
             pfile = pq.ParquetFile(path)
@@ -521,6 +519,86 @@ def _raw_chunks(
         src = _Source(path, False, tuple(columns))
         for batch in pfile.iter_batches(batch_size=chunksize):
             yield batch.to_pandas(), src
+
+
+def _pandas_csv_chunks(
+    path: Path, src: _Source, chunksize: int, skip: int = 0
+) -> Iterator[tuple[pd.DataFrame, _Source]]:
+    """The CSV file through pandas, the first `skip` data rows dropped: the path that words every error."""
+    dtype = {names.MATCHUP: str, names.SEASON: str}
+    try:
+        reader = pd.read_csv(path, chunksize=chunksize, dtype=dtype, encoding="utf-8-sig", skipinitialspace=True)
+        for chunk in reader:
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            if skip:
+                chunk, skip = chunk.iloc[skip:], 0
+            yield chunk, src
+    except pd.errors.ParserError as exc:
+        raise _field_count_error(src, str(exc).strip()) from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    except (OSError, EOFError) as exc:  # a compressed file that ends early or is corrupt
+        raise DataError(f"{path}: cannot read the file ({exc}); expected a complete CSV file") from None
+
+
+# pyarrow parses blocks of this many bytes on several threads; the chunks handed on are
+# cut from them at `chunksize` rows, so that what follows sees the same chunks as before.
+ARROW_BLOCK_BYTES = 16 << 20
+
+
+class _ArrowRead:
+    """A CSV file's rows in DataFrames of `chunksize` rows, parsed by pyarrow on several threads.
+
+    pyarrow is the fast path for well-formed files. The moment it meets anything it does not
+    read as pandas would (a malformed line, a value that is not a number, text that is not
+    UTF-8), it stops with `stopped` set and `rows` the data rows handed on; the caller reads
+    the rest with pandas, whose errors name the row and column.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.stopped = False
+
+    def chunks(self, path: Path, header: list[str], chunksize: int) -> Iterator[pd.DataFrame]:
+        text = pa.dictionary(pa.int32(), pa.string())  # 36 matchup labels: categories, not 10M strings
+        types = {c: pa.float64() for c in header if c in _NUMERIC_COLUMNS}
+        types.update({c: text for c in header if c in (names.MATCHUP, names.SEASON)})
+        pending: list[pd.DataFrame] = []
+        held = 0
+        try:
+            with (
+                _open_binary(path) as stream,
+                pcsv.open_csv(
+                    stream,
+                    # the header as _read_csv_header read it (stripped, without a byte-order mark)
+                    read_options=pcsv.ReadOptions(block_size=ARROW_BLOCK_BYTES, column_names=header, skip_rows=1),
+                    convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=True),
+                ) as reader,
+            ):
+                for batch in reader:
+                    frame = batch.to_pandas()
+                    pending.append(frame)
+                    held += len(frame)
+                    while held >= chunksize:
+                        chunk, pending, held = _take(pending, chunksize)
+                        self.rows += len(chunk)
+                        yield chunk
+            while held:
+                chunk, pending, held = _take(pending, chunksize)
+                self.rows += len(chunk)
+                yield chunk
+        except (pa.ArrowException, UnicodeDecodeError, OSError, EOFError):
+            self.stopped = True
+
+
+def _take(frames: list[pd.DataFrame], n: int) -> tuple[pd.DataFrame, list[pd.DataFrame], int]:
+    """The first n rows of the frames (fewer if there are fewer), and the frames left."""
+    whole = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    head, rest = whole.iloc[:n].reset_index(drop=True), whole.iloc[n:].reset_index(drop=True)
+    return head, ([rest] if len(rest) else []), len(rest)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from pathlib import Path
 
 import jax
 import numpyro
@@ -18,22 +19,29 @@ from jax._src import xla_bridge
 from lineup_numpyro.config import default_host_devices
 from lineup_numpyro.errors import ConfigError
 
-CACHE_ENV = "LINEUP_NUMPYRO_JAX_CACHE"  # opt-in: a directory for JAX's persistent compilation cache
+# JAX's persistent compilation cache: on by default in the user's cache directory, moved by
+# LINEUP_NUMPYRO_JAX_CACHE=DIR, turned off by LINEUP_NUMPYRO_JAX_CACHE=off.
+CACHE_ENV = "LINEUP_NUMPYRO_JAX_CACHE"
+CACHE_OFF = ("off", "0", "false", "no", "none")
+# A size bound makes JAX take a file lock around every cache read and write (without one,
+# jax 0.10.2 writes entries in place and reads them unlocked), and keeps the cache from
+# growing without end: least recently used programs go first.
+CACHE_MAX_BYTES = 2 * 1024**3
 
 
 def configure_jax(platform: str = "cpu", chains: int = 4, host_devices: int | None = None) -> None:
     """Select the platform and (on CPU) one host device per core and at least one per chain.
 
-    With LINEUP_NUMPYRO_JAX_CACHE set to a directory, compiled programs are kept there (JAX's
-    persistent compilation cache), so checkpointed chunks and later runs skip most of XLA's
-    compilation. It is opt-in: with jax 0.10.2 one of our test runs crashed (SIGSEGV) while
-    JAX wrote an executable to that cache.
+    Compiled programs are kept in JAX's persistent compilation cache (`compilation_cache_dir`),
+    so a second run of a model on data of the same shape compiles nothing.
     """
     jax.config.update("jax_enable_x64", True)
-    cache = os.environ.get(CACHE_ENV)
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    cache = compilation_cache_dir()
+    if cache is not None:
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     if xla_bridge.backends_are_initialized():
         if platform == "cpu" and jax.local_device_count() < chains:
             warnings.warn(
@@ -51,6 +59,18 @@ def configure_jax(platform: str = "cpu", chains: int = 4, host_devices: int | No
         jax.config.update("jax_platforms", "cuda")
     else:
         raise ConfigError(f"unknown platform {platform!r}; expected 'cpu' or 'gpu'")
+
+
+def compilation_cache_dir() -> Path | None:
+    """Where compiled programs are kept: LINEUP_NUMPYRO_JAX_CACHE if set (None if it says off),
+    else lineup-numpyro/jax in the user's cache directory (XDG_CACHE_HOME, else ~/.cache)."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() in CACHE_OFF:
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lineup-numpyro" / "jax"
 
 
 def _requested_host_devices() -> int:

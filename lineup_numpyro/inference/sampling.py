@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax, monitoring
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer import NUTS
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -31,7 +31,7 @@ from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.errors import CheckpointError
 from lineup_numpyro.files import atomic_path
 from lineup_numpyro.inference.approx import map_inits
-from lineup_numpyro.models.model import Likelihood
+from lineup_numpyro.models.model import Likelihood, data_arguments
 
 _COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
@@ -95,7 +95,7 @@ def _sampler_stats(extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def _nuts(model: Callable[[Likelihood], None], config: SamplerConfig) -> NUTS:
+def _nuts(model: Callable[..., None], config: SamplerConfig) -> NUTS:
     return NUTS(
         model,
         target_accept_prob=config.target_accept,
@@ -104,103 +104,153 @@ def _nuts(model: Callable[[Likelihood], None], config: SamplerConfig) -> NUTS:
     )
 
 
-def _warm_up(
-    model: Callable[[Likelihood], None],
-    likelihood: Likelihood,
-    config: SamplerConfig,
-) -> tuple[Warmup, NUTS]:
-    """NumPyro's warm-up (step size and mass matrix adaptation); returns its end state and kernel."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        mcmc = MCMC(
-            _nuts(model, config),
-            num_warmup=config.warmup,
-            num_samples=1,
-            num_chains=config.chains,
-            chain_method=config.chain_method,
-            progress_bar=config.progress_bar,
-        )
-    fell_back = any("not enough devices" in str(w.message) for w in caught)
-    for w in caught:
-        warnings.warn(w.message, RuntimeWarning, stacklevel=3)
-    start = time.perf_counter()
-    compile0 = _compile_clock.seconds
-    inits = None
-    if config.init == "map":  # part of warm-up: its time is counted there
-        inits, _ = map_inits(model, likelihood, config.chains, config.seed)
-    mcmc.warmup(
-        jax.random.PRNGKey(config.seed), likelihood, extra_fields=EXTRA_FIELDS, collect_warmup=False, init_params=inits
-    )
-    _block(mcmc.post_warmup_state)
-    compile_s = _compile_clock.seconds - compile0
-    warm = Warmup(
-        jax.device_get(mcmc.post_warmup_state),
-        "sequential" if fell_back else config.chain_method,
-        compile_s,
-        max(time.perf_counter() - start - compile_s, 0.0),
-    )
-    return warm, mcmc.sampler
+class _Programs:
+    """The compiled programs of a run: `init` (a NUTS state per chain) and `chunk` (a scan of
+    NUTS transitions per chain from a state), the second used alike for warm-up and draws.
 
-
-class _ChunkSampler:
-    """Draws a chunk of NUTS transitions per chain from a state, compiled once per chunk size.
-
-    NumPyro's MCMC.run wraps the chain in a new function on every call, so each chunk after the
-    first would be traced and compiled again (~3 s for the matchup model). This keeps the
-    compiled program: a scan over `kernel.sample`, mapped over chains the way `chain_method` says.
+    NUTS adapts its step size and mass matrix while a state's iteration count is below the
+    warm-up length, so warm-up is the same transition as sampling, and one program per chunk
+    size serves both. The model's data (the likelihood's arrays and `data_arguments`) are
+    arguments of both programs, not constants compiled into them, so a program compiled
+    once serves every data set of the same shape, in this process and, through JAX's
+    persistent cache, in later ones.
     """
 
-    def __init__(self, kernel: NUTS, likelihood: Likelihood, chain_method: str, chains: int) -> None:
-        self.kernel = kernel
-        self.likelihood = likelihood
-        self.chain_method = chain_method if chains > 1 else "single"
-        self._postprocess = kernel.postprocess_fn((likelihood,), {})
-        if self.chain_method == "vectorized":  # the kernel steps all chains at once (batched state)
-            self._postprocess = jax.vmap(self._postprocess)
-        self._compiled: dict[int, Callable] = {}
+    def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, chain_method: str) -> None:
+        fn, self.kwargs = data_arguments(model)
+        self.kernel = _nuts(fn, config)
+        self.config = config
+        self.chains = config.chains
+        self.method = chain_method  # as recorded with the run
+        self.chain_method = chain_method if config.chains > 1 else "single"
+        self._init = self._map(self._init_one, batched_args=2)
+        if self.chain_method == "parallel":  # without starting points: only the keys per chain
+            self._init_keys = jax.pmap(self._init_one, in_axes=(0, None, None, None))
+        self._chunks: dict[int, Callable] = {}
 
-    def _one_chain(self, state, size: int):
+    def _map(self, fn: Callable, batched_args: int) -> Callable:
+        """`fn` compiled over chains as chain_method says; its first `batched_args` arguments
+        carry a chain axis, the rest (the data) are shared."""
+        if self.chain_method == "parallel":
+            axes = (0,) * batched_args + (None, None)
+            return jax.pmap(fn, in_axes=axes)
+        return jax.jit(fn)
+
+    def _init_one(self, key, params, args, kwargs):
+        return self.kernel.init(key, self.config.warmup, params, args, kwargs)
+
+    def init(self, likelihood: Likelihood, init_params: dict | None = None):
+        """The chains' initial states (NumPyro's keys: the seed split once per chain); a single
+        chain's state has no chain axis."""
+        args = (likelihood,)
+        key = jax.random.PRNGKey(self.config.seed)
+        if self.chain_method == "single":
+            return self._init(key, init_params, args, self.kwargs)
+        keys = jax.random.split(key, self.chains)
+        if self.chain_method == "sequential":
+            states = [
+                self._init(keys[c], None if init_params is None else _chain(init_params, c), args, self.kwargs)
+                for c in range(self.chains)
+            ]
+            return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        if self.chain_method == "parallel" and init_params is None:
+            return self._init_keys(keys, None, args, self.kwargs)
+        return self._init(keys, init_params, args, self.kwargs)
+
+    def _chunk_one(self, state, args, kwargs, size: int):
+        postprocess = self.kernel.postprocess_fn(args, kwargs)
+        if self.chain_method == "vectorized":  # the kernel steps all chains at once (batched state)
+            postprocess = jax.vmap(postprocess)
+
         def step(state, _):
-            state = self.kernel.sample(state, (self.likelihood,), {})
+            state = self.kernel.sample(state, args, kwargs)
             extra = {name: attrgetter(name)(state) for name in EXTRA_FIELDS}
-            return state, (self._postprocess(state.z), extra)
+            return state, (postprocess(state.z), extra)
 
         end, (draws, extra) = lax.scan(step, state, None, length=size)
         return draws, extra, end
 
-    def __call__(self, state, size: int) -> tuple[dict, dict, object]:
-        """(draws, extra fields, end state); arrays of draws are (chains, size, ...)."""
-        if size not in self._compiled:
-            fn = partial(self._one_chain, size=size)
-            self._compiled[size] = jax.pmap(fn) if self.chain_method == "parallel" else jax.jit(fn)
-        fn = self._compiled[size]
+    def chunk(self, state, size: int, likelihood: Likelihood) -> tuple[dict, dict, object]:
+        """(draws, extra fields, end state) of `size` transitions; draws are (chains, size, ...)."""
+        if size not in self._chunks:
+            self._chunks[size] = self._map(partial(self._chunk_one, size=size), batched_args=1)
+        fn, args = self._chunks[size], (likelihood,)
         if self.chain_method == "single":
-            draws, extra, end = fn(state)
+            draws, extra, end = fn(state, args, self.kwargs)
             return _add_chain_axis(draws), _add_chain_axis(extra), end
         if self.chain_method == "vectorized":  # scanned draws come out (size, chains, ...)
-            draws, extra, end = fn(state)
+            draws, extra, end = fn(state, args, self.kwargs)
             return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (draws, extra)) + (end,)
         if self.chain_method == "sequential":
-            chains = jax.tree.leaves(state)[0].shape[0]
-            per_chain = [fn(jax.tree.map(lambda x, c=c: x[c], state)) for c in range(chains)]
+            per_chain = [fn(_chain(state, c), args, self.kwargs) for c in range(self.chains)]
             return jax.tree.map(lambda *xs: np.stack(xs), *per_chain)
-        return fn(state)
+        return fn(state, args, self.kwargs)
+
+
+def _chain(tree, c: int):  # noqa: ANN001, ANN202 (pytrees)
+    return jax.tree.map(lambda x: x[c], tree)
 
 
 def _add_chain_axis(tree: dict) -> dict:
     return jax.tree.map(lambda x: x[None], tree)
 
 
+def _chain_method(config: SamplerConfig) -> str:
+    """What runs: 'parallel' falls back to 'sequential' (with a warning) without a device per chain."""
+    if config.chain_method == "parallel" and config.chains > 1 and jax.local_device_count() < config.chains:
+        warnings.warn(
+            f"there are not enough devices to run parallel chains: expected {config.chains} but got "
+            f"{jax.local_device_count()}; chains will run sequentially",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "sequential"
+    return config.chain_method
+
+
+def _run_chunks(programs: _Programs, state, sizes: list[int], likelihood: Likelihood, on_chunk: Callable) -> object:
+    """Run chunks of `sizes` transitions from `state`, handing each (draws, extra, end state,
+    compile s, run s) to `on_chunk`; returns the last end state (on the host)."""
+    for size in sizes:
+        start = time.perf_counter()
+        compile0 = _compile_clock.seconds
+        draws, extra, end = programs.chunk(state, size, likelihood)
+        _block(end)
+        compile_s = _compile_clock.seconds - compile0
+        state = jax.device_get(end)
+        on_chunk(draws, extra, state, compile_s, max(time.perf_counter() - start - compile_s, 0.0))
+    return state
+
+
+def _warm_up(programs: _Programs, likelihood: Likelihood, config: SamplerConfig, model: Callable) -> Warmup:
+    """NUTS warm-up (step size and mass matrix adaptation) in chunks of the sampling program."""
+    start = time.perf_counter()
+    compile0 = _compile_clock.seconds
+    inits = None
+    if config.init == "map":  # part of warm-up: its time is counted there
+        inits, _ = map_inits(model, likelihood, config.chains, config.seed)
+    state = jax.device_get(programs.init(likelihood, inits))  # every chunk starts from host arrays: one trace
+    clocks = {"compile": _compile_clock.seconds - compile0, "run": 0.0}
+    init_s = time.perf_counter() - start - clocks["compile"]
+
+    def count(draws, extra, end, compile_s, run_s):  # noqa: ANN001 (warm-up draws are not kept)
+        clocks["compile"] += compile_s
+        clocks["run"] += run_s
+        advance(int(jax.tree.leaves(extra)[0].shape[1]))
+
+    sizes = _split(config.warmup, config.checkpoint_every)
+    with _progress(config, "warm-up", config.warmup, 0) as advance:
+        state = _run_chunks(programs, state, sizes, likelihood, count)
+    return Warmup(jax.device_get(state), programs.method, clocks["compile"], init_s + clocks["run"])
+
+
 def fresh_kernel(
     model: Callable[[Likelihood], None], likelihood: Likelihood, config: SamplerConfig, chain_method: str
-) -> tuple[NUTS, object]:
-    """A NUTS kernel set up as a warm-up leaves it (to continue a saved state), and the pytree
-    structure of its state, which saved states are rebuilt on."""
-    kernel = _nuts(model, config)
-    key = jax.random.PRNGKey(config.seed)
-    if chain_method == "vectorized" and config.chains > 1:  # a kernel for batched states
-        key = jax.random.split(key, config.chains)
-    return kernel, jax.tree_util.tree_structure(kernel.init(key, config.warmup, None, (likelihood,), {}))
+) -> tuple[_Programs, object]:
+    """The compiled programs set up as a warm-up leaves them (to continue a saved state), and
+    the pytree structure of their state, which saved states are rebuilt on."""
+    programs = _Programs(model, config, chain_method)
+    return programs, jax.tree_util.tree_structure(programs.init(likelihood))
 
 
 def sample_posterior(
@@ -219,43 +269,41 @@ def sample_posterior(
     """
     ckpt = Checkpoint(Path(checkpoint_dir), config) if checkpoint_dir is not None else None
     setup_s = 0.0
-    if ckpt and ckpt.has_warmup():  # resumed after warm-up: set the kernel up as the warm-up left it
+    if ckpt and ckpt.has_warmup():  # resumed after warm-up: set the programs up as the warm-up left them
         compile0 = _compile_clock.seconds
-        kernel, structure = fresh_kernel(model, likelihood, config, ckpt.warmup_header()["chain_method"])
+        programs, structure = fresh_kernel(model, likelihood, config, ckpt.warmup_header()["chain_method"])
         setup_s = _compile_clock.seconds - compile0
         warm = ckpt.warmup(structure)
         chunks = ckpt.chunks(structure)
     else:
         if ckpt:
             ckpt.discard_chunks()
-        warm, kernel = _warm_up(model, likelihood, config)
+        programs = _Programs(model, config, _chain_method(config))
+        warm = _warm_up(programs, likelihood, config, model)
         if ckpt:
             ckpt.save_warmup(warm)
         chunks = []
     sizes = chunk_sizes(config)
     if len(chunks) < len(sizes):
-        sampler = _ChunkSampler(kernel, likelihood, warm.chain_method, config.chains)
+
+        def keep(draws, extra, end, compile_s, run_s):  # noqa: ANN001
+            nonlocal setup_s
+            chunk = Chunk(
+                {k: np.asarray(v) for k, v in draws.items()},
+                {k: np.asarray(v) for k, v in extra.items()},
+                end,
+                compile_s + setup_s,
+                run_s,
+            )
+            setup_s = 0.0
+            if ckpt:
+                ckpt.save_chunk(len(chunks), chunk)
+            chunks.append(chunk)
+            advance(int(next(iter(chunk.extra.values())).shape[1]))
+
         state = chunks[-1].state if chunks else warm.state
-        with _progress(config, sum(sizes), sum(sizes[: len(chunks)])) as advance:
-            for size in sizes[len(chunks) :]:
-                start = time.perf_counter()
-                compile0 = _compile_clock.seconds
-                draws, extra, end = sampler(state, size)
-                _block(end)
-                compile_s = _compile_clock.seconds - compile0 + setup_s
-                setup_s = 0.0
-                state = jax.device_get(end)
-                chunk = Chunk(
-                    {k: np.asarray(v) for k, v in draws.items()},
-                    {k: np.asarray(v) for k, v in extra.items()},
-                    state,
-                    compile_s,
-                    max(time.perf_counter() - start - compile_s, 0.0),
-                )
-                if ckpt:
-                    ckpt.save_chunk(len(chunks), chunk)
-                chunks.append(chunk)
-                advance(size)
+        with _progress(config, "sampling", sum(sizes), sum(sizes[: len(chunks)])) as advance:
+            _run_chunks(programs, state, sizes[len(chunks) :], likelihood, keep)
 
     samples = {k: np.concatenate([c.samples[k] for c in chunks], axis=1) for k in chunks[0].samples}
     extra = {k: np.concatenate([c.extra[k] for c in chunks], axis=1) for k in chunks[0].extra}
@@ -272,8 +320,12 @@ def sample_posterior(
 
 def chunk_sizes(config: SamplerConfig) -> list[int]:
     """Draws per chunk: checkpoint_every each, the remainder last."""
-    full, rest = divmod(config.draws, config.checkpoint_every)
-    return [config.checkpoint_every] * full + ([rest] if rest else [])
+    return _split(config.draws, config.checkpoint_every)
+
+
+def _split(total: int, every: int) -> list[int]:
+    full, rest = divmod(total, every)
+    return [every] * full + ([rest] if rest else [])
 
 
 @dataclass(frozen=True)
@@ -465,19 +517,19 @@ def _block(tree: object) -> None:
 
 
 @contextmanager
-def _progress(config: SamplerConfig, total: int, done: int):
-    """A progress bar over the draws per chain, advanced chunk by chunk (when asked for)."""
+def _progress(config: SamplerConfig, phase: str, total: int, done: int):
+    """A progress bar over the iterations per chain of `phase`, advanced chunk by chunk (when asked for)."""
     if not config.progress_bar:
         yield lambda n: None
         return
 
     with Progress(
-        TextColumn("sampling"),
+        TextColumn(phase),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("draws per chain"),
+        TextColumn("iterations per chain"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
     ) as bar:
-        task = bar.add_task("sampling", total=total, completed=done)
+        task = bar.add_task(phase, total=total, completed=done)
         yield lambda n: bar.advance(task, n)

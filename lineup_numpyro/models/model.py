@@ -269,6 +269,24 @@ def get_model(
     return partial(fn, cells=cells, priors=priors)
 
 
+# A model's keyword arguments that hold arrays computed from the data (not its shapes):
+# compiled programs take them as arguments, so that one program serves any data set whose
+# touched cells are the same, and JAX's persistent cache finds it again.
+DATA_KEYWORDS = ("whitening",)
+
+
+def data_arguments(model: Callable[[Likelihood], None]) -> tuple[Callable[..., None], dict]:
+    """`model` without its data arrays, and those arrays as keyword arguments: calling the
+    first with the likelihood and the second is calling `model` with the likelihood."""
+    if not isinstance(model, partial):
+        return model, {}
+    data = {k: v for k, v in model.keywords.items() if k in DATA_KEYWORDS and v is not None}
+    if not data:
+        return model, {}
+    rest = {k: v for k, v in model.keywords.items() if k not in data}
+    return partial(model.func, *model.args, **rest), data
+
+
 # Per model and coefficient family: the site NUTS samples over the touched cells, and what
 # the untouched ones are exactly (drawn by `complete`: the matchup model's prior, the
 # hierarchical model's e ~ N(0, 1)), as draw(rng, shape, priors).

@@ -31,7 +31,9 @@ precision and location.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erfinv, ndtr, ndtri
@@ -60,9 +62,12 @@ def half_normal_from_standard(z: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(negative, jnp.sqrt(2.0) * erfinv(ndtr(low)), -ndtri(0.5 * ndtr(-high)))
 
 
+@partial(jax.tree_util.register_dataclass, data_fields=["precision", "location"], meta_fields=[])
 @dataclass(frozen=True)
 class Whitening:
-    """Per cell (M, 17): data precision and location on the link scale (0 / anything: untouched)."""
+    """Per cell (M, 17): data precision and location on the link scale (0 / anything: untouched).
+
+    A JAX pytree, so that compiled programs take it as an argument (models.data_arguments)."""
 
     precision: np.ndarray
     location: np.ndarray

@@ -24,6 +24,7 @@ from lineup_numpyro import names
 from lineup_numpyro.config import POINTWISE_BYTES_PER_VALUE, POINTWISE_MAX_BYTES, DataConfig
 from lineup_numpyro.data.possessions import DataError, Possessions, iter_chunks
 from lineup_numpyro.errors import RunDirError
+from lineup_numpyro.inference.diagnostics import ess_mean
 from lineup_numpyro.models.model import predict
 from lineup_numpyro.models.simulate import simulate_season
 
@@ -64,8 +65,8 @@ def posterior_of(idata: az.InferenceData) -> Posterior:
     if model == "simplified":
         coef = np.broadcast_to(coef[:, None, :], (s, names.N_MATCHUPS, names.N_FEATURES))
     if post.sizes["chain"] > 1:
-        ess = az.ess(post, method="mean")
-        reff = float(np.hstack([ess[v].values.ravel() for v in ess.data_vars]).mean() / s)
+        draws = np.concatenate([post[v].values.reshape(*post[v].shape[:2], -1) for v in post.data_vars], axis=-1)
+        reff = float(ess_mean(draws).mean() / s)
     else:
         reff = 1.0
     return Posterior(model, coef, flat("sigma"), reff, int(post.sizes["chain"]))
