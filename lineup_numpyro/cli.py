@@ -11,9 +11,8 @@ import sys
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional, get_args
+from typing import TYPE_CHECKING, Annotated, Optional, get_args
 
-import pandas as pd
 import typer
 from rich import box
 from rich.console import Console
@@ -22,36 +21,21 @@ from rich.table import Table
 
 from lineup_numpyro import __version__
 from lineup_numpyro import config as literals
-from lineup_numpyro.analysis.comparison import compare_runs, write_comparison
-from lineup_numpyro.analysis.export import production_coefficients, write_production
-from lineup_numpyro.analysis.report import write_report
-from lineup_numpyro.analysis.validation import validate_run
-from lineup_numpyro.config import ApproxConfig, DataConfig, Priors, RunConfig, SamplerConfig, default_target_accept
-from lineup_numpyro.data.possessions import load_possessions, parse_seasons
+from lineup_numpyro.config import (
+    FIXED_ON_RESUME,
+    ApproxConfig,
+    DataConfig,
+    Priors,
+    RunConfig,
+    SamplerConfig,
+    default_target_accept,
+)
 from lineup_numpyro.errors import LineupError
 from lineup_numpyro.files import atomic_path
-from lineup_numpyro.inference.runtime import configure_jax
-from lineup_numpyro.inference.sampling import Checkpoint, saved_draws
-from lineup_numpyro.lineups.players import (
-    default_opponents,
-    find_tables,
-    load_assignments,
-    load_opponents,
-    load_players,
-    parse_lineup,
-    split_names,
-)
-from lineup_numpyro.lineups.predict import predict_file, predict_lineups
-from lineup_numpyro.lineups.prepare import PrepareReport, prepare_possessions
-from lineup_numpyro.lineups.valuation import load_fit, plot_candidates, recommend, value_lineup
-from lineup_numpyro.models.simulate import simulate_season, truth_path, write_season
 from lineup_numpyro.names import Labels, matchup_label
-from lineup_numpyro.run.outputs import largest_effects, rhat_text
-from lineup_numpyro.run.rundir import RunDir
-from lineup_numpyro.run.train import FIXED_ON_RESUME
-from lineup_numpyro.run.train import resume as resume_training
-from lineup_numpyro.run.train import train as run_training
-from lineup_numpyro.stan.parity import StanUnavailable, run_parity, write_parity
+
+if TYPE_CHECKING:
+    from lineup_numpyro.lineups.prepare import PrepareReport
 
 app = typer.Typer(
     help="Bayesian NBA lineup models (Brill, Hughes & Waldbaum 2023) fitted with NumPyro.",
@@ -146,6 +130,7 @@ RESUME_FIXED = {RENAMED.get(path, path.rpartition(".")[2]): path for path in FIX
 
 def _given_again(ctx: typer.Context) -> dict[str, object]:
     """The RESUME_FIXED options typed on the command line, as RunConfig paths and values."""
+    from lineup_numpyro.data.possessions import parse_seasons
 
     given = {}
     for name, path in RESUME_FIXED.items():
@@ -161,6 +146,7 @@ def _given_again(ctx: typer.Context) -> dict[str, object]:
 
 def _interrupted(run_dir: Path) -> None:
     """Ctrl-C: say what was kept and how to go on (exit 130, the shell's code for SIGINT)."""
+    from lineup_numpyro.run.rundir import RunDir
 
     run = RunDir(run_dir)
     if not (run / RunDir.RUN_CONFIG).exists():
@@ -258,6 +244,9 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
 ) -> None:
     """Fit a model and write its run directory (or finish a stopped one: --resume)."""
+    from lineup_numpyro.data.possessions import parse_seasons
+    from lineup_numpyro.run.train import resume as resume_training
+    from lineup_numpyro.run.train import train as run_training
 
     if (out_dir is None) == (resume is None):
         _fail("give --out DIR for a new run, or --resume DIR to finish a stopped one (not both)")
@@ -339,6 +328,7 @@ def simulate(
     empty_matchups: Annotated[int, typer.Option(min=0, max=35, help="Matchups left without possessions.")] = 0,
 ) -> None:
     """Write a semi-synthetic season drawn from known parameters (saved as FILE.truth.json)."""
+    from lineup_numpyro.models.simulate import simulate_season, truth_path, write_season
 
     try:
         data, truth = simulate_season(possessions, model.value, seed, empty_matchups)
@@ -374,6 +364,7 @@ def status(
     get: Annotated[Optional[str], typer.Option(help="Print only this field of the JSON object.")] = None,
 ) -> None:
     """Say whether a run is none, running, stopped, interrupted, failed or complete, and what it saved."""
+    from lineup_numpyro.run.rundir import RunDir
 
     run = RunDir(run_dir)
     info: dict = {
@@ -440,6 +431,9 @@ def parity(
     priors: PriorOption = None,
 ) -> None:
     """Check that NumPyro and the Stan file define the same posterior (exit 1 if not)."""
+    from lineup_numpyro.data.possessions import load_possessions, parse_seasons
+    from lineup_numpyro.inference.runtime import configure_jax
+    from lineup_numpyro.stan.parity import StanUnavailable, run_parity, write_parity
 
     configure_jax("cpu", chains)
     try:
@@ -466,6 +460,7 @@ def parity(
 
 def _holdout_config(data: Optional[Path], season: Optional[str]):  # noqa: ANN202
     """The DataConfig of --data/--season, or None (then the runs' own random split is used)."""
+    from lineup_numpyro.data.possessions import parse_seasons
 
     if data is None:
         if season:
@@ -484,6 +479,7 @@ def validate(
     loo: Annotated[bool, typer.Option(help="Also compute PSIS-LOO on the training possessions.")] = True,
 ) -> None:
     """Score a run on possessions it did not see: MSE, RMSE, log predictive density, coverage."""
+    from lineup_numpyro.analysis.validation import validate_run
 
     holdout = _holdout_config(data, season)
     try:
@@ -535,6 +531,7 @@ def compare(
     ] = None,
 ) -> None:
     """Rank models by PSIS-LOO (and holdout scores) and say which to use."""
+    from lineup_numpyro.analysis.comparison import compare_runs, write_comparison
 
     holdout = _holdout_config(data, season)
     try:
@@ -626,6 +623,8 @@ def export(
     ] = False,
 ) -> None:
     """Write production coefficients: each matchup's own where it converged, the pooled ones otherwise."""
+    from lineup_numpyro.analysis.export import production_coefficients, write_production
+    from lineup_numpyro.run.rundir import RunDir
 
     target = out_file or run_dir / RunDir.PRODUCTION
     try:
@@ -656,6 +655,7 @@ def report(
     labels: LabelsOption = None,
 ) -> None:
     """Write RUN_DIR/report/report.html: diagnostics, rank, forest and predictive-check plots."""
+    from lineup_numpyro.analysis.report import write_report
 
     try:
         path = write_report(run_dir, comparison, _labels(labels))
@@ -692,6 +692,9 @@ def predict(
 ) -> None:
     """Predict possessions with a run: E[y]'s posterior mean and 90% interval, y's 90% predictive
     interval, and flags where a prediction rests on the prior (u, w) or leaves the scale (!)."""
+    from lineup_numpyro.data.possessions import parse_seasons
+    from lineup_numpyro.lineups.predict import predict_file, predict_lineups
+
     if (data is None) == (lineups is None):
         _fail("give --data FILE (the model's input format) or --lineups FILE (players), not both")
     try:
@@ -761,6 +764,7 @@ def prepare(
     chunksize: Annotated[int, typer.Option(min=1, help="Possessions read at a time.")] = 100_000,
 ) -> None:
     """Write the model's input file from possessions with lineups (z and matchups as `lineup` forms them)."""
+    from lineup_numpyro.lineups.prepare import prepare_possessions
 
     try:
         chosen = _table_files(tables, archetypes, darko, assignments)
@@ -853,6 +857,8 @@ def _table_files(tables, archetypes, darko, assignments, salaries=None, needed_f
     """The archetype, DARKO and assignment files (and salaries, when `salaries` is not None or
     --tables has them: optional): each given one, else the one --tables finds; exit 2 naming the
     missing required ones."""
+    from lineup_numpyro.lineups.players import find_tables
+
     found = find_tables(tables) if tables is not None else {}
     chosen = {
         "archetypes": archetypes or found.get("archetypes"),
@@ -870,6 +876,7 @@ def _table_files(tables, archetypes, darko, assignments, salaries=None, needed_f
 
 def _lineup_inputs(tables, archetypes, darko, salaries, assignments, opponents):  # noqa: ANN001, ANN202
     """Players, assignments and opponents from the options (explicit files over --tables)."""
+    from lineup_numpyro.lineups.players import default_opponents, load_assignments, load_opponents, load_players
 
     chosen = _table_files(tables, archetypes, darko, assignments, salaries)
     players = load_players(chosen["archetypes"], chosen["darko"], chosen["salaries"])
@@ -896,6 +903,8 @@ def lineup_value(
     labels: LabelsOption = None,
 ) -> None:
     """Expected points both ways, v(lineup, opponent) and v(lineup) over a set of opponents."""
+    from lineup_numpyro.lineups.players import parse_lineup
+    from lineup_numpyro.lineups.valuation import load_fit, value_lineup
 
     names_ = _labels(labels)
     try:
@@ -952,6 +961,8 @@ def lineup_recommend(
     labels: LabelsOption = None,
 ) -> None:
     """Rank fifth players for a core of four by v over the opponents, with P(best of all)."""
+    from lineup_numpyro.lineups.players import split_names
+    from lineup_numpyro.lineups.valuation import load_fit, plot_candidates, recommend
 
     names_ = _labels(labels)
     try:
@@ -1076,6 +1087,8 @@ def _print_parity(report) -> None:  # noqa: ANN001
 
 def _checkpoint_progress(run_dir: Path, record: dict) -> str | None:
     """What the checkpoint of an unfinished run holds, in words (None without one)."""
+    from lineup_numpyro.inference.sampling import Checkpoint, saved_draws
+    from lineup_numpyro.run.rundir import RunDir
 
     if not record.get("config") or not (run_dir / RunDir.CHECKPOINT).is_dir():
         return None
@@ -1095,6 +1108,8 @@ def _checkpoint_progress(run_dir: Path, record: dict) -> str | None:
 
 def _print_summary(run_dir: Path, top: int = 10, labels: Labels = Labels()) -> bool:
     """Print the tables; returns whether the run is complete."""
+    from lineup_numpyro.run.outputs import rhat_text
+    from lineup_numpyro.run.rundir import RunDir
 
     status, record, table, diag = RunDir(run_dir).load()
     if status["state"] != "complete" or diag is None or table is None:
@@ -1170,6 +1185,10 @@ def _approx_rows(t: Table, diag: dict) -> None:
 
 
 def _print_effects(table, top: int, labels: Labels = Labels()) -> None:  # noqa: ANN001
+
+    import pandas as pd
+
+    from lineup_numpyro.run.outputs import largest_effects
 
     eff = Table(
         title=f"largest {top} informed archetype effects (posterior mean, 90% interval)",

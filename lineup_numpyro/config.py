@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
-from lineup_numpyro.data.possessions import Split
+from lineup_numpyro.data.split import Split
 from lineup_numpyro.errors import ConfigError
 
 ModelName = Literal["simplified", "matchup", "hierarchical"]
@@ -222,3 +222,30 @@ class RunConfig:
 def default_host_devices(chains: int) -> int:
     """One XLA host device per core, and at least one per chain (so 'parallel' can pmap)."""
     return max(os.cpu_count() or 1, chains)
+
+
+# Options that `train --resume` may repeat but not change (RunConfig paths); the rest (the
+# platform, a progress bar) do not change the draws.
+FIXED_ON_RESUME = (
+    "model",
+    "likelihood",
+    "method",
+    "parameterization",
+    "log_likelihood",
+    "data.path",
+    "data.seasons",
+    "data.holdout_fraction",
+    "data.split_seed",
+    "sampler.chains",
+    "sampler.warmup",
+    "sampler.draws",
+    "sampler.seed",
+    "sampler.target_accept",
+    "sampler.max_tree_depth",
+    "sampler.dense_mass",
+    "sampler.chain_method",
+    "sampler.checkpoint_every",
+    "sampler.init",
+    "approx.guide",
+    "priors",
+)

@@ -109,14 +109,30 @@ def test_no_import_cycles():
     assert cycles == []
 
 
+def _command_import(module: str, imported: str) -> bool:
+    """The CLI imports each command's modules (and pandas) inside the command, so that start-up
+    loads only what the command needs."""
+    return module == "lineup_numpyro.cli" and imported.split(".")[0] in ("lineup_numpyro", "pandas")
+
+
 def test_only_optional_dependencies_are_imported_inside_functions():
     hidden = [
         f"{module}: {imported}"
         for module, path in MODULES.items()
         for imported, top in _imports(path)
-        if not top and imported.split(".")[0] not in OPTIONAL
+        if not top and imported.split(".")[0] not in OPTIONAL and not _command_import(module, imported)
     ]
     assert hidden == []
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    code = (
+        "import sys, lineup_numpyro.cli\n"
+        "print([m for m in ('pandas', 'pyarrow', 'numpyro', 'arviz', 'xarray', 'scipy', 'matplotlib') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_importing_the_package_loads_no_optional_dependency():

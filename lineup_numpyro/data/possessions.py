@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from lineup_numpyro import names
-from lineup_numpyro.errors import ConfigError, DataError
+from lineup_numpyro.data.split import Split
+from lineup_numpyro.errors import DataError
 
 # Values beyond these are taken to be corrupt: DARKO sums of five players lie within about
 # +-75, and a possession scores a handful of points. They also keep X'X far from overflow.
@@ -566,7 +567,7 @@ class _ArrowRead:
         text = pa.dictionary(pa.int32(), pa.string())  # 36 matchup labels: categories, not 10M strings
         types = {c: pa.float64() for c in header if c in _NUMERIC_COLUMNS}
         types.update({c: text for c in header if c in (names.MATCHUP, names.SEASON)})
-        pending: list[pd.DataFrame] = []
+        pending: list[pa.RecordBatch] = []
         held = 0
         try:
             with (
@@ -579,9 +580,8 @@ class _ArrowRead:
                 ) as reader,
             ):
                 for batch in reader:
-                    frame = batch.to_pandas()
-                    pending.append(frame)
-                    held += len(frame)
+                    pending.append(batch)
+                    held += batch.num_rows
                     while held >= chunksize:
                         chunk, pending, held = _take(pending, chunksize)
                         self.rows += len(chunk)
@@ -594,52 +594,12 @@ class _ArrowRead:
             self.stopped = True
 
 
-def _take(frames: list[pd.DataFrame], n: int) -> tuple[pd.DataFrame, list[pd.DataFrame], int]:
-    """The first n rows of the frames (fewer if there are fewer), and the frames left."""
-    whole = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    head, rest = whole.iloc[:n].reset_index(drop=True), whole.iloc[n:].reset_index(drop=True)
-    return head, ([rest] if len(rest) else []), len(rest)
-
-
-@dataclass(frozen=True)
-class Split:
-    """A seeded random split of a file's rows: about `fraction` of them are held out.
-
-    Row i (0-based, in file order, before any season filter) is held out when a hash of
-    (seed, i) falls below `fraction`; so the split does not depend on how the file is
-    chunked, and `side` picks the training rows or the held-out ones.
-    """
-
-    fraction: float
-    seed: int = 0
-    side: Literal["train", "holdout"] = "train"
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.fraction < 1.0:
-            raise ConfigError(f"the holdout fraction must lie in (0, 1), got {self.fraction}")
-        if self.side not in ("train", "holdout"):
-            raise ValueError(f"side must be 'train' or 'holdout', got {self.side!r}")
-
-    def keep(self, row0: int, n: int) -> np.ndarray:
-        """Which of rows row0 .. row0 + n - 1 belong to this side, (n,) bool."""
-        u = _uniform_hash(np.arange(row0, row0 + n, dtype=np.uint64), self.seed)
-        held_out = u < self.fraction
-        return held_out if self.side == "holdout" else ~held_out
-
-    def other_side(self) -> Split:
-        return Split(self.fraction, self.seed, "holdout" if self.side == "train" else "train")
-
-
-def _uniform_hash(i: np.ndarray, seed: int) -> np.ndarray:
-    """A uniform number in [0, 1) per index: the splitmix64 finaliser of (seed, i)."""
-    with np.errstate(over="ignore"):
-        x = i * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed % 2**64) * np.uint64(0xD1B54A32D192ED03)
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+def _take(batches: list[pa.RecordBatch], n: int) -> tuple[pd.DataFrame, list[pa.RecordBatch], int]:
+    """The first n rows of the batches as a DataFrame (fewer if there are fewer), and the batches
+    left; the rows are cut and joined in Arrow, without copies, before one conversion."""
+    table = pa.Table.from_batches(batches)
+    rest = table.slice(n)
+    return table.slice(0, n).to_pandas(), rest.to_batches(), rest.num_rows
 
 
 def iter_chunks(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lineup_numpyro.config import RunConfig
+from lineup_numpyro.config import FIXED_ON_RESUME, RunConfig
 from lineup_numpyro.data.possessions import Possessions, load_possessions
 from lineup_numpyro.data.suffstats import SuffStats, from_file, require_fittable, warn_degenerate
 from lineup_numpyro.errors import CheckpointError, RunDirError
@@ -91,33 +91,6 @@ def train(config: RunConfig, out: str | Path, overwrite: bool = False) -> dict:
         run.prepare(overwrite)
         outputs.write_record(run.path, config, data.stats, data.source, data.digest())
         return _sample_and_write(run, config, data, data_s)
-
-
-# Options that `train --resume` may repeat but not change (RunConfig paths); the rest (the
-# platform, a progress bar) do not change the draws.
-FIXED_ON_RESUME = (
-    "model",
-    "likelihood",
-    "method",
-    "parameterization",
-    "log_likelihood",
-    "data.path",
-    "data.seasons",
-    "data.holdout_fraction",
-    "data.split_seed",
-    "sampler.chains",
-    "sampler.warmup",
-    "sampler.draws",
-    "sampler.seed",
-    "sampler.target_accept",
-    "sampler.max_tree_depth",
-    "sampler.dense_mass",
-    "sampler.chain_method",
-    "sampler.checkpoint_every",
-    "sampler.init",
-    "approx.guide",
-    "priors",
-)
 
 
 def resume(run_dir: str | Path, options: Mapping[str, object] | None = None) -> dict:
