@@ -5,10 +5,12 @@ fresh process, timed from start to exit. Prints each run and the medians; target
 2-core CI machine: under 60 s, 0 divergences, R-hat <= 1.01, min ESS_bulk >= 1,000.
 
     python benchmarks/train_matchup.py [--repeats 3] [--model matchup] [--platform cpu]
-        [--checkpoint-every 250,1000]
+        [--checkpoint-every 250,1000] [--cache cold,warm]
 
-Several --checkpoint-every values alternate within each repeat, so their medians compare on
-the same machine state (what checkpointing costs).
+Several --checkpoint-every values, or compilation caches, alternate within each repeat, so
+their medians compare on the same machine state: `cold` runs with an empty JAX compilation
+cache (a first run on a machine), `warm` with the benchmark's own cache, filled by one untimed
+run first (every later run).
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ from pathlib import Path
 CLI = Path(sys.executable).parent / "lineup-numpyro"
 
 
-def run_once(model: str, platform: str, extra: list[str]) -> dict:
+WARM_CACHE = Path(__file__).resolve().parent / "data" / "jax-cache-train"
+
+
+def run_once(model: str, platform: str, extra: list[str], cache: str = "warm") -> dict:
+    import os
+
     with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "LINEUP_NUMPYRO_JAX_CACHE": str(WARM_CACHE if cache == "warm" else Path(tmp) / "cache")}
         run_dir = Path(tmp) / "run"
         cmd = [
             str(CLI),
@@ -47,7 +55,7 @@ def run_once(model: str, platform: str, extra: list[str]) -> dict:
             *extra,
         ]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"train failed ({proc.returncode}):\n{proc.stderr}")
@@ -74,27 +82,30 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint-every", default="250", help="draws per saved chunk; a comma-separated list alternates the values"
     )
+    parser.add_argument("--cache", default="warm", help="cold, warm, or cold,warm to alternate them")
     parser.add_argument("--json", type=Path, help="also write the runs and medians here")
     args, extra = parser.parse_known_args()
-    everies = [int(v) for v in args.checkpoint_every.split(",")]
+    everies = [(cache, int(v)) for v in args.checkpoint_every.split(",") for cache in args.cache.split(",")]
+    if "warm" in args.cache.split(","):  # fill the warm cache (untimed)
+        run_once(args.model, args.platform, extra, "warm")
 
     import os
 
-    runs: dict[int, list[dict]] = {every: [] for every in everies}
+    runs: dict[tuple[str, int], list[dict]] = {every: [] for every in everies}
     print(
         f"lineup-numpyro train --model {args.model}: built-in season, 4 chains x (1000 + 1000), "
         f"{os.cpu_count()} cores, platform {args.platform}"
     )
     print(
-        f"{'run':>3} {'chunk':>5} {'wall s':>7} {'compile':>8} {'warm-up':>8} {'sampling':>9} {'min ESS':>8} "
-        f"{'max R-hat':>9} {'div':>4}"
+        f"{'run':>3} {'cache':>5} {'chunk':>5} {'wall s':>7} {'compile':>8} {'warm-up':>8} {'sampling':>9} "
+        f"{'min ESS':>8} {'max R-hat':>9} {'div':>4}"
     )
     for i in range(args.repeats):
-        for every in everies:
-            r = run_once(args.model, args.platform, [*extra, "--checkpoint-every", str(every)])
-            runs[every].append(r)
+        for cache, every in everies:
+            r = run_once(args.model, args.platform, [*extra, "--checkpoint-every", str(every)], cache)
+            runs[(cache, every)].append(r)
             print(
-                f"{i + 1:>3} {every:>5} {r['wall_s']:>7.1f} {r['compile_s']:>8.1f} {r['warmup_s']:>8.1f} "
+                f"{i + 1:>3} {cache:>5} {every:>5} {r['wall_s']:>7.1f} {r['compile_s']:>8.1f} {r['warmup_s']:>8.1f} "
                 f"{r['sampling_s']:>9.1f} {r['min_ess_bulk']:>8.0f} {r['max_rhat']:>9.4f} {r['divergences']:>4}",
                 flush=True,
             )
@@ -106,7 +117,7 @@ def main() -> None:
         }
         medians[every] = median
         print(
-            f"checkpoint every {every}, median of {len(these)}: wall {median['wall_s']:.1f} s "
+            f"{every[0]} cache, checkpoint every {every[1]}, median of {len(these)}: wall {median['wall_s']:.1f} s "
             f"(compile {median['compile_s']:.1f}, warm-up {median['warmup_s']:.1f}, "
             f"sampling {median['sampling_s']:.1f}), min ESS_bulk {median['min_ess_bulk']:.0f}, "
             f"max R-hat {median['max_rhat']:.4f}, divergences {max(r['divergences'] for r in these)} "
@@ -115,13 +126,19 @@ def main() -> None:
     if len(everies) > 1:
         base = medians[everies[-1]]["wall_s"]
         print(
-            "wall time relative to every",
+            "wall time relative to",
             everies[-1],
             ": " + ", ".join(f"{every}: {medians[every]['wall_s'] / base:.2f}x" for every in everies[:-1]),
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"runs": runs, "median": medians}, indent=2))
+        label = {every: f"{every[0]}/{every[1]}" for every in everies}
+        args.json.write_text(
+            json.dumps(
+                {"runs": {label[k]: v for k, v in runs.items()}, "median": {label[k]: v for k, v in medians.items()}},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":
