@@ -91,12 +91,31 @@ def summarize(model_name, samples, cells, seed):
 
 
 def run_numpyro(model, lik, model_name, method, seed, warmup):
-    dense = {"np-diag": False, "np-dense": True, "np-block": BLOCKS[model_name]}[method]
-    kernel = NUTS(model, target_accept_prob=TARGET[model_name], max_tree_depth=MAX_DEPTH, dense_mass=dense)
+    dense = {"np-diag": False, "np-dense": True, "np-block": BLOCKS[model_name]}.get(method, False)
+    inits, map_iters, imm, hess_grads = None, 0, None, 0
+    if method in ("np-diag-map", "np-diag-laplace"):  # the package's --init map: MAP + N(0, 0.1) jitter
+        from lineup_numpyro.inference.approx import flatten_model, map_inits
+
+        inits, opt = map_inits(model, lik, CHAINS, seed)
+        map_iters = int(opt.iterations)
+        if method == "np-diag-laplace":  # and the initial inverse mass: diag of the inverse Hessian at MAP
+            flat = flatten_model(model, lik, seed)
+            h = np.asarray(jax.jit(jax.hessian(flat.potential))(jnp.asarray(opt.x)))
+            try:
+                imm = np.diag(np.linalg.inv(h))
+                if not np.all(imm > 0):
+                    raise np.linalg.LinAlgError
+            except np.linalg.LinAlgError:
+                imm = 1.0 / np.maximum(np.diag(h), 1e-8)
+            imm = jnp.asarray(imm)
+            hess_grads = 2 * opt.x.size  # one Hessian = D Hessian-vector products ~ 2 D gradients
+    kernel = NUTS(model, target_accept_prob=TARGET[model_name], max_tree_depth=MAX_DEPTH, dense_mass=dense,
+                  inverse_mass_matrix=imm)
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=DRAWS, num_chains=CHAINS, progress_bar=False,
                 chain_method="parallel")
     t0 = time.perf_counter()
-    mcmc.warmup(jax.random.PRNGKey(seed), lik, extra_fields=("num_steps", "diverging"), collect_warmup=True)
+    mcmc.warmup(jax.random.PRNGKey(seed), lik, extra_fields=("num_steps", "diverging"), collect_warmup=True,
+                init_params=inits)
     wex = mcmc.get_extra_fields(group_by_chain=True)
     t1 = time.perf_counter()
     mcmc.run(mcmc.post_warmup_state.rng_key, lik, extra_fields=("num_steps", "diverging"))
@@ -106,8 +125,9 @@ def run_numpyro(model, lik, model_name, method, seed, warmup):
     step = np.asarray(mcmc.last_state.adapt_state.step_size)
     return dict(
         samples=samples,
-        warm_grads=int(np.sum(wex["num_steps"])), samp_grads=int(np.sum(ex["num_steps"])),
-        warm_div=int(np.sum(wex["diverging"])), div=int(np.sum(ex["diverging"])),
+        # MAP's gradients counted as 2 per L-BFGS iteration (one per step plus line search; an estimate)
+        warm_grads=int(np.sum(wex["num_steps"])) + 2 * map_iters + hess_grads, samp_grads=int(np.sum(ex["num_steps"])),
+        warm_div=int(np.sum(wex["diverging"])), div=int(np.sum(ex["diverging"])), map_iterations=map_iters,
         warm_s=t1 - t0, samp_s=t2 - t1, step_size=float(np.mean(step)),
         mean_steps=float(np.mean(ex["num_steps"])),
     )
