@@ -61,12 +61,12 @@ def test_user_errors_exit_2_with_one_line(tmp_path):
 
 def test_internal_errors_keep_their_traceback(tmp_path, monkeypatch):
     """A ValueError from a bug is not dressed up as bad input."""
-    import lineup_numpyro.cli
+    import lineup_numpyro.run.train
 
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr(lineup_numpyro.cli, "run_training", broken)
+    monkeypatch.setattr(lineup_numpyro.run.train, "train", broken)  # the CLI imports it when `train` runs
     result = runner.invoke(app, ["train", "--model", "simplified", "--out", str(tmp_path / "r"), "--no-progress"])
     assert result.exit_code == 1
     assert isinstance(result.exception, ValueError) and "an internal bug" in str(result.exception)
