@@ -15,8 +15,8 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import arviz as az
 import h5netcdf
 import numpy as np
 
@@ -27,6 +27,9 @@ from lineup_numpyro.errors import RunDirError
 from lineup_numpyro.inference.diagnostics import ess_mean
 from lineup_numpyro.models.model import predict
 from lineup_numpyro.models.simulate import simulate_season
+
+if TYPE_CHECKING:
+    import arviz as az
 
 CHUNK_ROWS = 4_000  # possessions whose (draws x rows) predictions are held at once
 LOG_2PI = math.log(2 * math.pi)
