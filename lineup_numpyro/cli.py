@@ -196,7 +196,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")] = 0,
     target_accept: Annotated[
         Optional[float],
-        typer.Option(min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.99 for hierarchical)."),
+        typer.Option(min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.98 for hierarchical)."),
     ] = None,
     parameterization: Annotated[
         Parameterization,
@@ -230,7 +230,11 @@ def train(
         ),
     ] = Method.nuts,
     init: Annotated[
-        Init, typer.Option(help="Where NUTS chains start: default (random), or map (the mode, jittered per chain).")
+        Init,
+        typer.Option(
+            help="Where NUTS chains start: default (random), map (the mode, jittered per chain), or laplace "
+            "(from the mode, with the Laplace approximation's variances as the first mass matrix)."
+        ),
     ] = Init.default,
     guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
     log_likelihood: Annotated[
@@ -514,6 +518,85 @@ def validate(
             f"{lo['k_threshold']:.2f}"
         )
     out.print(f"wrote {written}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def sbc(
+    out_dir: Annotated[Path, typer.Option("--out", help="Write sbc.json, ranks.csv and ecdf.png here.")],
+    model: Annotated[Model, typer.Option(help="Which model to calibrate.")] = Model.matchup,
+    fits: Annotated[int, typer.Option(min=2, help="Number of simulated data sets (each one NUTS fit).")] = 100,
+    data: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Possessions whose design (X'X per matchup) the seasons are simulated on. Default: built-in."
+        ),
+    ] = None,
+    season: Annotated[Optional[str], typer.Option(help="Use only these seasons of --data, comma-separated.")] = None,
+    chains: Annotated[int, typer.Option(min=1, help="Chains per fit.")] = 4,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 500,
+    draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the prior draws, simulations and fits.")] = 0,
+    target_accept: Annotated[
+        Optional[float], typer.Option(min=0.0, max=1.0, help="NUTS target acceptance (default: the model's).")
+    ] = None,
+    thin_to: Annotated[int, typer.Option(min=9, help="Ranks are taken among this many thinned draws.")] = 99,
+    level: Annotated[float, typer.Option(min=0.0, max=0.5, help="Family-wise level of the calibration check.")] = 0.05,
+    batch: Annotated[int, typer.Option(min=1, help="Fits per compiled call (memory grows with it).")] = 16,
+    priors: PriorOption = None,
+    fit_prior: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--fit-prior",
+            metavar="FAMILY=VALUE",
+            help="Fit with this prior instead of the one that simulated (a negative control: SBC must then fail).",
+        ),
+    ] = None,
+) -> None:
+    """Simulation-based calibration: fit seasons simulated from the prior, rank the truth among the
+    draws, and test the ranks' uniformity (exit 1 when calibration fails)."""
+    from lineup_numpyro.data.possessions import parse_seasons
+    from lineup_numpyro.inference.runtime import configure_jax
+
+    configure_jax("cpu", chains)
+    from lineup_numpyro.analysis.sbc import SBCConfig, design_stats, run_sbc, write_sbc
+
+    try:
+        simulate = Priors.parse(priors)
+        fitted = Priors.parse(fit_prior) if fit_prior else None
+        config = SBCConfig(
+            model=model.value,
+            fits=fits,
+            sampler=SamplerConfig(
+                chains=chains,
+                warmup=warmup,
+                draws=draws,
+                seed=seed,
+                target_accept=default_target_accept(model.value) if target_accept is None else target_accept,
+            ),
+            thin_to=thin_to,
+            level=level,
+            seed=seed,
+            batch=batch,
+            priors=simulate,
+            fit_priors=fitted,
+        )
+        design = design_stats(data, parse_seasons(season))
+    except _known_errors() as exc:
+        _fail(str(exc))
+    result = run_sbc(config, design)
+    write_sbc(result, out_dir)
+    verdict = "[green]passed[/]" if result.passed else f"[red]FAILED[/] ({len(result.failed)} quantities)"
+    out.print(
+        f"SBC of the {model.value} model, {fits} fits in {result.seconds:.0f} s "
+        f"({60 * fits / result.seconds:.1f} fits/min): {verdict} at family-wise level {level}; "
+        f"{int((result.divergences > 0).sum())} fits with divergent transitions",
+        highlight=False,
+    )
+    if result.failed:
+        out.print("failed: " + ", ".join(result.failed[:20]) + (" ..." if len(result.failed) > 20 else ""))
+    out.print(f"wrote {out_dir}/sbc.json, ranks.csv and ecdf.png", highlight=False)
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -15,8 +15,15 @@ from lineup_numpyro import names
 from lineup_numpyro.cli import app
 from lineup_numpyro.config import ApproxConfig, SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats
-from lineup_numpyro.inference.approx import PARETO_K_OK, approximate, flatten_model, map_inits
-from lineup_numpyro.inference.sampling import sample_posterior
+from lineup_numpyro.inference.approx import (
+    PARETO_K_OK,
+    Flat,
+    approximate,
+    flatten_model,
+    laplace_inverse_mass,
+    map_inits,
+)
+from lineup_numpyro.inference.sampling import _Programs, sample_posterior
 from lineup_numpyro.models.model import get_model, make_likelihood
 from lineup_numpyro.models.simulate import simulate_season
 
@@ -79,10 +86,42 @@ def test_map_inits_start_each_chain_near_the_mode(pooled):
     assert np.isfinite([float(flat.potential(s)) for s in starts]).all()
 
 
+def _quadratic(a: np.ndarray) -> Flat:
+    return Flat(np.zeros(len(a)), lambda x: 0.5 * x @ a @ x, lambda x: {"x": x}, lambda x: {"x": x})
+
+
+def test_laplace_inverse_mass_is_the_gaussian_marginal_variances():
+    # a correlated Gaussian: the variances are diag(A^-1), not 1/diag(A)
+    a = np.array([[4.0, 1.9, 0.0], [1.9, 1.0, 0.0], [0.0, 0.0, 0.25]])
+    got = laplace_inverse_mass(_quadratic(a), np.zeros(3))
+    np.testing.assert_allclose(got, np.diag(np.linalg.inv(a)), rtol=1e-10)
+    assert got[0] > 2 / a[0, 0]  # the correlation matters here
+    # not positive definite at x (a saddle): each coordinate's own curvature, floored
+    saddle = np.array([[1.0, 0.0, 0.0], [0.0, -2.0, 0.0], [0.0, 0.0, 4.0]])
+    np.testing.assert_allclose(laplace_inverse_mass(_quadratic(saddle), np.zeros(3)), [1.0, 1e8, 0.25])
+
+
+@pytest.mark.parametrize("chain_method", ["parallel", "vectorized"])
+def test_nuts_starts_warm_up_with_the_given_inverse_mass(pooled, chain_method):
+    likelihood, _, _ = pooled
+    model = get_model("simplified")
+    inits, opt = map_inits(model, likelihood, chains=4, seed=0)
+    imm = laplace_inverse_mass(flatten_model(model, likelihood), opt.x)
+    programs = _Programs(model, SamplerConfig(chains=4, chain_method=chain_method), chain_method)
+    state = programs.init(likelihood, inits, jax.numpy.asarray(imm))
+    (started,) = state.adapt_state.inverse_mass_matrix.values()
+    np.testing.assert_allclose(np.asarray(started), np.broadcast_to(imm, (4, imm.size)), rtol=1e-12)
+    (default,) = programs.init(likelihood, inits).adapt_state.inverse_mass_matrix.values()
+    np.testing.assert_array_equal(np.asarray(default), 1.0)  # without it: the identity
+    with pytest.raises(ValueError, match="needs initial parameters"):
+        programs.init(likelihood, None, jax.numpy.asarray(imm))
+
+
 @pytest.mark.slow
-def test_nuts_from_the_map_samples_the_same_posterior(pooled):
+@pytest.mark.parametrize("init", ["map", "laplace"])
+def test_nuts_from_the_map_samples_the_same_posterior(pooled, init):
     likelihood, _, nuts = pooled
-    config = SamplerConfig(chains=4, warmup=500, draws=500, seed=2, init="map")
+    config = SamplerConfig(chains=4, warmup=500, draws=500, seed=2, init=init)
     started = sample_posterior(get_model("simplified"), likelihood, config)
     a, b = _flat(started.samples), _flat(nuts.samples)
     # two independent NUTS runs: means differ by MC error, sqrt(2) x sd / sqrt(ESS ~ 1,000)

@@ -14,7 +14,7 @@ from lineup_numpyro.models import model as models
 from lineup_numpyro.models.cells import Cells
 from lineup_numpyro.models.model import SuffStatsLikelihood, get_model
 from lineup_numpyro.models.simulate import simulate_season
-from lineup_numpyro.models.whitening import Whitening, half_normal_from_standard
+from lineup_numpyro.models.whitening import Whitening, _thinly_seen, half_normal_from_standard, plug_in_view
 
 PRIORS = models.DEFAULT_PRIORS
 FAMILIES = (("0", 0.0, PRIORS.beta_0), ("off", PRIORS.mu_loc, PRIORS.mu_sd), ("def", PRIORS.mu_loc, PRIORS.mu_sd))
@@ -31,13 +31,35 @@ def sparse():
 def test_whitening_is_informative_only_where_the_data_touch(sparse):
     stats, cells, w = sparse
     touched = np.einsum("mjj->mj", stats.xtx) > 0
-    assert np.all(w.precision[~touched] == 0)
+    precision, location = plug_in_view(stats)
+    assert np.all(w.precision[~touched] == 0) and np.all(precision[~touched] == 0)
     assert np.all(w.precision >= 0) and np.all(np.isfinite(w.location))
-    assert (w.precision[touched] > 0).mean() > 0.9
+    assert (precision[touched] > 0).mean() > 0.9
+    np.testing.assert_array_equal(w.location, location)
+    np.testing.assert_array_equal(w.precision, _thinly_seen(precision, 1.0))
     # data-rich intercepts: precision about n / residual variance (beta_0 is on its own scale)
     rich = stats.n > 400
     ratio = w.precision[rich, 0] / (stats.n[rich] / np.var([0.0] * 89 + [1.0] * 7 + [2.0] * 3 + [3.0] * 2))
     assert np.all((ratio > 0.2) & (ratio < 5)), ratio
+
+
+def test_columns_whose_tau_few_cells_see_go_non_centred():
+    """k_j = sum_m (a/(1+a))^2 with a = p tau_scale^2 counts the cells that see tau_j."""
+    p = np.zeros((36, 17))
+    p[:3, 0] = 100.0  # the intercept column is never changed
+    p[:3, 1] = 100.0  # k ~ 3: a few cells see tau -> the whole column non-centred
+    p[:7, 2] = 100.0  # k ~ 7: only its weak cells (p < 2) go non-centred
+    p[7:10, 2] = 1.0
+    p[:20, 3] = 100.0  # k ~ 20: well seen, kept
+    p[:20, 4] = 0.5  # k = 20 x 1/9 ~ 2.2: few see it (weak cells count little) -> non-centred
+    p[:3, 5] = 0.1  # k < 1: no cell sees tau -> kept
+    out = _thinly_seen(p, tau_scale=1.0)
+    assert np.array_equal(out[:, 0], p[:, 0])
+    assert not out[:, 1].any() and not out[:, 4].any()
+    assert np.array_equal(out[:7, 2], p[:7, 2]) and not out[7:, 2].any()
+    assert np.array_equal(out[:, [3, 5]], p[:, [3, 5]])
+    # tau's prior scale enters a = p tau^2: at scale 0.1, column 1 is no longer seen (k < 1)
+    assert np.array_equal(_thinly_seen(p, tau_scale=0.1)[:, 1], p[:, 1])
 
 
 def _nc_coordinates(z: dict, constrained: dict) -> dict:

@@ -73,6 +73,23 @@ def map_inits(
     return (inits if chains > 1 else starts[0]), opt
 
 
+def laplace_inverse_mass(flat: Flat, x: np.ndarray) -> np.ndarray:
+    """NUTS's first inverse mass matrix (diagonal) from the Laplace approximation at `x`, the
+    mode: diag(H^-1), or 1/diag(H) where H is not positive definite there. Warm-up then starts
+    with steps scaled to the posterior instead of to 1, which saves most of its early, deep
+    trees (benchmarks/experiments/adaptation)."""
+    hessian = np.asarray(jax.jit(jax.hessian(flat.potential))(jnp.asarray(x)))
+    hessian = 0.5 * (hessian + hessian.T)
+    try:
+        chol = np.linalg.cholesky(hessian)
+        variances = np.sum(np.linalg.inv(chol) ** 2, axis=0)  # diag(H^-1) = column sums of L^-1 squared
+    except np.linalg.LinAlgError:
+        variances = np.full(x.size, np.nan)
+    fallback = 1.0 / np.maximum(np.diag(hessian), 1e-8)
+    ok = np.isfinite(variances) & (variances > 0)
+    return np.where(ok, variances, fallback)
+
+
 @dataclass(frozen=True)
 class Optimum:
     x: np.ndarray  # the mode, (D,)

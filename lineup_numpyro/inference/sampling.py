@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.errors import CheckpointError
 from lineup_numpyro.files import atomic_path
-from lineup_numpyro.inference.approx import map_inits
+from lineup_numpyro.inference.approx import flatten_model, laplace_inverse_mass, map_inits
 from lineup_numpyro.models.model import Likelihood, data_arguments
 
 _COMPILE_EVENTS = (
@@ -123,39 +123,53 @@ class _Programs:
         self.chains = config.chains
         self.method = chain_method  # as recorded with the run
         self.chain_method = chain_method if config.chains > 1 else "single"
-        self._init = self._map(self._init_one, batched_args=2)
+        self._init = self._map(self._init_one, batched_args=2, shared_args=3)
         if self.chain_method == "parallel":  # without starting points: only the keys per chain
-            self._init_keys = jax.pmap(self._init_one, in_axes=(0, None, None, None))
+            self._init_keys = jax.pmap(self._init_one, in_axes=(0, None, None, None, None))
         self._chunks: dict[int, Callable] = {}
 
-    def _map(self, fn: Callable, batched_args: int) -> Callable:
+    def _map(self, fn: Callable, batched_args: int, shared_args: int = 2) -> Callable:
         """`fn` compiled over chains as chain_method says; its first `batched_args` arguments
-        carry a chain axis, the rest (the data) are shared."""
+        carry a chain axis, the next `shared_args` (the data) are shared."""
         if self.chain_method == "parallel":
-            axes = (0,) * batched_args + (None, None)
+            axes = (0,) * batched_args + (None,) * shared_args
             return jax.pmap(fn, in_axes=axes)
         return jax.jit(fn)
 
-    def _init_one(self, key, params, args, kwargs):
-        return self.kernel.init(key, self.config.warmup, params, args, kwargs)
+    def _init_one(self, key, params, inverse_mass, args, kwargs):
+        # NUTS takes its first inverse mass matrix from the kernel when it builds a state; it is
+        # set for this call only, so that it is an argument of the compiled program (one
+        # program for every data set), keyed as NumPyro keys a diagonal one: by all sites.
+        if inverse_mass is not None:
+            self.kernel._inverse_mass_matrix = {tuple(sorted(params)): inverse_mass}
+        try:
+            return self.kernel.init(key, self.config.warmup, params, args, kwargs)
+        finally:
+            self.kernel._inverse_mass_matrix = None
 
-    def init(self, likelihood: Likelihood, init_params: dict | None = None):
+    def init(self, likelihood: Likelihood, init_params: dict | None = None, inverse_mass: np.ndarray | None = None):
         """The chains' initial states (NumPyro's keys: the seed split once per chain); a single
-        chain's state has no chain axis."""
+        chain's state has no chain axis. `inverse_mass` (flat, in NumPyro's order of the sites:
+        sorted by name) replaces the identity as the first inverse mass matrix; it needs
+        `init_params`."""
+        if inverse_mass is not None and init_params is None:
+            raise ValueError("an initial inverse mass matrix needs initial parameters")
         args = (likelihood,)
         key = jax.random.PRNGKey(self.config.seed)
         if self.chain_method == "single":
-            return self._init(key, init_params, args, self.kwargs)
+            return self._init(key, init_params, inverse_mass, args, self.kwargs)
         keys = jax.random.split(key, self.chains)
         if self.chain_method == "sequential":
             states = [
-                self._init(keys[c], None if init_params is None else _chain(init_params, c), args, self.kwargs)
+                self._init(
+                    keys[c], None if init_params is None else _chain(init_params, c), inverse_mass, args, self.kwargs
+                )
                 for c in range(self.chains)
             ]
             return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
         if self.chain_method == "parallel" and init_params is None:
-            return self._init_keys(keys, None, args, self.kwargs)
-        return self._init(keys, init_params, args, self.kwargs)
+            return self._init_keys(keys, None, None, args, self.kwargs)
+        return self._init(keys, init_params, inverse_mass, args, self.kwargs)
 
     def _chunk_one(self, state, args, kwargs, size: int):
         postprocess = self.kernel.postprocess_fn(args, kwargs)
@@ -226,10 +240,14 @@ def _warm_up(programs: _Programs, likelihood: Likelihood, config: SamplerConfig,
     """NUTS warm-up (step size and mass matrix adaptation) in chunks of the sampling program."""
     start = time.perf_counter()
     compile0 = _compile_clock.seconds
-    inits = None
-    if config.init == "map":  # part of warm-up: its time is counted there
-        inits, _ = map_inits(model, likelihood, config.chains, config.seed)
-    state = jax.device_get(programs.init(likelihood, inits))  # every chunk starts from host arrays: one trace
+    inits = inverse_mass = None
+    if config.init in ("map", "laplace"):  # part of warm-up: its time is counted there
+        inits, mode = map_inits(model, likelihood, config.chains, config.seed)
+        if config.init == "laplace":
+            inverse_mass = jnp.asarray(laplace_inverse_mass(flatten_model(model, likelihood, config.seed), mode.x))
+    state = jax.device_get(
+        programs.init(likelihood, inits, inverse_mass)
+    )  # every chunk starts from host arrays: one trace
     clocks = {"compile": _compile_clock.seconds - compile0, "run": 0.0}
     init_s = time.perf_counter() - start - clocks["compile"]
 

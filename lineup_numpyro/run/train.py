@@ -149,7 +149,7 @@ def _require_same_options(run: RunDir, config: RunConfig, options: Mapping[str, 
 def _whitening(config: RunConfig, data: PreparedData) -> Whitening | None:
     """The hierarchical model's whitened coordinates (None: plain non-centred, or another model)."""
     if config.model == "hierarchical" and config.parameterization == "whitened":
-        return Whitening.from_stats(data.stats)
+        return Whitening.from_stats(data.stats, config.priors.tau)
     return None
 
 

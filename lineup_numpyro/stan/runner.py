@@ -100,7 +100,7 @@ def stan_data(
         stats = stats if stats is not None else SuffStats.from_possessions(rows)
         cells = cells if cells is not None else Cells.from_stats(stats)
         if model == "hierarchical" and whitening is None:
-            whitening = Whitening.from_stats(stats)
+            whitening = Whitening.from_stats(stats, (priors or Priors()).tau)
         data.update(_cell_data(cells, whitening if model == "hierarchical" else None))
     chosen = (priors or Priors()).to_dict()
     data.update({f"prior_{family}": chosen[family] for family in PRIORS_OF_MODEL[model]})

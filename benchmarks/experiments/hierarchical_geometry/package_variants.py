@@ -52,7 +52,10 @@ if os.environ.get("RULE"):
         w, flagged = band(w, lo, hi, mid, pmin); RULES["flagged"] = flagged
     else:
         raise SystemExit(f"unknown RULE {name}")
-model = get_model("hierarchical", cells, w)
+from lineup_numpyro.config import Priors
+priors = Priors(tau=float(os.environ["TAU"])) if os.environ.get("TAU") else Priors()
+RULES["tau_prior"] = priors.tau
+model = get_model("hierarchical", cells, w, priors=priors)
 lik = make_likelihood("suffstats", stats=st)
 m = MCMC(NUTS(model, target_accept_prob=a.ta, dense_mass=eval(a.dense)), num_warmup=a.warm, num_samples=1000, num_chains=4, progress_bar=False)
 for seed in [int(x) for x in a.seeds.split(",")]:

@@ -1,0 +1,265 @@
+"""Simulation-based calibration (Talts et al. 2018; Modrák et al. 2023).
+
+Draw parameters from the model's prior (MODELS.md's maths, in NumPy, independent of the
+NumPyro model), simulate a season's sufficient statistics with a fixed design (exactly:
+`simulate_stats`), fit all of them in one batched program (`inference.batched`), and record
+for every parameter, and for the log-likelihood of the simulated data, the rank of the true
+value among `thin_to` thinned posterior draws. Under a calibrated sampler each rank is
+uniform on 0..thin_to. The fractional ranks u = (rank + U(0, 1)) / (thin_to + 1) are then
+uniform on (0, 1), and each quantity's ECDF is tested against a simultaneous band (Säilynoja,
+Bürkner & Vehtari 2022, ArviZ's `ecdf_confidence_band`) at level `level / quantities`
+(Bonferroni), so that the whole check has family-wise level at most `level`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from arviz.stats.ecdf_utils import ecdf_confidence_band
+from scipy.stats import uniform
+
+from lineup_numpyro import names
+from lineup_numpyro.config import Priors, SamplerConfig
+from lineup_numpyro.data.suffstats import SuffStats, from_file
+from lineup_numpyro.files import atomic_path, write_json
+from lineup_numpyro.inference.batched import BatchSampler
+from lineup_numpyro.models.cells import Cells
+from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model
+from lineup_numpyro.models.simulate import simulate_season
+from lineup_numpyro.models.whitening import Whitening
+
+M, A, P = names.N_MATCHUPS, names.N_ARCHETYPES, names.N_FEATURES
+LOG_LIK = "log_lik"  # the test quantity Modrák et al. recommend, ranked with the parameters
+
+
+@dataclass(frozen=True)
+class SBCConfig:
+    """An SBC run: `fits` simulated data sets, each fitted with `sampler`; `priors` simulate
+    (and, unless `fit_priors` is given, fit: a different one is a negative control)."""
+
+    model: str = "matchup"
+    fits: int = 100
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(warmup=500, draws=500))
+    thin_to: int = 99  # ranks take values 0..thin_to
+    level: float = 0.05  # family-wise
+    seed: int = 0
+    batch: int = 16  # fits per compiled call
+    priors: Priors = field(default_factory=Priors)
+    fit_priors: Priors | None = None
+
+
+def draw_prior(model: str, priors: Priors, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One draw of every parameter of `model` (MODELS.md), Stan layout, 0-based arrays."""
+    half = lambda scale, shape=(): np.abs(rng.normal(0.0, scale, shape))  # noqa: E731
+    sigma = np.abs(priors.sigma * rng.standard_cauchy())
+    if model == "simplified":
+        return {"beta_0": rng.normal(0.0, priors.beta_0), "beta_off": half(priors.beta, A),
+                "beta_def": half(priors.beta, A), "sigma": sigma}  # fmt: skip
+    if model == "matchup":
+        return {"beta_0": rng.normal(0.0, priors.beta_0, M), "beta_off": half(priors.beta, (M, A)),
+                "beta_def": half(priors.beta, (M, A)), "sigma": sigma}  # fmt: skip
+    if model != "hierarchical":
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(names.MODELS)}")
+    out = {"mu_0": rng.normal(0.0, priors.beta_0), "tau_0": half(priors.tau)}
+    for short in ("off", "def"):
+        out[f"mu_{short}"] = rng.normal(priors.mu_loc, priors.mu_sd, A)
+        out[f"tau_{short}"] = half(priors.tau, A)
+    out.update(e_0=rng.standard_normal(M), e_off=rng.standard_normal((M, A)), e_def=rng.standard_normal((M, A)))
+    out["beta_0"] = out["mu_0"] + out["tau_0"] * out["e_0"]
+    out["beta_off"] = np.exp(out["mu_off"] + out["tau_off"] * out["e_off"])
+    out["beta_def"] = np.exp(out["mu_def"] + out["tau_def"] * out["e_def"])
+    out["sigma"] = sigma
+    return out
+
+
+def coefficient_matrix(params: dict[str, np.ndarray], pooled: bool) -> np.ndarray:
+    """b = [beta_0, beta_off, beta_def] as (..., M, 17); a pooled model's (..., 17) is broadcast."""
+    b = np.concatenate([np.asarray(params["beta_0"])[..., None], params["beta_off"], params["beta_def"]], axis=-1)
+    return np.broadcast_to(b[..., None, :], (*b.shape[:-1], M, P)) if pooled else b
+
+
+def simulate_stats(design: SuffStats, b: np.ndarray, sigma: float, rng: np.random.Generator) -> SuffStats:
+    """The statistics of y = X b_m + sigma eps (eps ~ N(0, I)) for the possessions of `design`,
+    drawn exactly from X'X alone: with X'X = V diag(lam) V', X'eps = V sqrt(lam) g and
+    eps'eps = |g_+|^2 + chi2(n - rank), g ~ N(0, I_17), g_+ its components with lam > 0."""
+    b = np.broadcast_to(b, (M, P))
+    xtx = np.asarray(design.xtx, dtype=np.float64)
+    lam, vec = np.linalg.eigh(xtx)  # (M, 17), (M, 17, 17)
+    positive = lam > 1e-10 * np.maximum(lam.max(axis=1, keepdims=True), 1e-300)
+    g = rng.standard_normal((M, P)) * positive
+    xte = np.einsum("mij,mj->mi", vec, np.sqrt(np.where(positive, lam, 0.0)) * g)
+    rest = np.maximum(design.n - positive.sum(axis=1), 0)
+    ete = (g**2).sum(axis=1) + rng.chisquare(np.maximum(rest, 1)) * (rest > 0)
+    xtxb = np.einsum("mij,mj->mi", xtx, b)
+    xty = xtxb + sigma * xte
+    yty = np.einsum("mi,mi->m", b, xtxb) + 2.0 * sigma * np.einsum("mi,mi->m", b, xte) + sigma**2 * ete
+    yty = np.where(design.n > 0, yty, 0.0)
+    return SuffStats(design.n.copy(), xtx.copy(), xty, yty, design.nonzero.copy())
+
+
+def design_stats(path: str | Path | None, seasons: tuple[str, ...] = ()) -> SuffStats:
+    """The statistics whose n and X'X (the design) SBC simulates on: a file's, or the built-in season's."""
+    if path is None:
+        rows, _ = simulate_season()
+        return SuffStats.from_possessions(rows)
+    return from_file(path, seasons)
+
+
+def _quantities(model: str, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every ranked scalar by Stan name: params (lead..., ...) -> {name: (lead...)}."""
+    sites = ["beta_0", "beta_off", "beta_def", "sigma"]
+    if model == "hierarchical":
+        sites = ["mu_0", "tau_0", "mu_off", "tau_off", "mu_def", "tau_def", *sites]
+    lead = np.shape(params["sigma"])
+    out = {}
+    for site in sites:
+        values = np.asarray(params[site]).reshape(*lead, -1)
+        shape = np.shape(params[site])[len(lead) :]
+        for flat, index in enumerate(np.ndindex(*shape) if shape else [()]):
+            out[names.stan_name(site, index) if shape else site] = values[..., flat]
+    return out
+
+
+def _log_lik(stats: SuffStats, b: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The Gaussian log-likelihood of `stats` at b (..., M, 17) and sigma (...)."""
+    quad = np.einsum("...mi,mij,...mj->...m", b, stats.xtx, b)
+    rss = (stats.yty - 2.0 * np.einsum("...mi,mi->...m", b, stats.xty) + quad).sum(axis=-1)
+    n = stats.n.sum()
+    return -n * np.log(sigma) - 0.5 * n * np.log(2 * np.pi) - rss / (2.0 * sigma**2)
+
+
+def _thin(x: np.ndarray, keep: int) -> np.ndarray:
+    """(chains, draws, ...) -> (keep, ...): evenly spaced draws of every chain."""
+    chains, draws = x.shape[:2]
+    per = -(-keep // chains)
+    idx = np.linspace(0, draws - 1, per).round().astype(int)
+    return x[:, idx].reshape(chains * per, *x.shape[2:])[:keep]
+
+
+@dataclass(frozen=True)
+class SBCResult:
+    ranks: dict[str, np.ndarray]  # quantity -> (fits,) integer ranks in 0..thin_to
+    u: dict[str, np.ndarray]  # fractional ranks in (0, 1)
+    failed: list[str]  # quantities whose ECDF leaves the band
+    passed: bool
+    divergences: np.ndarray  # (fits,)
+    seconds: float
+    config: SBCConfig
+
+    def summary(self) -> dict:
+        return {
+            "model": self.config.model,
+            "fits": self.config.fits,
+            "passed": self.passed,
+            "family_wise_level": self.config.level,
+            "quantities": len(self.ranks),
+            "failed": self.failed,
+            "thin_to": self.config.thin_to,
+            "divergent_fits": int((self.divergences > 0).sum()),
+            "seconds": round(self.seconds, 1),
+            "fits_per_minute": round(60 * self.config.fits / self.seconds, 2),
+            "config": asdict(self.config),
+        }
+
+
+def _band(n: int, quantities: int, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Evaluation points and the simultaneous ECDF band of n uniform draws at level
+    `level / quantities` (Bonferroni: all quantities pass together with probability >= 1 - level)."""
+    points = np.linspace(0.0, 1.0, min(n, 100) + 1)[1:-1]
+    low, high = ecdf_confidence_band(n, points, uniform.cdf(points), prob=1.0 - level / quantities, method="optimized")
+    return points, low, high
+
+
+def _ecdf(values: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.sort(values), points, side="right") / len(values)
+
+
+def ecdf_test(u: dict[str, np.ndarray], level: float) -> list[str]:
+    """The quantities whose fractional ranks' ECDF leaves the simultaneous band (`_band`)."""
+    points, low, high = _band(len(next(iter(u.values()))), len(u), level)
+    return [name for name, v in u.items() if np.any(_ecdf(v, points) < low) or np.any(_ecdf(v, points) > high)]
+
+
+def write_sbc(result: SBCResult, out: str | Path, panels: int = 12) -> None:
+    """sbc.json (verdict, figures, settings), ranks.csv (one row per fit) and ecdf.png: ECDF
+    differences with their band for the log-likelihood, sigma, every failed quantity and
+    those furthest from uniform, up to `panels`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    with atomic_path(out / "ranks.csv") as tmp:
+        pd.DataFrame(result.ranks).to_csv(tmp, index_label="fit")
+    points, low, high = _band(result.config.fits, len(result.u), result.config.level)
+    distance = {k: float(np.max(np.abs(_ecdf(v, points) - points))) for k, v in result.u.items()}
+    shown = list(dict.fromkeys([LOG_LIK, "sigma", *result.failed, *sorted(distance, key=distance.get, reverse=True)]))
+    shown = shown[:panels]
+    cols = 4
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False, sharex=True)
+    for ax, name in zip(axes.flat, shown, strict=False):
+        ax.fill_between(points, low - points, high - points, color="0.85", step="post", label="band")
+        ax.step(
+            points, _ecdf(result.u[name], points) - points, where="post", color="C3" if name in result.failed else "C0"
+        )
+        ax.axhline(0.0, color="0.4", lw=0.6)
+        ax.set_title(name + (" (fails)" if name in result.failed else ""), fontsize=9)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    fig.suptitle(
+        f"SBC, {result.config.model} model, {result.config.fits} fits: ECDF - uniform of the fractional ranks "
+        f"({'passed' if result.passed else 'FAILED'}; family-wise level {result.config.level})",
+        fontsize=10,
+    )
+    fig.supxlabel("fractional rank")
+    fig.tight_layout()
+    with atomic_path(out / "ecdf.png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    write_json(out / "sbc.json", {**result.summary(), "max_ecdf_distance": distance})
+
+
+def run_sbc(config: SBCConfig, design: SuffStats) -> SBCResult:
+    """Fit `config.fits` data sets simulated on `design`'s possessions; rank the truth."""
+    start = time.perf_counter()
+    rng = np.random.default_rng([config.seed, 0x534243])
+    cells = Cells.from_stats(design)  # every simulated season has the design's touched cells
+    fit_priors = config.fit_priors or config.priors
+    pooled = config.model == "simplified"
+    model = get_model(config.model, None if config.model == "simplified" else cells, priors=fit_priors)
+    sampler = BatchSampler(model, config.sampler)
+    ranks: dict[str, list[int]] = {}
+    divergences = []
+    for first in range(0, config.fits, config.batch):
+        size = min(config.batch, config.fits - first)
+        truths = [draw_prior(config.model, config.priors, rng) for _ in range(size)]
+        stats = [simulate_stats(design, coefficient_matrix(t, pooled), float(t["sigma"]), rng) for t in truths]
+        data = (
+            [{"whitening": Whitening.from_stats(s, fit_priors.tau)} for s in stats]
+            if config.model == "hierarchical"
+            else None
+        )
+        seeds = [config.seed * 1_000_003 + first + i for i in range(size)]
+        fit = sampler.run([SuffStatsLikelihood.from_stats(s) for s in stats], seeds, data)
+        divergences.extend(fit.stats["diverging"].sum(axis=(1, 2)).tolist())
+        for i, (truth, stat) in enumerate(zip(truths, stats, strict=True)):
+            draws = {k: v[i] for k, v in fit.samples.items()}
+            draws = complete(config.model, draws, cells, seed=seeds[i], priors=fit_priors)
+            thinned = {k: _thin(np.asarray(v), config.thin_to) for k, v in draws.items()}
+            posterior = _quantities(config.model, thinned)
+            true = _quantities(config.model, truth)
+            posterior[LOG_LIK] = _log_lik(stat, coefficient_matrix(thinned, pooled), thinned["sigma"])
+            true[LOG_LIK] = _log_lik(stat, coefficient_matrix(truth, pooled), np.asarray(truth["sigma"]))
+            for name, values in posterior.items():
+                ranks.setdefault(name, []).append(int(np.sum(values < true[name])))
+    rank_arrays = {k: np.asarray(v) for k, v in ranks.items()}
+    jitter = np.random.default_rng([config.seed, 0x756E]).uniform(size=config.fits)
+    u = {k: (v + jitter) / (config.thin_to + 1) for k, v in rank_arrays.items()}
+    failed = ecdf_test(u, config.level)
+    return SBCResult(rank_arrays, u, failed, not failed, np.asarray(divergences), time.perf_counter() - start, config)

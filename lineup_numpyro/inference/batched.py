@@ -1,0 +1,137 @@
+"""Many fits of one model in one compiled program (issue 19).
+
+Every data set of a model has the same fixed-size sufficient statistics, so B fits x C chains
+can be lanes of one program: each lane runs one chain's NUTS warm-up and draws in a scan
+(`_lane`), lanes are spread over the machine's devices (pmap: CPU cores, or one GPU) and
+vectorised within a device (vmap). Vectorised NUTS steps every lane of a device until its
+longest trajectory ends; `lanes_per_device` trades that wait against per-call overhead
+(benchmarks/sbc_throughput.py measures fits per minute both ways).
+
+A lane is exactly a chain of `sampling.sample_posterior` with chain_method "parallel": fit b
+with seed s has the draws of a single fit with seed s (tests/test_batched.py). The data of a
+fit (likelihood arrays, the hierarchical whitening) are arguments, so the program compiles
+once per model, touched cells, batch size and sampler settings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+
+import jax
+import numpy as np
+from jax import lax
+from numpyro.infer import NUTS
+
+from lineup_numpyro.config import SamplerConfig
+from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats
+from lineup_numpyro.models.model import Likelihood, data_arguments
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Draws and sampler statistics of B fits, each (B, chains, draws, ...), in the order given."""
+
+    samples: dict[str, np.ndarray]
+    stats: dict[str, np.ndarray]
+    seconds: float  # wall time of all batches, compilation included
+
+
+def _stack(trees: Sequence) -> object:
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+class BatchSampler:
+    """NUTS over many data sets of one model: `run(likelihoods, seeds, data)`.
+
+    `model` is a model function as `models.get_model` gives it; the per-fit data keywords
+    (`models.model.DATA_KEYWORDS`, e.g. the hierarchical whitening) come with each fit in
+    `run` (default: `model`'s own, for every fit), so every fit shares the rest (model,
+    touched cells, priors).
+    """
+
+    def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, lanes_per_device: int | None = None):
+        self.fn, self.model_data = data_arguments(model)
+        self.kernel = NUTS(
+            self.fn,
+            target_accept_prob=config.target_accept,
+            max_tree_depth=config.max_tree_depth,
+            dense_mass=config.dense_mass,
+        )
+        self.config = config
+        self.devices = jax.local_device_count()
+        self.lanes_per_device = lanes_per_device
+        self._programs: dict[int, Callable] = {}
+
+    def _lane(self, key, likelihood, kwargs):  # noqa: ANN001, ANN202 (traced pytrees)
+        """One chain of one fit: warm-up, then the draws and their sampler statistics."""
+        args = (likelihood,)
+        state = self.kernel.init(key, self.config.warmup, None, args, kwargs)
+        postprocess = self.kernel.postprocess_fn(args, kwargs)
+
+        def warm(state, _):
+            return self.kernel.sample(state, args, kwargs), None
+
+        def draw(state, _):
+            state = self.kernel.sample(state, args, kwargs)
+            return state, (postprocess(state.z), {name: attrgetter(name)(state) for name in EXTRA_FIELDS})
+
+        state, _ = lax.scan(warm, state, None, length=self.config.warmup)
+        _, out = lax.scan(draw, state, None, length=self.config.draws)
+        return out
+
+    def _program(self, per_device: int) -> Callable:
+        if per_device not in self._programs:
+            lanes = jax.vmap(self._lane)
+            self._programs[per_device] = jax.pmap(lanes) if self.devices > 1 else jax.jit(lanes)
+        return self._programs[per_device]
+
+    def run(
+        self, likelihoods: Sequence[Likelihood], seeds: Sequence[int], data: Sequence[dict] | None = None
+    ) -> BatchResult:
+        """Fit each likelihood (with its data keywords) with its seed; lanes beyond the last
+        fit of a batch are padding (copies of its first lane), computed and dropped."""
+        start = time.perf_counter()
+        fits, chains = len(likelihoods), self.config.chains
+        if len(seeds) != fits or (data is not None and len(data) != fits):
+            raise ValueError("one seed (and one set of data keywords) per likelihood")
+        data = list(data) if data is not None else [self.model_data] * fits
+        per_device = self.lanes_per_device or -(-fits * chains // self.devices)
+        batch_lanes = per_device * self.devices
+        lane_fit = np.repeat(np.arange(fits), chains)
+        lane_key = np.concatenate([np.asarray(jax.random.split(jax.random.PRNGKey(s), chains)) for s in seeds])
+        lead = (self.devices, per_device) if self.devices > 1 else (per_device,)
+
+        def to_lanes(tree):  # noqa: ANN001, ANN202: (batch_lanes, ...) -> lead + (...)
+            return jax.tree.map(lambda x: x.reshape(*lead, *x.shape[1:]), tree)
+
+        def from_lanes(tree, keep: int):  # noqa: ANN001, ANN202
+            return jax.tree.map(lambda x: np.asarray(x).reshape(batch_lanes, *x.shape[len(lead) :])[:keep], tree)
+
+        pieces = []
+        for first in range(0, lane_fit.size, batch_lanes):
+            idx = np.arange(first, first + batch_lanes)
+            idx = np.where(idx < lane_fit.size, idx, first)  # pad with the batch's first lane
+            which = lane_fit[idx]
+            args = to_lanes((lane_key[idx], _stack([likelihoods[f] for f in which]), _stack([data[f] for f in which])))
+            out = jax.device_get(self._program(per_device)(*args))
+            pieces.append(from_lanes(out, int(min(batch_lanes, lane_fit.size - first))))
+        draws, extra = jax.tree.map(lambda *xs: np.concatenate(xs), *pieces)
+        by_fit = jax.tree.map(lambda x: x.reshape(fits, chains, *x.shape[1:]), (draws, extra))
+        return BatchResult(by_fit[0], _sampler_stats(by_fit[1]), time.perf_counter() - start)
+
+
+def sample_many(
+    model: Callable[[Likelihood], None],
+    likelihoods: Sequence[Likelihood],
+    config: SamplerConfig,
+    seeds: Sequence[int] | None = None,
+    data: Sequence[dict] | None = None,
+    lanes_per_device: int | None = None,
+) -> BatchResult:
+    """NUTS fits of `model` to each of `likelihoods` in one compiled program; seeds default
+    to config.seed + i for the i-th fit."""
+    seeds = list(seeds) if seeds is not None else [config.seed + i for i in range(len(likelihoods))]
+    return BatchSampler(model, config, lanes_per_device).run(likelihoods, seeds, data)

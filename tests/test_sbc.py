@@ -1,0 +1,112 @@
+"""Simulation-based calibration (analysis/sbc.py): exact simulation of the statistics, prior
+draws, the uniformity check, and a calibrated run that passes next to a miscalibrated one
+(a wrong prior in the fit: the negative control) that fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lineup_numpyro.analysis.sbc import (
+    SBCConfig,
+    coefficient_matrix,
+    draw_prior,
+    ecdf_test,
+    run_sbc,
+    simulate_stats,
+    write_sbc,
+)
+from lineup_numpyro.cli import app
+from lineup_numpyro.config import Priors, SamplerConfig
+from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.models.simulate import simulate_season
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def season():
+    data, _ = simulate_season(1_500, model="matchup", seed=1, empty_matchups=3)
+    return data, SuffStats.from_possessions(data)
+
+
+def test_simulated_statistics_have_the_distribution_of_simulated_rows(season):
+    """X'y and y'y drawn from X'X alone against the same drawn from rows y = X b + sigma eps:
+    equal means (z-scores within what 1,000 comparisons allow) and standard deviations."""
+    data, design = season
+    rng = np.random.default_rng(0)
+    b, sigma = coefficient_matrix(draw_prior("matchup", Priors(), rng), pooled=False), 0.7
+    x, reps = data.design(), 300
+    rows, exact = [], []
+    for _ in range(reps):
+        y = np.sum(x * b[data.matchup], axis=1) + sigma * rng.standard_normal(len(x))
+        s = SuffStats.from_possessions(dataclasses.replace(data, y=y))
+        rows.append(np.concatenate([s.xty.ravel(), s.yty]))
+        s = simulate_stats(design, b, sigma, rng)
+        exact.append(np.concatenate([s.xty.ravel(), s.yty]))
+    rows, exact = np.array(rows), np.array(exact)
+    varies = rows.std(axis=0) > 0
+    assert np.all(exact.std(axis=0)[~varies] < 1e-9)  # the same entries are fixed (untouched cells)
+    z = (rows.mean(0) - exact.mean(0))[varies] / np.sqrt((rows.var(0) + exact.var(0))[varies] / reps)
+    assert np.abs(z).max() < 4.5, np.abs(z).max()  # ~600 comparisons: P(max |z| > 4.5) ~ 0.4%
+    ratio = exact.std(axis=0)[varies] / rows.std(axis=0)[varies]
+    assert np.all(np.abs(np.log(ratio)) < 5 / np.sqrt(reps)), ratio  # sd of log ratio ~ 1/sqrt(reps)
+
+
+def test_prior_draws_follow_models_md():
+    rng = np.random.default_rng(1)
+    draws = [draw_prior("hierarchical", Priors(), rng) for _ in range(4_000)]
+    tau = np.array([d["tau_off"] for d in draws])
+    mu = np.array([d["mu_off"] for d in draws])
+    assert np.all(tau >= 0) and abs(tau.mean() - np.sqrt(2 / np.pi)) < 0.03  # N+(0, 1)
+    assert abs(mu.mean() + 4) < 0.1 and abs(mu.std() - 2) < 0.1  # N(-4, 2)
+    d = draws[0]
+    np.testing.assert_allclose(d["beta_off"], np.exp(d["mu_off"] + d["tau_off"] * d["e_off"]))
+    pooled = draw_prior("simplified", Priors(beta=2.0), rng)
+    assert pooled["beta_off"].shape == (8,) and np.all(pooled["beta_off"] >= 0)
+    assert coefficient_matrix(pooled, pooled=True).shape == (36, 17)
+
+
+def test_uniform_ranks_pass_and_skewed_ranks_fail():
+    rng = np.random.default_rng(2)
+    u = {f"q{i}": rng.uniform(size=200) for i in range(20)}
+    assert ecdf_test(u, 0.05) == []
+    u["narrow"] = rng.beta(3, 3, size=200)  # an overdispersed posterior: ranks pile up in the middle
+    u["biased"] = rng.beta(2, 1, size=200)
+    assert ecdf_test(u, 0.05) == ["narrow", "biased"]
+
+
+SHORT = SamplerConfig(warmup=200, draws=200)
+
+
+def test_sbc_of_the_pooled_model_passes_and_writes_its_files(season, tmp_path):
+    _, design = season
+    result = run_sbc(SBCConfig(model="simplified", fits=40, sampler=SHORT, batch=20, seed=3), design)
+    assert result.passed, result.failed
+    assert set(result.ranks) >= {"beta_0", "beta_off[8]", "sigma", "log_lik"}
+    assert all(r.min() >= 0 and r.max() <= 99 for r in result.ranks.values())
+    write_sbc(result, tmp_path)
+    summary = json.loads((tmp_path / "sbc.json").read_text())
+    assert summary["passed"] and summary["fits"] == 40 and summary["quantities"] == 19
+    assert (tmp_path / "ranks.csv").read_text().count("\n") == 41
+    assert (tmp_path / "ecdf.png").stat().st_size > 10_000
+
+
+def test_negative_control_fails_and_exits_non_zero(season, tmp_path):
+    """Simulated with beta ~ N+(0, 5), fitted with N+(0, 0.5): the command must say so."""
+    data, _ = season
+    path = tmp_path / "season.csv"
+    data.to_frame("integer").to_csv(path, index=False)
+    result = runner.invoke(
+        app,
+        ["sbc", "--model", "simplified", "--fits", "30", "--warmup", "200", "--draws", "200", "--data", str(path)]
+        + ["--fit-prior", "beta=0.5", "--fit-prior", "beta_0=0.5", "--batch", "15", "--out", str(tmp_path / "sbc")],
+    )
+    assert result.exit_code == 1, result.output
+    assert "FAILED" in result.output
+    summary = json.loads((tmp_path / "sbc" / "sbc.json").read_text())
+    assert not summary["passed"] and len(summary["failed"]) >= 5
