@@ -196,7 +196,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")] = 0,
     target_accept: Annotated[
         Optional[float],
-        typer.Option(min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.98 for hierarchical)."),
+        typer.Option(min=0.0, max=1.0, help="NUTS target acceptance rate (default: 0.9; 0.97 for hierarchical)."),
     ] = None,
     parameterization: Annotated[
         Parameterization,
@@ -246,6 +246,13 @@ def train(
     ] = None,
     priors: PriorOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run in --out.")] = False,
+    by: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Fit one model per value of this column (season) in one batched run: a run directory "
+            "per value in --out, and --out/index.csv."
+        ),
+    ] = None,
 ) -> None:
     """Fit a model and write its run directory (or finish a stopped one: --resume)."""
     from lineup_numpyro.data.possessions import parse_seasons
@@ -298,6 +305,15 @@ def train(
             err.print(
                 f"[yellow]warning:[/] --prior {family}: the {config.model} model has no such prior; it has no effect"
             )
+        if by is not None:
+            from lineup_numpyro.run.by_group import train_by
+
+            index = train_by(config, out_dir, by, overwrite=overwrite)
+            table = Table(title=f"{config.model} model by {by}: {out_dir}", box=None, pad_edge=False)
+            _add_rows(table, index, {c: c for c in index.columns})
+            out.print(table)
+            out.print(f"wrote {len(index)} run directories and {out_dir}/index.csv", highlight=False)
+            return
         report = run_training(config, out_dir, overwrite=overwrite)
     except _known_errors() as exc:
         _fail(str(exc))

@@ -14,7 +14,15 @@ from lineup_numpyro.models import model as models
 from lineup_numpyro.models.cells import Cells
 from lineup_numpyro.models.model import SuffStatsLikelihood, get_model
 from lineup_numpyro.models.simulate import simulate_season
-from lineup_numpyro.models.whitening import Whitening, _thinly_seen, half_normal_from_standard, plug_in_view
+from lineup_numpyro.models.whitening import (
+    WALL_PRECISION,
+    Whitening,
+    _pooled_fit,
+    _thinly_seen,
+    _walled,
+    half_normal_from_standard,
+    plug_in_view,
+)
 
 PRIORS = models.DEFAULT_PRIORS
 FAMILIES = (("0", 0.0, PRIORS.beta_0), ("off", PRIORS.mu_loc, PRIORS.mu_sd), ("def", PRIORS.mu_loc, PRIORS.mu_sd))
@@ -35,8 +43,9 @@ def test_whitening_is_informative_only_where_the_data_touch(sparse):
     assert np.all(w.precision[~touched] == 0) and np.all(precision[~touched] == 0)
     assert np.all(w.precision >= 0) and np.all(np.isfinite(w.location))
     assert (precision[touched] > 0).mean() > 0.9
-    np.testing.assert_array_equal(w.location, location)
-    np.testing.assert_array_equal(w.precision, _thinly_seen(precision, 1.0))
+    walled_p, walled_loc = _walled(stats, _thinly_seen(precision, 1.0), location)
+    np.testing.assert_array_equal(w.location, walled_loc)
+    np.testing.assert_array_equal(w.precision, walled_p)
     # data-rich intercepts: precision about n / residual variance (beta_0 is on its own scale)
     rich = stats.n > 400
     ratio = w.precision[rich, 0] / (stats.n[rich] / np.var([0.0] * 89 + [1.0] * 7 + [2.0] * 3 + [3.0] * 2))
@@ -60,6 +69,29 @@ def test_columns_whose_tau_few_cells_see_go_non_centred():
     assert np.array_equal(out[:, [3, 5]], p[:, [3, 5]])
     # tau's prior scale enters a = p tau^2: at scale 0.1, column 1 is no longer seen (k < 1)
     assert np.array_equal(_thinly_seen(p, tau_scale=0.1)[:, 1], p[:, 1])
+
+
+def test_sparse_matchups_cells_are_viewed_at_the_wall_their_data_put_above_beta(sparse):
+    """Ten possessions with archetype 0 of the offence at skill 5.5 and outcome 0 bound
+    beta_off[m, 0] from above (its plug-in view at beta ~ 0 is flat); in a data-rich matchup the
+    same cell keeps its view."""
+    stats, _, _ = sparse
+    xtx, xty, yty, n = stats.xtx.copy(), stats.xty.copy(), stats.yty.copy(), stats.n.copy()
+    sparse_m, rich_m = int(np.flatnonzero(stats.n == 0)[0]), int(np.argmax(stats.n))
+    xtx[sparse_m] = 0.0
+    xtx[sparse_m][np.ix_([0, 1], [0, 1])] = [[10.0, 55.0], [55.0, 302.5]]
+    xty[sparse_m], yty[sparse_m], n[sparse_m] = 0.0, 0.0, 10
+    edited = SuffStats(n, xtx, xty, yty, stats.nonzero)
+    precision, location = plug_in_view(edited)
+    assert precision[sparse_m, 1] < 0.1  # the flat side
+    p, loc = _walled(edited, precision, location)
+    _, s2 = _pooled_fit(edited)
+    assert p[sparse_m, 1] == WALL_PRECISION
+    np.testing.assert_allclose(loc[sparse_m, 1], np.log(np.sqrt(s2 / 302.5)))
+    assert p[sparse_m, 0] == precision[sparse_m, 0]  # the intercept has no wall
+    np.testing.assert_array_equal(p[rich_m], precision[rich_m])
+    w = Whitening.from_stats(edited)
+    assert w.precision[sparse_m, 1] == WALL_PRECISION
 
 
 def _nc_coordinates(z: dict, constrained: dict) -> dict:

@@ -109,6 +109,18 @@ def from_file(
     return accumulate(iter_chunks(path, seasons, chunksize, split))
 
 
+def by_season(path: str | Path, chunksize: int = 200_000, split: Split | None = None) -> dict[str, SuffStats]:
+    """One streaming pass: the statistics of each season of a file, by season name (sorted)."""
+    out: dict[str, SuffStats] = {}
+    for chunk in iter_chunks(path, (), chunksize, split):
+        if chunk.season is None:
+            raise DataError(f"{path}: fitting by season needs a '{names.SEASON}' column, and the file has none")
+        for season in np.unique(chunk.season):
+            part = SuffStats.from_possessions(chunk.subset(chunk.season == season))
+            out[season] = out[season] + part if season in out else part
+    return dict(sorted(out.items()))
+
+
 def degenerate_data_messages(stats: SuffStats, source: str) -> list[str]:
     """Plain-language notes on data the models can fit but an analyst should know about."""
     notes: list[str] = []

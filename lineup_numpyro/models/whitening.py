@@ -51,6 +51,12 @@ SMALLEST_EFFECT = 0.005  # where a pooled effect <= 0 is placed on the log scale
 # non-centred where a cell's p < WEAK_CELL_PRECISION.
 THINLY_SEEN = (1.0, 5.0, 10.0)
 WEAK_CELL_PRECISION = 2.0
+# Wall cells (_walled): in matchups of fewer than SPARSE_MATCHUP possessions, exp-link cells with
+# a flat plug-in view (p < FLAT_VIEW) whose data bound beta below WALL_BETA.
+SPARSE_MATCHUP = 50
+FLAT_VIEW = 0.1
+WALL_BETA = 0.2
+WALL_PRECISION = 1.0
 LOWEST_Z_TAU = -30.0  # tau = 6e-198 there; below, Phi(z) underflows and tau would be 0
 
 
@@ -86,7 +92,8 @@ class Whitening:
         """Each touched cell's plug-in view (`plug_in_view`), with the cells of `_thinly_seen`
         columns made non-centred; `tau_scale` is the prior scale of tau (Priors.tau)."""
         precision, location = plug_in_view(stats)
-        return cls(_thinly_seen(precision, tau_scale), location)
+        precision, location = _walled(stats, _thinly_seen(precision, tau_scale), location)
+        return cls(precision, location)
 
     def family(self, family: str, flat_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(precision, location) of the cells `flat_index` (cells.Cells.index(family)) of `family`."""
@@ -133,6 +140,26 @@ def _thinly_seen(precision: np.ndarray, tau_scale: float) -> np.ndarray:
     out[:, few] = 0.0
     out[(out < WEAK_CELL_PRECISION) & some[None, :]] = 0.0
     return out
+
+
+def _walled(stats: SuffStats, precision: np.ndarray, location: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exp-link cells of sparse matchups viewed at the wall their data put above beta.
+
+    With a few possessions, a cell whose design column is large (c = X'X[j, j] / s2) bounds
+    beta from above near beta_w = 1 / sqrt(c), where its penalty c beta^2 / 2 reaches 1/2, but
+    its plug-in view, taken at a tiny beta, sees only the flat side (p ~ 0). Non-centred, its
+    wall in e steepens with tau (d log beta / de = tau), and NUTS hit it when tau wandered into
+    its upper tail: 1-3 divergent transitions in 4,000 on some seeds of stratified_sample_10k at
+    target acceptance 0.95-0.98 (matchups of 1-24 possessions). Viewed at the wall (p =
+    WALL_PRECISION, ehat = log beta_w), 0 in 10 seeds at 0.97. In data-rich matchups the same
+    view costs the populations' taus ESS (130 cells of the three-season file: min ESS_bulk
+    276-564), so only matchups of fewer than SPARSE_MATCHUP possessions get it."""
+    _, s2 = _pooled_fit(stats)
+    c = np.einsum("mjj->mj", np.asarray(stats.xtx, dtype=np.float64)) / s2
+    beta_w = 1.0 / np.sqrt(np.where(c > 0, c, 1.0))
+    sparse = (np.asarray(stats.n) > 0) & (np.asarray(stats.n) < SPARSE_MATCHUP)
+    wall = EXP_LINK & sparse[:, None] & (c > 0) & (precision < FLAT_VIEW) & (beta_w < WALL_BETA)
+    return np.where(wall, WALL_PRECISION, precision), np.where(wall, np.log(beta_w), location)
 
 
 def _pooled_fit(stats: SuffStats) -> tuple[np.ndarray, float]:

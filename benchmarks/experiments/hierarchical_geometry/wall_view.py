@@ -6,7 +6,7 @@ non-centred, and its wall in e steepens with tau. Here such cells (p < PMAX, bet
 1/sqrt(c) < BWMAX) get the curvature of their wall instead: p = PW, ehat = log beta_w. Any
 (p, ehat) is exact; only the coordinates change. Band rule applied first (as the package).
 
-Usage: PW=1 python wall_view.py strat 7,8 --ta 0.98
+Usage: PW=1 NMAX=50 python wall_view.py strat 7,8 --ta 0.98  (NMAX: only matchups with fewer possessions)
 """
 
 import os, sys, json, time, argparse
@@ -32,7 +32,7 @@ z = np.load(f"/work/main/benchmarks/experiments/hierarchical_geometry/data_{a.da
 st = SuffStats(z["n"], z["xtx"], z["xty"], z["yty"], (np.abs(np.einsum("mjj->mj", z["xtx"])) > 0).astype(np.int64))
 cells = Cells.from_stats(st)
 w = Whitening.from_stats(st)
-PW, PMAX, BWMAX = (float(os.environ.get(k, d)) for k, d in (("PW", "1"), ("PMAX", "0.1"), ("BWMAX", "0.2")))
+PW, PMAX, BWMAX, NMAX = (float(os.environ.get(k, d)) for k, d in (("PW", "1"), ("PMAX", "0.1"), ("BWMAX", "0.2"), ("NMAX", "1e9")))
 _, s2 = _pooled_fit(st)
 c = np.einsum("mjj->mj", z["xtx"]) / s2
 bw = 1.0 / np.sqrt(np.where(c > 0, c, 1e-300))
