@@ -557,7 +557,9 @@ def sbc(
     ] = None,
     thin_to: Annotated[int, typer.Option(min=9, help="Ranks are taken among this many thinned draws.")] = 99,
     level: Annotated[float, typer.Option(min=0.0, max=0.5, help="Family-wise level of the calibration check.")] = 0.05,
-    batch: Annotated[int, typer.Option(min=1, help="Fits per compiled call (memory grows with it).")] = 16,
+    batch: Annotated[
+        int, typer.Option(min=1, help="Fits per compiled call: 1 on CPU, many on a GPU (memory grows with it).")
+    ] = 1,
     priors: PriorOption = None,
     fit_prior: Annotated[
         Optional[list[str]],

@@ -47,7 +47,10 @@ class SBCConfig:
     thin_to: int = 99  # ranks take values 0..thin_to
     level: float = 0.05  # family-wise
     seed: int = 0
-    batch: int = 16  # fits per compiled call
+    # fits per compiled call: on CPU one (vectorised lanes wait for the slowest trajectory, and
+    # a prior draw with a sharp posterior runs depth-10 trees: benchmarks/sbc_throughput.py);
+    # on a GPU, many
+    batch: int = 1
     priors: Priors = field(default_factory=Priors)
     fit_priors: Priors | None = None
 
