@@ -60,6 +60,7 @@ def test_same_seed_same_draws_in_any_batch(seasons):
     _close({k: v[::-1] for k, v in reordered.samples.items()}, first.samples)
 
 
+@pytest.mark.slow  # compiling the hierarchical lane program takes most of a minute
 def test_hierarchical_fits_take_their_own_whitening(seasons):
     # fits share the sampled cells: here those touched in either season (a cell untouched in
     # one is sampled from what is then its exact conditional)

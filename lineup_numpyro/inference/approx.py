@@ -61,12 +61,20 @@ def flatten_model(model: Callable[[Likelihood], None], likelihood: Likelihood, s
 
 
 def map_inits(
-    model: Callable[[Likelihood], None], likelihood: Likelihood, chains: int, seed: int, jitter: float = 0.1
+    model: Callable[[Likelihood], None],
+    likelihood: Likelihood,
+    chains: int,
+    seed: int,
+    jitter: float = 0.1,
+    flat: Flat | None = None,
+    max_iter: int | None = None,
 ) -> tuple[dict, Optimum]:
     """NUTS starting points: the MAP estimate plus N(0, jitter) noise on the unconstrained
-    scale for each chain (so that R-hat still compares chains that started apart)."""
-    flat = flatten_model(model, likelihood, seed)
-    opt = find_mode(flat, ApproxConfig(seed=seed))
+    scale for each chain (so that R-hat still compares chains that started apart). With
+    `max_iter`, the mode search stops there (a start need not be the exact mode)."""
+    flat = flat if flat is not None else flatten_model(model, likelihood, seed)
+    config = ApproxConfig(seed=seed) if max_iter is None else ApproxConfig(seed=seed, max_iter=max_iter)
+    opt = find_mode(flat, config)
     noise = np.random.default_rng(seed).normal(0.0, jitter, (chains, opt.x.size))
     starts = [flat.unravel(jnp.asarray(opt.x + e)) for e in noise]
     inits = jax.tree.map(lambda *xs: jnp.stack(xs), *starts)

@@ -104,7 +104,7 @@ class BatchSampler:
         lane_key = np.concatenate([np.asarray(jax.random.split(jax.random.PRNGKey(s), chains)) for s in seeds])
         lead = (self.devices, per_device) if self.devices > 1 else (per_device,)
 
-        def to_lanes(tree):  # noqa: ANN001, ANN202: (batch_lanes, ...) -> lead + (...)
+        def to_lanes(tree):  # noqa: ANN001, ANN202 -- (batch_lanes, ...) to lead + (...)
             return jax.tree.map(lambda x: x.reshape(*lead, *x.shape[1:]), tree)
 
         def from_lanes(tree, keep: int):  # noqa: ANN001, ANN202
