@@ -561,6 +561,13 @@ def sbc(
         int, typer.Option(min=1, help="Fits per compiled call: 1 on CPU, many on a GPU (memory grows with it).")
     ] = 1,
     priors: PriorOption = None,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Run the batches as tasks on a Ray cluster: its address (ray://host:10001, auto), or local "
+            "to start one on this machine. Needs the [ray] extra."
+        ),
+    ] = None,
     fit_prior: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -601,7 +608,10 @@ def sbc(
         design = design_stats(data, parse_seasons(season))
     except _known_errors() as exc:
         _fail(str(exc))
-    result = run_sbc(config, design)
+    try:
+        result = run_sbc(config, design, ray_address=ray)
+    except _known_errors() as exc:
+        _fail(str(exc))
     write_sbc(result, out_dir)
     verdict = "[green]passed[/]" if result.passed else f"[red]FAILED[/] ({len(result.failed)} quantities)"
     out.print(

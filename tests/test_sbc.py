@@ -111,3 +111,17 @@ def test_negative_control_fails_and_exits_non_zero(season, tmp_path):
     assert "FAILED" in result.output
     summary = json.loads((tmp_path / "sbc" / "sbc.json").read_text())
     assert not summary["passed"] and len(summary["failed"]) >= 5
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # Ray starts its processes from this one
+def test_sbc_through_a_local_ray_cluster_gives_the_same_ranks(season):
+    """Each batch is a Ray task (a fresh worker process, JAX set up there); the ranks are those
+    of the same run in this process, fit for fit."""
+    _, design = season
+    config = SBCConfig(model="simplified", fits=4, sampler=SamplerConfig(warmup=100, draws=100), batch=2, seed=5)
+    here = run_sbc(config, design)
+    there = run_sbc(config, design, ray_address="local")
+    assert here.ranks.keys() == there.ranks.keys()
+    for name in here.ranks:
+        np.testing.assert_array_equal(here.ranks[name], there.ranks[name], err_msg=name)
+    np.testing.assert_array_equal(here.divergences, there.divergences)

@@ -25,6 +25,7 @@ from scipy.stats import uniform
 from lineup_numpyro import names
 from lineup_numpyro.config import Priors, SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats, from_file
+from lineup_numpyro.errors import ConfigError
 from lineup_numpyro.files import atomic_path, write_json
 from lineup_numpyro.inference.batched import BatchSampler
 from lineup_numpyro.models.cells import Cells
@@ -228,41 +229,98 @@ def write_sbc(result: SBCResult, out: str | Path, panels: int = 12) -> None:
     write_json(out / "sbc.json", {**result.summary(), "max_ecdf_distance": distance})
 
 
-def run_sbc(config: SBCConfig, design: SuffStats) -> SBCResult:
-    """Fit `config.fits` data sets simulated on `design`'s possessions; rank the truth."""
-    start = time.perf_counter()
-    rng = np.random.default_rng([config.seed, 0x534243])
+def sbc_batch(config: SBCConfig, design: SuffStats, first: int, size: int) -> tuple[dict[str, list[int]], list[int]]:
+    """Fits first .. first + size - 1: each one's prior draw, simulation and NUTS seed depend only
+    on (config.seed, its index), so a batch gives the same ranks wherever and whenever it runs
+    (in this process or as a Ray task, first time or retried). Returns ranks by quantity and
+    divergent transitions per fit."""
     cells = Cells.from_stats(design)  # every simulated season has the design's touched cells
     fit_priors = config.fit_priors or config.priors
     pooled = config.model == "simplified"
-    model = get_model(config.model, None if config.model == "simplified" else cells, priors=fit_priors)
-    sampler = BatchSampler(model, config.sampler)
+    key = (config.model, cells.touched.tobytes(), config.sampler, fit_priors)
+    if _SAMPLERS.get("key") != key:  # one compiled program per process and setting
+        model = get_model(config.model, None if pooled else cells, priors=fit_priors)
+        _SAMPLERS.update(key=key, sampler=BatchSampler(model, config.sampler))
+    sampler = _SAMPLERS["sampler"]
+    truths, stats = [], []
+    for index in range(first, first + size):
+        rng = np.random.default_rng([config.seed, 0x534243, index])
+        truths.append(draw_prior(config.model, config.priors, rng))
+        stats.append(simulate_stats(design, coefficient_matrix(truths[-1], pooled), float(truths[-1]["sigma"]), rng))
+    data = (
+        [{"whitening": Whitening.from_stats(s, fit_priors.tau)} for s in stats]
+        if config.model == "hierarchical"
+        else None
+    )
+    seeds = [config.seed * 1_000_003 + index for index in range(first, first + size)]
+    fit = sampler.run([SuffStatsLikelihood.from_stats(s) for s in stats], seeds, data)
     ranks: dict[str, list[int]] = {}
-    divergences = []
-    for first in range(0, config.fits, config.batch):
-        size = min(config.batch, config.fits - first)
-        truths = [draw_prior(config.model, config.priors, rng) for _ in range(size)]
-        stats = [simulate_stats(design, coefficient_matrix(t, pooled), float(t["sigma"]), rng) for t in truths]
-        data = (
-            [{"whitening": Whitening.from_stats(s, fit_priors.tau)} for s in stats]
-            if config.model == "hierarchical"
-            else None
+    for i, (truth, stat) in enumerate(zip(truths, stats, strict=True)):
+        draws = complete(
+            config.model, {k: v[i] for k, v in fit.samples.items()}, cells, seed=seeds[i], priors=fit_priors
         )
-        seeds = [config.seed * 1_000_003 + first + i for i in range(size)]
-        fit = sampler.run([SuffStatsLikelihood.from_stats(s) for s in stats], seeds, data)
-        divergences.extend(fit.stats["diverging"].sum(axis=(1, 2)).tolist())
-        for i, (truth, stat) in enumerate(zip(truths, stats, strict=True)):
-            draws = {k: v[i] for k, v in fit.samples.items()}
-            draws = complete(config.model, draws, cells, seed=seeds[i], priors=fit_priors)
-            thinned = {k: _thin(np.asarray(v), config.thin_to) for k, v in draws.items()}
-            posterior = _quantities(config.model, thinned)
-            true = _quantities(config.model, truth)
-            posterior[LOG_LIK] = _log_lik(stat, coefficient_matrix(thinned, pooled), thinned["sigma"])
-            true[LOG_LIK] = _log_lik(stat, coefficient_matrix(truth, pooled), np.asarray(truth["sigma"]))
-            for name, values in posterior.items():
-                ranks.setdefault(name, []).append(int(np.sum(values < true[name])))
+        thinned = {k: _thin(np.asarray(v), config.thin_to) for k, v in draws.items()}
+        posterior = _quantities(config.model, thinned)
+        true = _quantities(config.model, truth)
+        posterior[LOG_LIK] = _log_lik(stat, coefficient_matrix(thinned, pooled), thinned["sigma"])
+        true[LOG_LIK] = _log_lik(stat, coefficient_matrix(truth, pooled), np.asarray(truth["sigma"]))
+        for name, values in posterior.items():
+            ranks.setdefault(name, []).append(int(np.sum(values < true[name])))
+    return ranks, fit.stats["diverging"].sum(axis=(1, 2)).tolist()
+
+
+_SAMPLERS: dict = {}  # this process's compiled batch sampler (sbc_batch)
+
+
+def run_sbc(config: SBCConfig, design: SuffStats, ray_address: str | None = None) -> SBCResult:
+    """Fit `config.fits` data sets simulated on `design`'s possessions; rank the truth. The
+    batches run here, or with `ray_address` as tasks on a Ray cluster ('local': one started on
+    this machine), each retried up to RAY_RETRIES times if its worker is lost."""
+    start = time.perf_counter()
+    batches = [(first, min(config.batch, config.fits - first)) for first in range(0, config.fits, config.batch)]
+    if ray_address is None:
+        results = [sbc_batch(config, design, first, size) for first, size in batches]
+    else:
+        results = _on_ray(ray_address, config, design, batches)
+    ranks: dict[str, list[int]] = {}
+    divergences: list[int] = []
+    for batch_ranks, batch_divergences in results:
+        for name, values in batch_ranks.items():
+            ranks.setdefault(name, []).extend(values)
+        divergences.extend(batch_divergences)
     rank_arrays = {k: np.asarray(v) for k, v in ranks.items()}
     jitter = np.random.default_rng([config.seed, 0x756E]).uniform(size=config.fits)
     u = {k: (v + jitter) / (config.thin_to + 1) for k, v in rank_arrays.items()}
     failed = ecdf_test(u, config.level)
     return SBCResult(rank_arrays, u, failed, not failed, np.asarray(divergences), time.perf_counter() - start, config)
+
+
+RAY_RETRIES = 3
+
+
+def _ray_batch(config: SBCConfig, design: SuffStats, first: int, size: int, platform: str):  # noqa: ANN202
+    """A Ray task: set JAX up in the worker (its devices) before the first fit."""
+    from lineup_numpyro.inference.runtime import configure_jax
+
+    configure_jax(platform, config.sampler.chains)
+    return sbc_batch(config, design, first, size)
+
+
+def _on_ray(address: str, config: SBCConfig, design: SuffStats, batches: list[tuple[int, int]]) -> list:
+    """The batches as Ray tasks, gathered in order (Ray retries a task whose worker dies)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("--ray needs Ray: pip install 'lineup-numpyro[ray]'") from exc
+    started = not ray.is_initialized()
+    if started:
+        kwargs = {"include_dashboard": False, "log_to_driver": False}
+        ray.init(**kwargs) if address == "local" else ray.init(address=address, **kwargs)
+    try:
+        task = ray.remote(max_retries=RAY_RETRIES)(_ray_batch)
+        design_ref = ray.put(design)
+        refs = [task.remote(config, design_ref, first, size, config.sampler.platform) for first, size in batches]
+        return ray.get(refs)
+    finally:
+        if started:
+            ray.shutdown()
