@@ -29,7 +29,7 @@ LAYERS = {
     "lineups": 9,
     "cli": 10,
 }
-OPTIONAL = ("stan", "httpstan", "matplotlib")  # imported where used, so the package works without them
+OPTIONAL = ("stan", "httpstan", "matplotlib", "ray")  # imported where used, so the package works without them
 
 
 def _module_name(path: Path) -> str:

@@ -28,6 +28,7 @@ from lineup_numpyro.data.suffstats import SuffStats, from_file
 from lineup_numpyro.errors import ConfigError
 from lineup_numpyro.files import atomic_path, write_json
 from lineup_numpyro.inference.batched import BatchSampler
+from lineup_numpyro.inference.runtime import configure_jax
 from lineup_numpyro.models.cells import Cells
 from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model
 from lineup_numpyro.models.simulate import simulate_season
@@ -300,8 +301,6 @@ RAY_RETRIES = 3
 
 def _ray_batch(config: SBCConfig, design: SuffStats, first: int, size: int, platform: str):  # noqa: ANN202
     """A Ray task: set JAX up in the worker (its devices) before the first fit."""
-    from lineup_numpyro.inference.runtime import configure_jax
-
     configure_jax(platform, config.sampler.chains)
     return sbc_batch(config, design, first, size)
 
