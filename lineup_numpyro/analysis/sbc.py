@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 from arviz.stats.ecdf_utils import ecdf_confidence_band
@@ -130,11 +131,12 @@ def _quantities(model: str, params: dict[str, np.ndarray]) -> dict[str, np.ndarr
 
 
 def _log_lik(stats: SuffStats, b: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """The Gaussian log-likelihood of `stats` at b (..., M, 17) and sigma (...)."""
-    quad = np.einsum("...mi,mij,...mj->...m", b, stats.xtx, b)
-    rss = (stats.yty - 2.0 * np.einsum("...mi,mi->...m", b, stats.xty) + quad).sum(axis=-1)
-    n = stats.n.sum()
-    return -n * np.log(sigma) - 0.5 * n * np.log(2 * np.pi) - rss / (2.0 * sigma**2)
+    """The model's Gaussian log-likelihood (SuffStatsLikelihood) of `stats` at b (..., M, 17)
+    and sigma (...)."""
+    likelihood = SuffStatsLikelihood.from_stats(stats)
+    b, sigma = np.asarray(b), np.asarray(sigma)
+    flat = jax.vmap(likelihood.log_likelihood)(b.reshape(-1, M, P), sigma.reshape(-1))
+    return np.asarray(flat).reshape(sigma.shape)
 
 
 def _thin(x: np.ndarray, keep: int) -> np.ndarray:

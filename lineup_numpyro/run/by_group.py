@@ -31,9 +31,9 @@ from lineup_numpyro.inference.runtime import configure_jax
 from lineup_numpyro.inference.sampling import SamplingResult, Timing
 from lineup_numpyro.models.cells import Cells
 from lineup_numpyro.models.model import complete, get_model, make_likelihood
-from lineup_numpyro.models.whitening import Whitening
 from lineup_numpyro.run import outputs
 from lineup_numpyro.run.rundir import RunDir
+from lineup_numpyro.run.train import whitening_for
 
 GROUP_COLUMNS = ("season",)  # the columns a run can be split by
 
@@ -72,11 +72,9 @@ def train_by(config: RunConfig, out: str | Path, by: str = "season", overwrite: 
         run.prepare(overwrite)
 
     cells = Cells(np.logical_or.reduce([Cells.from_stats(s).touched for s in groups.values()]))
-    hierarchical = config.model == "hierarchical" and config.parameterization == "whitened"
-    data = (
-        [{"whitening": Whitening.from_stats(s, config.priors.tau)} for s in groups.values()] if hierarchical else None
-    )
-    model = get_model(config.model, cells, data[0]["whitening"] if data else None, config.priors)
+    whitenings = [whitening_for(config, s) for s in groups.values()]
+    data = [{"whitening": w} for w in whitenings] if whitenings[0] is not None else None
+    model = get_model(config.model, cells, whitenings[0], config.priors)
     fit = BatchSampler(model, config.sampler).run(
         [make_likelihood("suffstats", stats=s) for s in groups.values()], [config.sampler.seed] * len(groups), data
     )

@@ -146,10 +146,10 @@ def _require_same_options(run: RunDir, config: RunConfig, options: Mapping[str, 
         )
 
 
-def _whitening(config: RunConfig, data: PreparedData) -> Whitening | None:
+def whitening_for(config: RunConfig, stats: SuffStats) -> Whitening | None:
     """The hierarchical model's whitened coordinates (None: plain non-centred, or another model)."""
     if config.model == "hierarchical" and config.parameterization == "whitened":
-        return Whitening.from_stats(data.stats, config.priors.tau)
+        return Whitening.from_stats(stats, config.priors.tau)
     return None
 
 
@@ -161,7 +161,7 @@ def _sample_and_write(run: RunDir, config: RunConfig, data: PreparedData, data_s
         if data.truth is not None:
             write_json(run / RunDir.TRUE_PARAMS, data.truth)
         cells = Cells.from_stats(data.stats)
-        model = get_model(config.model, cells, _whitening(config, data), config.priors)
+        model = get_model(config.model, cells, whitening_for(config, data.stats), config.priors)
         if config.method == "nuts":
             result = sample_posterior(model, likelihood, config.sampler, checkpoint_dir=run / RunDir.CHECKPOINT)
             samples = complete(config.model, result.samples, cells, config.sampler.seed, config.priors)
