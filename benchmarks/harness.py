@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lineup_numpyro.config import ModelName, SamplerConfig
+from lineup_numpyro.config import ModelName, SamplerConfig, default_warmup_max_tree_depth
 from lineup_numpyro.errors import ConfigError
 
 METHODS = ("numpyro-suffstats", "numpyro-suffstats-cold", "numpyro-rows", "stan-loop", "stan-fast")
@@ -570,7 +570,8 @@ def markdown(config: BenchmarkConfig, results: Sequence[dict], info: dict) -> st
     s = config.sampler
     lines = [
         f"Model `{config.model}`, {s.chains} chains x ({s.warmup} warm-up + {s.draws} draws), "
-        f"target acceptance {s.target_accept}, max tree depth {s.max_tree_depth}, seed {s.seed}; "
+        f"target acceptance {s.target_accept}, max tree depth {s.max_tree_depth} (NumPyro's warm-up: "
+        f"{default_warmup_max_tree_depth(config.model)}), seed {s.seed}; "
         f"{info['cpu_count']} CPU cores; budget {config.budget_s:,.0f} s per run; "
         f"medians of {config.repeats} repeat(s). Per-second figures are per second of sampling (wall).",
         f"NumPyro ran on: {_devices(rows)}; Stan on the CPU.",

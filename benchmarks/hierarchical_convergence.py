@@ -25,7 +25,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig, default_target_accept
+from lineup_numpyro.config import (
+    DataConfig,
+    RunConfig,
+    SamplerConfig,
+    default_target_accept,
+    default_warmup_max_tree_depth,
+)
 from lineup_numpyro.inference.runtime import configure_jax
 from lineup_numpyro.models.simulate import simulate_season
 
@@ -67,7 +73,11 @@ def main() -> None:
                 model="hierarchical",
                 data=data,
                 parameterization=args.parameterization,
-                sampler=SamplerConfig(seed=seed, target_accept=default_target_accept("hierarchical")),
+                sampler=SamplerConfig(
+                    seed=seed,
+                    target_accept=default_target_accept("hierarchical"),
+                    warmup_max_tree_depth=default_warmup_max_tree_depth("hierarchical"),
+                ),
             )
             out = work / f"{label.split()[0]}_{seed}"
             start = time.perf_counter()

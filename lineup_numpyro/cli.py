@@ -29,6 +29,7 @@ from lineup_numpyro.config import (
     RunConfig,
     SamplerConfig,
     default_target_accept,
+    default_warmup_max_tree_depth,
 )
 from lineup_numpyro.errors import LineupError
 from lineup_numpyro.files import atomic_path
@@ -206,6 +207,14 @@ def train(
         ),
     ] = Parameterization.whitened,
     max_tree_depth: Annotated[int, typer.Option(min=1, help="NUTS maximum tree depth.")] = 10,
+    warmup_max_tree_depth: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="NUTS maximum tree depth during warm-up, at most --max-tree-depth (default: 8; 10 for "
+            "hierarchical): the first windows need no deeper trees, and took most of the time at depth 10.",
+        ),
+    ] = None,
     dense_mass: Annotated[bool, typer.Option(help="Adapt a dense mass matrix instead of a diagonal one.")] = False,
     chain_method: Annotated[
         ChainMethod, typer.Option(help="parallel: one chain per device (CPU core); vectorized; sequential.")
@@ -288,6 +297,9 @@ def train(
                 seed=seed,
                 target_accept=default_target_accept(model.value) if target_accept is None else target_accept,
                 max_tree_depth=max_tree_depth,
+                warmup_max_tree_depth=default_warmup_max_tree_depth(model.value)
+                if warmup_max_tree_depth is None
+                else warmup_max_tree_depth,
                 dense_mass=dense_mass,
                 chain_method=chain_method.value,
                 platform=platform.value,
@@ -597,6 +609,7 @@ def sbc(
                 draws=draws,
                 seed=seed,
                 target_accept=default_target_accept(model.value) if target_accept is None else target_accept,
+                warmup_max_tree_depth=default_warmup_max_tree_depth(model.value),
             ),
             thin_to=thin_to,
             level=level,

@@ -30,6 +30,9 @@ LAYERS = {
     "cli": 10,
 }
 OPTIONAL = ("stan", "httpstan", "matplotlib", "ray")  # imported where used, so the package works without them
+# Imported where used so that `train` starts without them: ArviZ takes 0.5-2 s to import, and
+# training needs it only for the Pareto k of an approximation (posterior.nc is written with xarray).
+LAZY = ("arviz",)
 
 
 def _module_name(path: Path) -> str:
@@ -120,7 +123,7 @@ def test_only_optional_dependencies_are_imported_inside_functions():
         f"{module}: {imported}"
         for module, path in MODULES.items()
         for imported, top in _imports(path)
-        if not top and imported.split(".")[0] not in OPTIONAL and not _command_import(module, imported)
+        if not top and imported.split(".")[0] not in OPTIONAL + LAZY and not _command_import(module, imported)
     ]
     assert hidden == []
 
@@ -133,6 +136,22 @@ def test_the_command_line_starts_without_the_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_training_does_not_import_arviz(tmp_path):
+    """The default job's path (the CLI's train command through writing posterior.nc) leaves ArviZ unloaded."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from lineup_numpyro.cli import app\n"
+        f"r = CliRunner().invoke(app, ['train', '--model', 'simplified', '--warmup', '20', '--draws', '20', "
+        f"'--chains', '1', '--out', {str(tmp_path / 'run')!r}, '--no-progress'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print('arviz' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_importing_the_package_loads_no_optional_dependency():

@@ -6,7 +6,10 @@ import time
 from dataclasses import replace
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 import pytest
 from conftest import CHAINS
 from scipy.stats import t as t_dist
@@ -14,7 +17,7 @@ from scipy.stats import t as t_dist
 from lineup_numpyro import names
 from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats
-from lineup_numpyro.inference.sampling import sample_posterior
+from lineup_numpyro.inference.sampling import nuts_kernel, sample_posterior
 from lineup_numpyro.models.cells import Cells
 from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model
 from lineup_numpyro.models.simulate import simulate_season
@@ -59,6 +62,24 @@ def test_chain_methods(method):
     t = result.timing
     assert min(t.compile_s, t.warmup_s, t.sampling_s) > 0
     assert t.compile_s + t.warmup_s + t.sampling_s <= wall
+
+
+def test_warm_up_trees_are_capped_lower_than_the_draws():
+    """SamplerConfig.warmup_max_tree_depth bounds the trees while NUTS adapts; max_tree_depth after."""
+
+    def correlated():  # a diagonal mass matrix cannot undo a correlation of 0.99999: trees stay deep
+        numpyro.sample("x", dist.MultivariateNormal(jnp.zeros(2), jnp.array([[1.0, 0.99999], [0.99999, 1.0]])))
+
+    kernel = nuts_kernel(correlated, SamplerConfig(warmup_max_tree_depth=3, max_tree_depth=7))
+    warmup = 50
+    state = kernel.init(jax.random.PRNGKey(0), warmup, None, (), {})
+    step = jax.jit(lambda s: kernel.sample(s, (), {}))
+    steps = []
+    for _ in range(warmup + 20):
+        state = step(state)
+        steps.append(int(state.num_steps))
+    assert max(steps[:warmup]) == 2**3 - 1  # at the cap while warming up (uncapped, it reaches 127)
+    assert max(steps[warmup:]) == 2**7 - 1  # deeper once drawing
 
 
 def test_sampler_statistics_are_consistent():

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -159,6 +158,8 @@ def _draws(flat: Flat, xs: jnp.ndarray) -> tuple[dict[str, np.ndarray], np.ndarr
 
 
 def _pareto_k(log_weight: np.ndarray) -> float:
+    import arviz as az  # here, not above: train imports this module, and ArviZ takes 0.5-2 s to import
+
     _, k = az.psislw(np.asarray(log_weight, dtype=np.float64))
     return float(k)
 

@@ -23,10 +23,9 @@ from operator import attrgetter
 import jax
 import numpy as np
 from jax import lax
-from numpyro.infer import NUTS
 
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats
+from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats, nuts_kernel
 from lineup_numpyro.models.model import Likelihood, data_arguments
 
 
@@ -54,12 +53,7 @@ class BatchSampler:
 
     def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, lanes_per_device: int | None = None):
         self.fn, self.model_data = data_arguments(model)
-        self.kernel = NUTS(
-            self.fn,
-            target_accept_prob=config.target_accept,
-            max_tree_depth=config.max_tree_depth,
-            dense_mass=config.dense_mass,
-        )
+        self.kernel = nuts_kernel(self.fn, config)
         self.config = config
         self.devices = jax.local_device_count()
         self.lanes_per_device = lanes_per_device

@@ -36,9 +36,16 @@ def parameter_summary(posterior, model: str) -> pd.DataFrame:
         for index in np.ndindex(*draws.shape[2:]):
             labels.append(names.stan_name(var, index))
             matchups.append(index[0] if dims and dims[0] == "matchup" else None)
-    x = np.concatenate(blocks, axis=-1)  # (chains, draws, parameters)
+    x = _checked(np.concatenate(blocks, axis=-1))  # (chains, draws, parameters)
     flat = x.reshape(-1, x.shape[-1])
     q05, q50, q95 = np.quantile(_rows(x), [0.05, 0.5, 0.95], axis=1)
+    if x.shape[1] >= 4:  # the rank-normalised split chains serve R-hat and bulk ESS alike
+        split = _split_chains(x)
+        z = _z_scale(split)
+        r_hat, bulk = _rhat_of(split, z, _valid(x)), np.where(_valid(x), _ess(z), np.nan)
+        tail = _ess_tail_of(x, (q05, q95))
+    else:
+        r_hat = bulk = tail = np.full(x.shape[-1], np.nan)
     return pd.DataFrame(
         {
             "parameter": labels,
@@ -47,9 +54,9 @@ def parameter_summary(posterior, model: str) -> pd.DataFrame:
             "5%": q05,
             "50%": q50,
             "95%": q95,
-            "r_hat": rhat(x),  # NaN with one chain: R-hat compares chains
-            "ess_bulk": ess_bulk(x),
-            "ess_tail": ess_tail(x),
+            "r_hat": r_hat,  # NaN with one chain: R-hat compares chains
+            "ess_bulk": bulk,
+            "ess_tail": tail,
             "mcse_mean": mcse_mean(x),
             "matchup": matchups,
         }
@@ -66,9 +73,17 @@ def rhat(x: np.ndarray) -> np.ndarray:
     if x.shape[0] < 2 or x.shape[1] < 4:
         return np.full(x.shape[-1], np.nan)
     split = _split_chains(x)
+    return _rhat_of(split, _z_scale(split), _valid(x))
+
+
+def _rhat_of(split: np.ndarray, z: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """R-hat from the split chains and their rank-normalised scores `z`; NaN where not `valid`
+    and for one chain (split in two)."""
+    if split.shape[0] < 4:
+        return np.full(split.shape[-1], np.nan)
     folded = np.abs(split - np.median(_rows(split), axis=1))
-    out = np.maximum(_rhat(_z_scale(split)), _rhat(_z_scale(folded)))
-    return np.where(_valid(x), out, np.nan)
+    out = np.maximum(_rhat(z), _rhat(_z_scale(folded)))
+    return np.where(valid, out, np.nan)
 
 
 def ess_bulk(x: np.ndarray) -> np.ndarray:
@@ -84,8 +99,13 @@ def ess_tail(x: np.ndarray) -> np.ndarray:
     x = _checked(x)
     if x.shape[1] < 4:
         return np.full(x.shape[-1], np.nan)
+    return _ess_tail_of(x, np.quantile(_rows(x), TAIL_PROBS, axis=1))
+
+
+def _ess_tail_of(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Tail ESS given each parameter's 5% and 95% quantiles."""
     out = np.full(x.shape[-1], np.inf)
-    for q in np.quantile(_rows(x), TAIL_PROBS, axis=1):
+    for q in quantiles:
         out = np.minimum(out, _ess(_split_chains((x <= q).astype(np.float64))))
     return np.where(_valid(x), out, np.nan)
 

@@ -99,11 +99,13 @@ def _sampler_stats(extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def _nuts(model: Callable[..., None], config: SamplerConfig) -> NUTS:
+def nuts_kernel(model: Callable[..., None], config: SamplerConfig) -> NUTS:
+    """The NUTS kernel of `config`: its tree depth is capped lower during warm-up
+    (SamplerConfig.warmup_max_tree_depth) than while drawing."""
     return NUTS(
         model,
         target_accept_prob=config.target_accept,
-        max_tree_depth=config.max_tree_depth,
+        max_tree_depth=(min(config.warmup_max_tree_depth, config.max_tree_depth), config.max_tree_depth),
         dense_mass=config.dense_mass,
     )
 
@@ -122,7 +124,7 @@ class _Programs:
 
     def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, chain_method: str) -> None:
         fn, self.kwargs = data_arguments(model)
-        self.kernel = _nuts(fn, config)
+        self.kernel = nuts_kernel(fn, config)
         self.config = config
         self.chains = config.chains
         self.method = chain_method  # as recorded with the run

@@ -1,27 +1,29 @@
 """The results a run writes into its run directory (rundir.py names the files), under the
-Stan names of ../shared/MODELS.md: posterior.nc (ArviZ InferenceData: posterior, sample_stats,
+Stan names of ../shared/MODELS.md: posterior.nc (ArviZ's groups: posterior, sample_stats,
 constant_data with n per matchup and, per coefficient, n_on_floor_*, prior_width_ratio_*,
 informed_*; where not too large, observed_data, log_likelihood and posterior_predictive, see
 pointwise.py), coefficients.csv (summary, R-hat, ESS, and how much of each coefficient is data),
 diagnostics.json (convergence, divergences, timings, per-matchup verdicts; for map/laplace/advi
 the method's own evidence) and run_config.json (configuration, data, versions).
+
+posterior.nc is built as an xarray DataTree in ArviZ's layout (ArviZ 1.x's own type; ArviZ
+0.23's `az.from_netcdf` reads the file as InferenceData), so that `train` does not import
+ArviZ: 0.5-2 s of the default job's start-up, for nothing it uses.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import platform
 import sys
+import time
 import warnings
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from lineup_numpyro import names
 from lineup_numpyro.config import Priors, RunConfig
@@ -64,32 +66,50 @@ def to_inference_data(
     stats: SuffStats,
     attrs: dict | None = None,
     priors: Priors | None = None,
-) -> az.InferenceData:
+) -> xr.DataTree:
     """Posterior with Stan names and 1-based matchup/archetype coordinates, plus per-draw stats
-    (prior width ratios against `priors`, default config.Priors())."""
+    (prior width ratios against `priors`, default config.Priors()): groups posterior,
+    sample_stats and constant_data, laid out as ArviZ lays out InferenceData."""
     dims = names.POSTERIOR_DIMS[model]
-    posterior = {var: samples[var] for var in dims}
-    coords = dict(names.COORDS)
-    constant = {"n_possessions": stats.n.astype(np.int64)}
-    constant_dims = {"n_possessions": ["matchup"]}
+    constant = {"n_possessions": (["matchup"], stats.n.astype(np.int64))}
     for family, (n_on_floor, ratio) in coverage(samples, model, stats, priors).items():
-        constant[f"n_on_floor_{family}"] = n_on_floor
-        constant[f"prior_width_ratio_{family}"] = ratio
-        constant[f"informed_{family}"] = informed(n_on_floor, ratio, model)
-        for prefix in ("n_on_floor_", "prior_width_ratio_", "informed_"):
-            constant_dims[prefix + family] = list(dims[family])
-    idata = az.from_dict(
-        posterior=posterior,
-        sample_stats=sample_stats,
-        constant_data=constant,
-        coords=coords,
-        dims={**{v: list(d) for v, d in dims.items()}, **constant_dims},
-        attrs={"model": model, "inference_library": "numpyro", **(attrs or {})},
+        constant[f"n_on_floor_{family}"] = (list(dims[family]), n_on_floor)
+        constant[f"prior_width_ratio_{family}"] = (list(dims[family]), ratio)
+        constant[f"informed_{family}"] = (list(dims[family]), informed(n_on_floor, ratio, model))
+    attrs = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+        "model": model,
+        "inference_library": "numpyro",
+        "inference_library_version": package_versions()["numpyro"],
+        **(attrs or {}),
+    }
+    draws = {var: (["chain", "draw", *d], samples[var]) for var, d in dims.items()}
+    per_draw = {var: (["chain", "draw"], value) for var, value in sample_stats.items()}
+    return xr.DataTree.from_dict(
+        {
+            "/": xr.Dataset(attrs=attrs),
+            "posterior": _group(draws, attrs, label_matchups=True),
+            "sample_stats": _group(per_draw, attrs),
+            "constant_data": _group(constant, attrs, label_matchups=True),
+        }
     )
-    labels = np.asarray(names.MATCHUP_LABELS)
-    for group in ("posterior", "constant_data"):
-        idata[group] = idata[group].assign_coords(matchup_label=("matchup", labels))
-    return idata
+
+
+def _group(variables: dict[str, tuple[list[str], np.ndarray]], attrs: dict, label_matchups: bool = False) -> xr.Dataset:
+    """One group of posterior.nc: the variables with their dims, chain and draw numbered from 0,
+    matchups and archetypes as names.COORDS numbers them (with each matchup's label), and each
+    array stored as one HDF5 chunk (h5py's automatic chunks for (chain, draw, ...) arrays are a
+    few hundred values each, and writing thousands of them took 2-3 s per run)."""
+    data = {}
+    for var, (dims, value) in variables.items():
+        value = np.asarray(value)
+        data[var] = xr.Variable(dims, value, encoding={"chunksizes": value.shape} if value.ndim and value.size else {})
+    ds = xr.Dataset(data, attrs=attrs)
+    coords = {dim: np.arange(ds.sizes[dim]) for dim in ("chain", "draw") if dim in ds.dims}
+    coords |= {dim: np.asarray(values) for dim, values in names.COORDS.items() if dim in ds.dims}
+    if label_matchups and "matchup" in ds.dims:
+        coords["matchup_label"] = ("matchup", np.asarray(names.MATCHUP_LABELS))
+    return ds.assign_coords(coords)
 
 
 def coverage(
@@ -145,10 +165,10 @@ def source_of(n_on_floor: int, is_informed: bool, model: str) -> str:
     return "population" if is_informed and model == "hierarchical" else "prior"
 
 
-def coefficient_table(idata: az.InferenceData, model: str) -> pd.DataFrame:
+def coefficient_table(idata: xr.DataTree, model: str) -> pd.DataFrame:
     """One row per scalar parameter, in Stan's order and names, with its matchup's data count."""
-    table = parameter_summary(idata.posterior, model)
-    const = idata.constant_data
+    table = parameter_summary(idata["posterior"], model)
+    const = idata["constant_data"]
     n_matchup = const["n_possessions"].values
     matchup = table.pop("matchup")
     table["n_possessions"] = pd.array(
@@ -307,7 +327,7 @@ def write_approx_outputs(
 ) -> dict:
     """The same files for an approximation (map, laplace, advi): its draws as one chain, and
     diagnostics.json with the method's own convergence evidence in place of the sampler's."""
-    with warnings.catch_warnings(), _quiet("arviz"):  # one chain; and map's R-hat and ESS are NaN (said below)
+    with warnings.catch_warnings():  # map's one draw: no sd, R-hat or ESS (said below)
         warnings.simplefilter("ignore", RuntimeWarning)
         idata = to_inference_data(
             approx.samples,
@@ -335,23 +355,9 @@ def write_approx_outputs(
     return _write(run_dir, idata, table, report, config, stats, source, data_s)
 
 
-@contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
-    """Silence a library's logger (ArviZ warns that one chain is too few for R-hat). ArviZ's
-    logger is its own instance (arviz._log), not the one logging.getLogger returns."""
-    log = getattr(az, "_log", None) if logger == "arviz" else None
-    log = log or logging.getLogger(logger)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
 def _write(
     run_dir: Path,
-    idata: az.InferenceData,
+    idata: xr.DataTree,
     table: pd.DataFrame,
     report: dict,
     config: RunConfig,
@@ -363,13 +369,12 @@ def _write(
     if data_s is not None:
         report["timing"]["data_s"] = data_s
     write, why = pointwise_decision(
-        config.log_likelihood, stats.total, idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+        config.log_likelihood, stats.total, idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"]
     )
     report["log_likelihood"] = why
     with atomic_path(run_dir / RunDir.POSTERIOR) as tmp:
-        _one_chunk_per_variable(idata)
         # uncompressed: zlib saved 6% of a matchup run's file and tripled the time to write it
-        idata.to_netcdf(str(tmp), engine="h5netcdf", compress=False)
+        idata.to_netcdf(tmp, engine="h5netcdf")
         if write:
             write_pointwise(
                 tmp, idata, config.data, seed=config.sampler.seed if config.method == "nuts" else config.approx.seed
@@ -378,15 +383,6 @@ def _write(
         table.to_csv(tmp, index=False, float_format="%.6g")
     write_json(run_dir / RunDir.DIAGNOSTICS, report)
     return report
-
-
-def _one_chunk_per_variable(idata: az.InferenceData) -> None:
-    """Store each array as one HDF5 chunk: h5py's automatic chunks for (chain, draw, ...) arrays
-    are a few hundred values each, and writing thousands of them took 2-3 s per run."""
-    for group in idata.groups():
-        for var in idata[group].data_vars.values():
-            if var.ndim and var.size:
-                var.encoding["chunksizes"] = var.shape
 
 
 def write_record(run_dir: Path, config: RunConfig, stats: SuffStats, source: str, digest: dict | None = None) -> None:

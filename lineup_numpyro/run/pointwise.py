@@ -30,6 +30,7 @@ from lineup_numpyro.models.simulate import simulate_season
 
 if TYPE_CHECKING:
     import arviz as az
+    import xarray as xr
 
 CHUNK_ROWS = 4_000  # possessions whose (draws x rows) predictions are held at once
 LOG_2PI = math.log(2 * math.pi)
@@ -51,9 +52,9 @@ class Posterior:
         return int(self.sigma.shape[0])
 
 
-def posterior_of(idata: az.InferenceData) -> Posterior:
-    """Posterior of a run's InferenceData (posterior.nc); the pooled model's one coefficient
-    vector serves every matchup."""
+def posterior_of(idata: az.InferenceData | xr.DataTree) -> Posterior:
+    """Posterior of a run's InferenceData (posterior.nc, or the DataTree written to it); the
+    pooled model's one coefficient vector serves every matchup."""
     post = idata.posterior
     model = str(idata.attrs.get("model", ""))
     if model not in names.MODELS:
@@ -127,7 +128,7 @@ def pointwise_decision(wanted: bool | None, n_possessions: int, n_draws: int) ->
     return (True, f"written: {mb}") if wanted else (False, "not written (--no-log-likelihood)")
 
 
-def write_pointwise(path: Path, idata: az.InferenceData, data: DataConfig, seed: int) -> int:
+def write_pointwise(path: Path, idata: az.InferenceData | xr.DataTree, data: DataConfig, seed: int) -> int:
     """Append observed_data, log_likelihood and posterior_predictive to the netCDF file `path`
     (idata written there already), chunk by chunk; returns the number of possessions."""
     post = posterior_of(idata)
