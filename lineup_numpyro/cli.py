@@ -550,7 +550,14 @@ def validate(
 
 @app.command()
 def sbc(
-    out_dir: Annotated[Path, typer.Option("--out", help="Write sbc.json, ranks.csv and ecdf.png here.")],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Write sbc.json, ranks.csv and ecdf.png here; progress.jsonl keeps each finished fit, and the "
+            "same command goes on from it after a stop.",
+        ),
+    ],
     model: Annotated[Model, typer.Option(help="Which model to calibrate.")] = Model.matchup,
     fits: Annotated[int, typer.Option(min=2, help="Number of simulated data sets (each one NUTS fit).")] = 100,
     data: Annotated[
@@ -622,14 +629,15 @@ def sbc(
     except _known_errors() as exc:
         _fail(str(exc))
     try:
-        result = run_sbc(config, design, ray_address=ray)
+        result = run_sbc(config, design, ray_address=ray, out=out_dir)
     except _known_errors() as exc:
         _fail(str(exc))
     write_sbc(result, out_dir)
     verdict = "[green]passed[/]" if result.passed else f"[red]FAILED[/] ({len(result.failed)} quantities)"
     out.print(
-        f"SBC of the {model.value} model, {fits} fits in {result.seconds:.0f} s "
-        f"({60 * fits / result.seconds:.1f} fits/min): {verdict} at family-wise level {level}; "
+        f"SBC of the {model.value} model, {fits} fits ({result.fits_run} run now, in {result.seconds:.0f} s: "
+        f"{result.fits_per_minute:.1f} fits/min; the rest saved earlier in {out_dir}/progress.jsonl): "
+        f"{verdict} at family-wise level {level}; "
         f"{int((result.divergences > 0).sum())} fits with divergent transitions",
         highlight=False,
     )

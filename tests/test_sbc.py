@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from lineup_numpyro.analysis.sbc import (
     SBCConfig,
+    SBCProgress,
     coefficient_matrix,
     draw_prior,
     ecdf_test,
@@ -23,6 +24,7 @@ from lineup_numpyro.analysis.sbc import (
 from lineup_numpyro.cli import app
 from lineup_numpyro.config import Priors, SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats
+from lineup_numpyro.errors import RunDirError
 from lineup_numpyro.models.simulate import simulate_season
 
 runner = CliRunner()
@@ -111,6 +113,28 @@ def test_negative_control_fails_and_exits_non_zero(season, tmp_path):
     assert "FAILED" in result.output
     summary = json.loads((tmp_path / "sbc" / "sbc.json").read_text())
     assert not summary["passed"] and len(summary["failed"]) >= 5
+
+
+def test_a_stopped_sbc_goes_on_from_its_saved_fits(season, tmp_path):
+    """progress.jsonl keeps each finished batch: after a kill (here: the file cut after the first
+    batch, mid-line), the same call runs only the missing fits and gives an unbroken run's ranks;
+    other settings in the same directory are refused."""
+    _, design = season
+    config = SBCConfig(model="simplified", fits=6, sampler=SamplerConfig(warmup=100, draws=100), batch=2, seed=7)
+    unbroken = run_sbc(config, design, out=tmp_path / "a")
+    assert unbroken.fits_run == 6
+    progress = tmp_path / "a" / SBCProgress.NAME
+    header, first, *_ = progress.read_text().splitlines()
+    progress.write_text(header + "\n" + first + "\n" + first[: len(first) // 2])  # killed while writing
+    resumed = run_sbc(config, design, out=tmp_path / "a")
+    assert resumed.fits_run == 4
+    for name in unbroken.ranks:
+        np.testing.assert_array_equal(resumed.ranks[name], unbroken.ranks[name], err_msg=name)
+    np.testing.assert_array_equal(resumed.divergences, unbroken.divergences)
+    assert run_sbc(config, design, out=tmp_path / "a").fits_run == 0  # all saved: nothing to fit
+    for other in (dataclasses.replace(config, seed=8), dataclasses.replace(config, batch=3)):
+        with pytest.raises(RunDirError, match="another SBC run"):
+            run_sbc(other, design, out=tmp_path / "a")
 
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # Ray starts its processes from this one

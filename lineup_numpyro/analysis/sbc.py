@@ -13,7 +13,10 @@ Bürkner & Vehtari 2022, ArviZ's `ecdf_confidence_band`) at level `level / quant
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from scipy.stats import uniform
 from lineup_numpyro import names
 from lineup_numpyro.config import Priors, SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats, from_file
-from lineup_numpyro.errors import ConfigError
+from lineup_numpyro.errors import ConfigError, RunDirError
 from lineup_numpyro.files import atomic_path, write_json
 from lineup_numpyro.inference.batched import BatchSampler
 from lineup_numpyro.inference.runtime import configure_jax
@@ -156,6 +159,12 @@ class SBCResult:
     divergences: np.ndarray  # (fits,)
     seconds: float
     config: SBCConfig
+    fits_run: int | None = None  # fits this call ran (the rest were saved by an earlier one); None: all
+
+    @property
+    def fits_per_minute(self) -> float:
+        run = self.config.fits if self.fits_run is None else self.fits_run
+        return 60.0 * run / self.seconds if self.seconds > 0 else float("nan")
 
     def summary(self) -> dict:
         return {
@@ -168,7 +177,8 @@ class SBCResult:
             "thin_to": self.config.thin_to,
             "divergent_fits": int((self.divergences > 0).sum()),
             "seconds": round(self.seconds, 1),
-            "fits_per_minute": round(60 * self.config.fits / self.seconds, 2),
+            "fits_run": self.config.fits if self.fits_run is None else self.fits_run,
+            "fits_per_minute": round(self.fits_per_minute, 2),
             "config": asdict(self.config),
         }
 
@@ -275,27 +285,107 @@ def sbc_batch(config: SBCConfig, design: SuffStats, first: int, size: int) -> tu
 _SAMPLERS: dict = {}  # this process's compiled batch sampler (sbc_batch)
 
 
-def run_sbc(config: SBCConfig, design: SuffStats, ray_address: str | None = None) -> SBCResult:
+BatchResult = tuple[dict[str, list[int]], list[int]]  # ranks by quantity, divergent transitions per fit
+
+
+class SBCProgress:
+    """An SBC run's finished batches in OUT/progress.jsonl, so that a stopped run (killed, its
+    machine lost) goes on where it was: the first line names the run (its settings and the
+    design's digest), then one line per finished batch, flushed and synced as it ends. A line
+    cut short by a kill is dropped; a run with other settings in the same directory is refused.
+    sbc.json, ranks.csv and ecdf.png are written only when every fit is done."""
+
+    NAME = "progress.jsonl"
+
+    def __init__(self, out: str | Path, config: SBCConfig, design: SuffStats) -> None:
+        self.path = Path(out) / self.NAME
+        # the batch size too: lanes of one program round differently in the last bits, so that a
+        # fit's draws after hundreds of iterations depend (slightly) on how many fits shared it
+        self.header = {"sbc": asdict(config), "design": design.digest()}
+
+    def load(self) -> dict[int, tuple[dict[str, int], int]]:
+        """Finished fits by index: (rank by quantity, divergent transitions); starts the file
+        when there is none."""
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._append(self.header)
+            return {}
+        text = self.path.read_text()
+        if not text.endswith("\n"):  # a line cut short by a kill: drop it, so the next one starts clean
+            text = text[: text.rfind("\n") + 1]
+            with open(self.path, "r+") as f:
+                f.truncate(len(text.encode()))
+        lines = text.splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else None
+        except json.JSONDecodeError:
+            header = None
+        if header != json.loads(json.dumps(self.header)):
+            raise RunDirError(
+                f"{self.path}: holds another SBC run (other settings or design); give another --out, "
+                "or delete it to start over"
+            )
+        done = {}
+        for line in lines[1:]:
+            batch = json.loads(line)
+            for i in range(batch["size"]):
+                ranks = {name: values[i] for name, values in batch["ranks"].items()}
+                done[batch["first"] + i] = (ranks, batch["divergences"][i])
+        return done
+
+    def add(self, first: int, size: int, result: BatchResult) -> None:
+        self._append({"first": first, "size": size, "ranks": result[0], "divergences": result[1]})
+
+    def _append(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def run_sbc(
+    config: SBCConfig, design: SuffStats, ray_address: str | None = None, out: str | Path | None = None
+) -> SBCResult:
     """Fit `config.fits` data sets simulated on `design`'s possessions; rank the truth. The
     batches run here, or with `ray_address` as tasks on a Ray cluster ('local': one started on
-    this machine), each retried up to RAY_RETRIES times if its worker is lost."""
+    this machine), each retried up to RAY_RETRIES times if its worker is lost. With `out`, each
+    finished batch is saved there (SBCProgress) and a stopped run resumes from what was saved;
+    `seconds` is this call's time, and the fits it ran."""
     start = time.perf_counter()
-    batches = [(first, min(config.batch, config.fits - first)) for first in range(0, config.fits, config.batch)]
+    progress = SBCProgress(out, config, design) if out is not None else None
+    fits: dict[int, tuple[dict[str, int], int]] = progress.load() if progress else {}
+    todo = _batches([i for i in range(config.fits) if i not in fits], config.batch)
+
+    def finished(first: int, size: int, result: BatchResult) -> None:
+        for i in range(size):
+            fits[first + i] = ({name: values[i] for name, values in result[0].items()}, result[1][i])
+        if progress:
+            progress.add(first, size, result)
+
     if ray_address is None:
-        results = [sbc_batch(config, design, first, size) for first, size in batches]
+        for first, size in todo:
+            finished(first, size, sbc_batch(config, design, first, size))
     else:
-        results = _on_ray(ray_address, config, design, batches)
-    ranks: dict[str, list[int]] = {}
-    divergences: list[int] = []
-    for batch_ranks, batch_divergences in results:
-        for name, values in batch_ranks.items():
-            ranks.setdefault(name, []).extend(values)
-        divergences.extend(batch_divergences)
-    rank_arrays = {k: np.asarray(v) for k, v in ranks.items()}
+        _on_ray(ray_address, config, design, todo, finished)
+    names_ = list(fits[0][0])
+    rank_arrays = {name: np.asarray([fits[i][0][name] for i in range(config.fits)]) for name in names_}
+    divergences = np.asarray([fits[i][1] for i in range(config.fits)])
     jitter = np.random.default_rng([config.seed, 0x756E]).uniform(size=config.fits)
     u = {k: (v + jitter) / (config.thin_to + 1) for k, v in rank_arrays.items()}
     failed = ecdf_test(u, config.level)
-    return SBCResult(rank_arrays, u, failed, not failed, np.asarray(divergences), time.perf_counter() - start, config)
+    seconds = time.perf_counter() - start
+    return SBCResult(rank_arrays, u, failed, not failed, divergences, seconds, config, sum(n for _, n in todo))
+
+
+def _batches(indices: list[int], batch: int) -> list[tuple[int, int]]:
+    """(first, size) of runs of consecutive `indices`, at most `batch` fits each."""
+    out: list[tuple[int, int]] = []
+    for i in indices:
+        if out and out[-1][0] + out[-1][1] == i and out[-1][1] < batch:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((i, 1))
+    return out
 
 
 RAY_RETRIES = 3
@@ -307,8 +397,15 @@ def _ray_batch(config: SBCConfig, design: SuffStats, first: int, size: int, plat
     return sbc_batch(config, design, first, size)
 
 
-def _on_ray(address: str, config: SBCConfig, design: SuffStats, batches: list[tuple[int, int]]) -> list:
-    """The batches as Ray tasks, gathered in order (Ray retries a task whose worker dies)."""
+def _on_ray(
+    address: str,
+    config: SBCConfig,
+    design: SuffStats,
+    batches: list[tuple[int, int]],
+    finished: Callable[[int, int, BatchResult], None],
+) -> None:
+    """The batches as Ray tasks, each handed to `finished` as it ends (Ray retries a task whose
+    worker dies; a finished one is kept whatever happens to the others)."""
     try:
         import ray
     except ImportError as exc:
@@ -320,8 +417,15 @@ def _on_ray(address: str, config: SBCConfig, design: SuffStats, batches: list[tu
     try:
         task = ray.remote(max_retries=RAY_RETRIES)(_ray_batch)
         design_ref = ray.put(design)
-        refs = [task.remote(config, design_ref, first, size, config.sampler.platform) for first, size in batches]
-        return ray.get(refs)
+        pending = {
+            task.remote(config, design_ref, first, size, config.sampler.platform): (first, size)
+            for first, size in batches
+        }
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                first, size = pending.pop(ref)
+                finished(first, size, ray.get(ref))
     finally:
         if started:
             ray.shutdown()
