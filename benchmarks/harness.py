@@ -7,7 +7,12 @@ Methods, each run in a fresh process so that compilation counts and peak memory 
 * `numpyro-suffstats-cold`: the same with an empty compilation cache (a first run);
 * `numpyro-rows`: the same NUTS on the row-by-row likelihood, every row in memory;
 * `stan-loop`: the reference Stan file of models/ (row-by-row loop), through PyStan;
-* `stan-fast`: its sufficient-statistics twin in Stan.
+* `stan-fast`: its sufficient-statistics twin in Stan;
+* `nutpie`: the peer an analyst would pick today, nutpie (Rust NUTS, gradient-based mass matrix
+  adaptation) on a PyMC model of the same posterior through the same statistics
+  (`benchmarks/pymc_models.py`, compiled with numba); needs the `[nutpie]` extra. nutpie does
+  not time its phases, so its MCMC time is split into warm-up and sampling by their shares of
+  the leapfrog steps (a step costs the same in both).
 
 Runs alternate between methods (repeat, then size, then method), so drift of the machine
 touches all of them. A method whose run is estimated, from its own run on the next smaller
@@ -36,7 +41,7 @@ import numpy as np
 from lineup_numpyro.config import ModelName, SamplerConfig, default_warmup_max_tree_depth
 from lineup_numpyro.errors import ConfigError
 
-METHODS = ("numpyro-suffstats", "numpyro-suffstats-cold", "numpyro-rows", "stan-loop", "stan-fast")
+METHODS = ("numpyro-suffstats", "numpyro-suffstats-cold", "numpyro-rows", "stan-loop", "stan-fast", "nutpie")
 COLD = "-cold"  # a NumPyro method run with an empty JAX compilation cache
 SIZES = (10_000, 96_837, 1_000_000, 10_000_000)
 PER_ROW = frozenset({"numpyro-rows", "stan-loop"})  # methods whose gradient costs grow with the rows
@@ -207,6 +212,61 @@ def train_command(spec: dict, run_dir: Path) -> list[str]:
     return cmd
 
 
+def _nutpie_worker(spec: dict) -> dict:
+    """nutpie on the PyMC twin of the model (pymc_models.py), same statistics, chains, warm-up,
+    draws, seed and target acceptance; cells the data do not touch drawn by models.complete."""
+    start = time.perf_counter()
+    try:
+        import nutpie
+    except ImportError as exc:
+        raise ConfigError("the nutpie method needs the [nutpie] extra: pip install '.[nutpie]'") from exc
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pymc_models import pymc_model
+
+    from lineup_numpyro.data.suffstats import from_file
+    from lineup_numpyro.models.cells import Cells
+    from lineup_numpyro.models.model import complete
+    from lineup_numpyro.stan.parity import summarise
+
+    imports_s = time.perf_counter() - start
+    start = time.perf_counter()
+    stats = from_file(spec["data"])
+    data_s = time.perf_counter() - start
+    s = SamplerConfig(**spec["sampler"])
+    start = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(pymc_model(spec["model"], stats), backend="numba")
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    trace = nutpie.sample(
+        compiled,
+        draws=s.draws,
+        tune=s.warmup,
+        chains=s.chains,
+        cores=os.cpu_count(),
+        seed=s.seed,
+        target_accept=s.target_accept,
+        maxdepth=s.max_tree_depth,
+        progress_bar=False,
+        save_warmup=True,
+    )
+    mcmc_s = time.perf_counter() - start
+    warm_steps = float(trace.warmup_sample_stats["n_steps"].sum())
+    n_steps = trace.sample_stats["n_steps"].values
+    sampling_s = mcmc_s * float(n_steps.sum()) / (warm_steps + float(n_steps.sum()))
+    sites = {k: trace.posterior[k].values for k in trace.posterior.data_vars if not k.endswith("__")}
+    samples = complete(spec["model"], sites, Cells.from_stats(stats), seed=s.seed)
+    return {
+        "data_s": data_s,
+        "compile_s": compile_s,
+        "warmup_s": mcmc_s - sampling_s,
+        "sampling_s": sampling_s,
+        "imports_s": imports_s,
+        "chain_method": f"nutpie threads ({os.cpu_count()} cores)",
+        "device": {"platform": "cpu", "count": os.cpu_count()},
+        **efficiency(summarise(samples, spec["model"]), n_steps, trace.sample_stats["diverging"].values, sampling_s),
+    }
+
+
 def _stan_worker(spec: dict) -> dict:
     from lineup_numpyro.data.possessions import load_possessions
     from lineup_numpyro.data.suffstats import SuffStats, from_file
@@ -240,6 +300,8 @@ def _stan_worker(spec: dict) -> dict:
 
 def worker(spec: dict) -> dict:
     """One run, in this process: the figures of `spec["method"]` on `spec["data"]`."""
+    if spec["method"] == "nutpie":
+        return _nutpie_worker(spec)
     return (_numpyro_worker if spec["method"].startswith("numpyro") else _stan_worker)(spec)
 
 
@@ -409,6 +471,8 @@ def _execute(method: str, path: Path, config: BenchmarkConfig, sampler: SamplerC
         "data": str(path),
         "sampler": asdict(_sampler_for(method, sampler)),
     }
+    if method == "nutpie":
+        return run_in_subprocess(spec, STOP_FACTOR * config.budget_s)
     if not method.startswith("stan"):
         return _execute_numpyro(spec, config)
     from lineup_numpyro.stan.runner import fit_files
@@ -534,11 +598,11 @@ def medians(results: Sequence[dict]) -> list[dict]:
 
 
 def ratios(rows: Sequence[dict], n: int) -> dict:
-    """min ESS_bulk/s of numpyro-suffstats over each Stan form's, at size `n` (None where missing)."""
+    """min ESS_bulk/s of numpyro-suffstats over each Stan form's and nutpie's, at size `n` (None where missing)."""
     by = {r["method"]: r["ess_bulk_min_per_s"] for r in rows if r["n"] == n and r["status"] == "ok"}
     ours = by.get("numpyro-suffstats")
     out = {}
-    for method in ("stan-loop", "stan-fast"):
+    for method in ("stan-loop", "stan-fast", "nutpie"):
         out[method] = ours / by[method] if ours and by.get(method) else None
     stan = [v for k, v in by.items() if k.startswith("stan") and v]
     out["best stan"] = ours / max(stan) if ours and stan else None

@@ -122,6 +122,7 @@ def test_medians_ratios_and_table():
         for i, (w, e) in enumerate([(20.0, 1000.0), (18.0, 1200.0), (30.0, 1100.0)], start=1)
     ]
     results += [_run("stan-fast", 96_837, sampling=10.0, ess=1000.0, repeat=i) for i in (1, 2, 3)]
+    results += [_run("nutpie", 96_837, sampling=4.0, ess=1000.0, repeat=i) for i in (1, 2, 3)]
     results += [_run("stan-loop", 96_837, status="pilot", repeat=0)]
     results += [
         {**_run("stan-loop", 96_837, repeat=1), "status": "not run (budget)", "note": "not run (budget; est. 99,000 s)"}
@@ -134,6 +135,7 @@ def test_medians_ratios_and_table():
     q = bm.ratios(bm.medians(results), 96_837)
     assert q["stan-fast"] == pytest.approx(550.0 / 100.0) and q["best stan"] == q["stan-fast"]
     assert q["stan-loop"] is None
+    assert q["nutpie"] == pytest.approx(550.0 / 250.0)  # a peer, not a Stan form: not in "best stan"
     text = bm.markdown(config, results, {"cpu_count": 2})
     assert "| 96,837 | stan-loop | 0 |" in text and "not run (budget; est. 99,000 s)" in text
     assert "5.5x stan-fast" in text and "4 chains x (1000 warm-up + 1000 draws)" in text
