@@ -211,8 +211,9 @@ def train(
         Optional[int],
         typer.Option(
             min=1,
-            help="NUTS maximum tree depth during warm-up, at most --max-tree-depth (default: 8; 10 for "
-            "hierarchical): the first windows need no deeper trees, and took most of the time at depth 10.",
+            help="NUTS maximum tree depth in the first quarter of the warm-up, at most --max-tree-depth "
+            "(default: 8; 10, no cap, for hierarchical): with the first mass matrices, trees ran to depth 10 "
+            "and took most of the warm-up's time.",
         ),
     ] = None,
     dense_mass: Annotated[bool, typer.Option(help="Adapt a dense mass matrix instead of a diagonal one.")] = False,

@@ -37,14 +37,18 @@ POINTWISE_BYTES_PER_VALUE = 12
 POINTWISE_MAX_BYTES = 512 * 2**20
 
 
-# NUTS's tree depth during warm-up, per model (SamplerConfig.warmup_max_tree_depth). The first
-# adaptation windows run with the identity mass matrix on parameters ~100x narrower than it,
-# where every tree hits depth 10: 2/3 of the default matchup job's gradients went there. Capped
-# at 8, the matchup model's warm-up takes 40-60% less time with the same ESS (3 seeds on the
-# built-in season, 2 on quick_sample_10k). The hierarchical model keeps 10: capped, its last
-# windows adapt a smaller step size (+20-35% sampling gradients) and 2 of 11 runs of
-# benchmarks/hierarchical_convergence.py ended at R-hat 1.011 (all <= 1.009 uncapped).
+# NUTS's tree depth in the first CAPPED_SHARE of the warm-up iterations, per model
+# (SamplerConfig.warmup_max_tree_depth). Those iterations run with the identity mass matrix (and
+# its first estimates) on coefficients ~100x narrower than it, where every tree ran to depth 10:
+# half of the default matchup job's gradients went there. Capped at 8 there, its warm-up takes
+# ~45% fewer gradients, with the same step size, sampling cost and ESS. Capping the whole warm-up
+# saved as much here, but at 10M possessions (seed 0) it adapted a smaller step size and a
+# quarter of the draws ran to depth 10 (sampling 16 s instead of 2 s): the later windows, which
+# set the final step size and mass matrix, are not capped. The hierarchical model is not capped
+# (10): with the cap, 2 of its convergence runs (benchmarks/hierarchical_convergence.py) ended at
+# R-hat 1.011, where uncapped all 12 stay <= 1.009 (docs/hierarchical.md).
 # benchmarks/experiments/warmup_depth/README.md.
+CAPPED_SHARE = 0.25  # of 1,000: Stan's initial fast window (75) and its first 3 slow windows
 WARMUP_MAX_TREE_DEPTH = {"simplified": 8, "matchup": 8, "hierarchical": 10}
 
 
@@ -59,8 +63,9 @@ def default_warmup_max_tree_depth(model: str) -> int:
 @dataclass(frozen=True)
 class SamplerConfig:
     """NUTS settings. Defaults follow Stan's, except target_accept (0.9, see README; the command
-    line uses default_target_accept(model): 0.97 for the hierarchical model) and the warm-up's
-    tree depth (8; the command line's default_warmup_max_tree_depth(model): 10 for hierarchical)."""
+    line uses default_target_accept(model): 0.97 for the hierarchical model) and the tree depth
+    of the first warm-up iterations (8; the command line's default_warmup_max_tree_depth(model):
+    10, no cap, for the hierarchical model)."""
 
     chains: int = 4
     warmup: int = 1000
@@ -68,9 +73,10 @@ class SamplerConfig:
     seed: int = 0
     target_accept: float = 0.9
     max_tree_depth: int = 10
-    # NUTS's tree depth during warm-up, at most max_tree_depth (WARMUP_MAX_TREE_DEPTH above: the
-    # command line uses default_warmup_max_tree_depth(model), 10 for the hierarchical model)
+    # NUTS's tree depth in the first capped_share of the warm-up, at most max_tree_depth
+    # (WARMUP_MAX_TREE_DEPTH, CAPPED_SHARE above; the command line uses default_warmup_max_tree_depth(model))
     warmup_max_tree_depth: int = 8
+    capped_share: float = CAPPED_SHARE
     dense_mass: bool = False
     chain_method: ChainMethod = "parallel"
     platform: Platform = "cpu"
@@ -90,6 +96,8 @@ class SamplerConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ConfigError(f"warmup must be non-negative, got {self.warmup}")
+        if not 0.0 <= self.capped_share <= 1.0:
+            raise ConfigError(f"capped_share must lie in [0, 1], got {self.capped_share}")
         if not 0.0 < self.target_accept < 1.0:
             raise ConfigError(f"target_accept must lie in (0, 1), got {self.target_accept}")
 
@@ -233,7 +241,7 @@ class RunConfig:
             model=d["model"],
             likelihood=d["likelihood"],
             data=DataConfig(**data),
-            # runs saved before the warm-up cap warmed up at their max_tree_depth
+            # runs saved before the cap warmed up at their max_tree_depth throughout
             sampler=SamplerConfig(**{"warmup_max_tree_depth": d["sampler"].get("max_tree_depth", 10), **d["sampler"]}),
             method=d.get("method", "nuts"),
             approx=ApproxConfig(**d.get("approx", {})),
@@ -268,6 +276,7 @@ FIXED_ON_RESUME = (
     "sampler.target_accept",
     "sampler.max_tree_depth",
     "sampler.warmup_max_tree_depth",
+    "sampler.capped_share",
     "sampler.dense_mass",
     "sampler.chain_method",
     "sampler.checkpoint_every",

@@ -17,7 +17,7 @@ from scipy.stats import t as t_dist
 from lineup_numpyro import names
 from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats
-from lineup_numpyro.inference.sampling import nuts_kernel, sample_posterior
+from lineup_numpyro.inference.sampling import nuts_kernel, sample_posterior, warmup_phases
 from lineup_numpyro.models.cells import Cells
 from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model
 from lineup_numpyro.models.simulate import simulate_season
@@ -64,22 +64,29 @@ def test_chain_methods(method):
     assert t.compile_s + t.warmup_s + t.sampling_s <= wall
 
 
-def test_warm_up_trees_are_capped_lower_than_the_draws():
-    """SamplerConfig.warmup_max_tree_depth bounds the trees while NUTS adapts; max_tree_depth after."""
+def test_the_first_warm_up_iterations_have_shallower_trees():
+    """The capped kernel's trees stop at warmup_max_tree_depth during warm-up, the other's at
+    max_tree_depth; the warm-up runs the capped one for its first capped_share."""
 
     def correlated():  # a diagonal mass matrix cannot undo a correlation of 0.99999: trees stay deep
         numpyro.sample("x", dist.MultivariateNormal(jnp.zeros(2), jnp.array([[1.0, 0.99999], [0.99999, 1.0]])))
 
-    kernel = nuts_kernel(correlated, SamplerConfig(warmup_max_tree_depth=3, max_tree_depth=7))
-    warmup = 50
-    state = kernel.init(jax.random.PRNGKey(0), warmup, None, (), {})
-    step = jax.jit(lambda s: kernel.sample(s, (), {}))
-    steps = []
-    for _ in range(warmup + 20):
-        state = step(state)
-        steps.append(int(state.num_steps))
-    assert max(steps[:warmup]) == 2**3 - 1  # at the cap while warming up (uncapped, it reaches 127)
-    assert max(steps[warmup:]) == 2**7 - 1  # deeper once drawing
+    config = SamplerConfig(warmup_max_tree_depth=3, max_tree_depth=7, warmup=50)
+    for capped, deepest in ((True, 2**3 - 1), (False, 2**7 - 1)):
+        kernel = nuts_kernel(correlated, config, capped=capped)
+        state = kernel.init(jax.random.PRNGKey(0), config.warmup, None, (), {})
+        step = jax.jit(lambda s, kernel=kernel: kernel.sample(s, (), {}))
+        steps = []
+        for _ in range(config.warmup + 20):
+            state = step(state)
+            steps.append(int(state.num_steps))
+        assert max(steps[: config.warmup]) == deepest  # uncapped, it reaches 127
+        assert max(steps[config.warmup :]) == 2**7 - 1  # after warm-up: max_tree_depth
+    assert warmup_phases(replace(config, warmup=1000, checkpoint_every=250)) == [(250, True)] + [(250, False)] * 3
+    assert warmup_phases(replace(config, warmup=500, checkpoint_every=100)) == [(100, True), (25, True)] + [
+        (100, False)
+    ] * 3 + [(75, False)]
+    assert warmup_phases(replace(config, warmup=1000, warmup_max_tree_depth=7)) == [(250, False)] * 4  # no cap
 
 
 def test_sampler_statistics_are_consistent():

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from lineup_numpyro.analysis import sbc
 from lineup_numpyro.analysis.sbc import (
     SBCConfig,
     SBCProgress,
@@ -138,14 +140,26 @@ def test_a_stopped_sbc_goes_on_from_its_saved_fits(season, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # Ray starts its processes from this one
-def test_sbc_through_a_local_ray_cluster_gives_the_same_ranks(season):
+def test_sbc_through_a_local_ray_cluster_gives_the_same_ranks(season, tmp_path, monkeypatch):
     """Each batch is a Ray task (a fresh worker process, JAX set up there); the ranks are those
-    of the same run in this process, fit for fit."""
+    of the same run in this process, fit for fit, even when a task's worker dies on its first
+    try (Ray runs it again; the other batch's result is kept)."""
     _, design = season
     config = SBCConfig(model="simplified", fits=4, sampler=SamplerConfig(warmup=100, draws=100), batch=2, seed=5)
     here = run_sbc(config, design)
-    there = run_sbc(config, design, ray_address="local")
+    killed, task = tmp_path / "killed", sbc._ray_batch
+
+    def dies_once(config, design, first, size, platform):  # shipped to the worker by value
+        if first == 2 and not killed.exists():
+            killed.touch()
+            os._exit(1)  # the worker process is lost, as on a machine that goes away
+        return task(config, design, first, size, platform)
+
+    monkeypatch.setattr(sbc, "_ray_batch", dies_once)
+    there = run_sbc(config, design, ray_address="local", out=tmp_path / "sbc")
+    assert killed.exists()
     assert here.ranks.keys() == there.ranks.keys()
     for name in here.ranks:
         np.testing.assert_array_equal(here.ranks[name], there.ranks[name], err_msg=name)
     np.testing.assert_array_equal(here.divergences, there.divergences)
+    assert (tmp_path / "sbc" / SBCProgress.NAME).read_text().count("\n") == 3  # header and both batches

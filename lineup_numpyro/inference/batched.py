@@ -25,7 +25,7 @@ import numpy as np
 from jax import lax
 
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats, nuts_kernel
+from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats, capped_warmup, nuts_kernel
 from lineup_numpyro.models.model import Likelihood, data_arguments
 
 
@@ -54,6 +54,7 @@ class BatchSampler:
     def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, lanes_per_device: int | None = None):
         self.fn, self.model_data = data_arguments(model)
         self.kernel = nuts_kernel(self.fn, config)
+        self.capped_kernel = nuts_kernel(self.fn, config, capped=True)
         self.config = config
         self.devices = jax.local_device_count()
         self.lanes_per_device = lanes_per_device
@@ -62,8 +63,12 @@ class BatchSampler:
     def _lane(self, key, likelihood, kwargs):  # noqa: ANN001, ANN202 (traced pytrees)
         """One chain of one fit: warm-up, then the draws and their sampler statistics."""
         args = (likelihood,)
+        self.capped_kernel.init(key, self.config.warmup, None, args, kwargs)  # sets it up; same state
         state = self.kernel.init(key, self.config.warmup, None, args, kwargs)
         postprocess = self.kernel.postprocess_fn(args, kwargs)
+
+        def capped(state, _):
+            return self.capped_kernel.sample(state, args, kwargs), None
 
         def warm(state, _):
             return self.kernel.sample(state, args, kwargs), None
@@ -72,7 +77,9 @@ class BatchSampler:
             state = self.kernel.sample(state, args, kwargs)
             return state, (postprocess(state.z), {name: attrgetter(name)(state) for name in EXTRA_FIELDS})
 
-        state, _ = lax.scan(warm, state, None, length=self.config.warmup)
+        first = capped_warmup(self.config)
+        state, _ = lax.scan(capped, state, None, length=first)
+        state, _ = lax.scan(warm, state, None, length=self.config.warmup - first)
         _, out = lax.scan(draw, state, None, length=self.config.draws)
         return out
 

@@ -99,15 +99,30 @@ def _sampler_stats(extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def nuts_kernel(model: Callable[..., None], config: SamplerConfig) -> NUTS:
-    """The NUTS kernel of `config`: its tree depth is capped lower during warm-up
-    (SamplerConfig.warmup_max_tree_depth) than while drawing."""
+def nuts_kernel(model: Callable[..., None], config: SamplerConfig, capped: bool = False) -> NUTS:
+    """The NUTS kernel of `config`; `capped`: the one of the first warm-up iterations
+    (capped_warmup), whose trees stop at `config.warmup_max_tree_depth` (NumPyro's (warm-up,
+    sampling) depths). Both kernels have the same state, so either continues the other's."""
+    depth = config.max_tree_depth
     return NUTS(
         model,
         target_accept_prob=config.target_accept,
-        max_tree_depth=(min(config.warmup_max_tree_depth, config.max_tree_depth), config.max_tree_depth),
+        max_tree_depth=(min(config.warmup_max_tree_depth, depth), depth) if capped else depth,
         dense_mass=config.dense_mass,
     )
+
+
+def capped_warmup(config: SamplerConfig) -> int:
+    """Warm-up iterations whose trees stop at `warmup_max_tree_depth`: the first capped_share."""
+    return int(config.warmup * config.capped_share) if config.warmup_max_tree_depth < config.max_tree_depth else 0
+
+
+def warmup_phases(config: SamplerConfig) -> list[tuple[int, bool]]:
+    """Warm-up in chunks of at most `checkpoint_every`: (size, capped) each, the capped ones first."""
+    capped = capped_warmup(config)
+    return [(n, True) for n in _split(capped, config.checkpoint_every)] + [
+        (n, False) for n in _split(config.warmup - capped, config.checkpoint_every)
+    ]
 
 
 class _Programs:
@@ -125,6 +140,7 @@ class _Programs:
     def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, chain_method: str) -> None:
         fn, self.kwargs = data_arguments(model)
         self.kernel = nuts_kernel(fn, config)
+        self.capped_kernel = nuts_kernel(fn, config, capped=True)
         self.config = config
         self.chains = config.chains
         self.method = chain_method  # as recorded with the run
@@ -132,7 +148,7 @@ class _Programs:
         self._init = self._map(self._init_one, batched_args=2, shared_args=3)
         if self.chain_method == "parallel":  # without starting points: only the keys per chain
             self._init_keys = jax.pmap(self._init_one, in_axes=(0, None, None, None, None))
-        self._chunks: dict[int, Callable] = {}
+        self._chunks: dict[tuple[int, bool], Callable] = {}
 
     def _map(self, fn: Callable, batched_args: int, shared_args: int = 2) -> Callable:
         """`fn` compiled over chains as chain_method says; its first `batched_args` arguments
@@ -146,9 +162,12 @@ class _Programs:
         # NUTS takes its first inverse mass matrix from the kernel when it builds a state; it is
         # set for this call only, so that it is an argument of the compiled program (one
         # program for every data set), keyed as NumPyro keys a diagonal one: by all sites.
+        # Both kernels are set up here (NumPyro keeps a kernel's settings from its init); their
+        # states are the same, the capped one's is dropped.
         if inverse_mass is not None:
             self.kernel._inverse_mass_matrix = {tuple(sorted(params)): inverse_mass}
         try:
+            self.capped_kernel.init(key, self.config.warmup, params, args, kwargs)
             return self.kernel.init(key, self.config.warmup, params, args, kwargs)
         finally:
             self.kernel._inverse_mass_matrix = None
@@ -177,24 +196,26 @@ class _Programs:
             return self._init_keys(keys, None, None, args, self.kwargs)
         return self._init(keys, init_params, inverse_mass, args, self.kwargs)
 
-    def _chunk_one(self, state, args, kwargs, size: int):
-        postprocess = self.kernel.postprocess_fn(args, kwargs)
+    def _chunk_one(self, state, args, kwargs, size: int, capped: bool = False):
+        kernel = self.capped_kernel if capped else self.kernel
+        postprocess = kernel.postprocess_fn(args, kwargs)
         if self.chain_method == "vectorized":  # the kernel steps all chains at once (batched state)
             postprocess = jax.vmap(postprocess)
 
         def step(state, _):
-            state = self.kernel.sample(state, args, kwargs)
+            state = kernel.sample(state, args, kwargs)
             extra = {name: attrgetter(name)(state) for name in EXTRA_FIELDS}
             return state, (postprocess(state.z), extra)
 
         end, (draws, extra) = lax.scan(step, state, None, length=size)
         return draws, extra, end
 
-    def chunk(self, state, size: int, likelihood: Likelihood) -> tuple[dict, dict, object]:
-        """(draws, extra fields, end state) of `size` transitions; draws are (chains, size, ...)."""
-        if size not in self._chunks:
-            self._chunks[size] = self._map(partial(self._chunk_one, size=size), batched_args=1)
-        fn, args = self._chunks[size], (likelihood,)
+    def chunk(self, state, size: int, likelihood: Likelihood, capped: bool = False) -> tuple[dict, dict, object]:
+        """(draws, extra fields, end state) of `size` transitions (of the capped warm-up kernel
+        if `capped`); draws are (chains, size, ...)."""
+        if (size, capped) not in self._chunks:
+            self._chunks[(size, capped)] = self._map(partial(self._chunk_one, size=size, capped=capped), batched_args=1)
+        fn, args = self._chunks[(size, capped)], (likelihood,)
         if self.chain_method == "single":
             draws, extra, end = fn(state, args, self.kwargs)
             return _add_chain_axis(draws), _add_chain_axis(extra), end
@@ -228,13 +249,17 @@ def _chain_method(config: SamplerConfig) -> str:
     return config.chain_method
 
 
-def _run_chunks(programs: _Programs, state, sizes: list[int], likelihood: Likelihood, on_chunk: Callable) -> object:
-    """Run chunks of `sizes` transitions from `state`, handing each (draws, extra, end state,
-    compile s, run s) to `on_chunk`; returns the last end state (on the host)."""
+def _run_chunks(
+    programs: _Programs, state, sizes: list[int | tuple[int, bool]], likelihood: Likelihood, on_chunk: Callable
+) -> object:
+    """Run chunks of `sizes` transitions from `state` (a size, or (size, capped): see
+    warmup_phases), handing each (draws, extra, end state, compile s, run s) to `on_chunk`;
+    returns the last end state (on the host)."""
     for size in sizes:
+        size, capped = size if isinstance(size, tuple) else (size, False)
         start = time.perf_counter()
         compile0 = _compile_clock.seconds
-        draws, extra, end = programs.chunk(state, size, likelihood)
+        draws, extra, end = programs.chunk(state, size, likelihood, capped)
         _block(end)
         compile_s = _compile_clock.seconds - compile0
         state = jax.device_get(end)
@@ -264,7 +289,7 @@ def _warm_up(programs: _Programs, likelihood: Likelihood, config: SamplerConfig,
         clocks["run"] += run_s
         advance(int(jax.tree.leaves(extra)[0].shape[1]))
 
-    sizes = _split(config.warmup, config.checkpoint_every)
+    sizes = warmup_phases(config)
     with _progress(config, "warm-up", config.warmup, 0) as advance:
         state = _run_chunks(programs, state, sizes, likelihood, count)
     return Warmup(jax.device_get(state), programs.method, clocks["compile"], init_s + clocks["run"])
