@@ -240,12 +240,12 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(season, tmp_path, monkeypa
 
 
 def test_a_full_disk_ends_in_one_line_and_no_running_status(season, tmp_path, monkeypatch):
-    import arviz as az
+    import xarray as xr
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(az.InferenceData, "to_netcdf", full)
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", full)  # posterior.nc (run/outputs.py)
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["train", "--data", str(season), "--out", str(run_dir), *TINY_ARGS])
     assert result.exit_code == 2 and result.exception.__class__ is SystemExit
