@@ -637,8 +637,9 @@ def sbc(
     verdict = "[green]passed[/]" if result.passed else f"[red]FAILED[/] ({len(result.failed)} quantities)"
     out.print(
         f"SBC of the {model.value} model, {fits} fits ({result.fits_run} run now, in {result.seconds:.0f} s: "
-        f"{result.fits_per_minute:.1f} fits/min; the rest saved earlier in {out_dir}/progress.jsonl): "
-        f"{verdict} at family-wise level {level}; "
+        f"{result.fits_per_minute:.1f} fits/min"
+        + (f"; {fits - result.fits_run} saved earlier in {out_dir}/progress.jsonl" if result.fits_run < fits else "")
+        + f"): {verdict} at family-wise level {level}; "
         f"{int((result.divergences > 0).sum())} fits with divergent transitions",
         highlight=False,
     )
