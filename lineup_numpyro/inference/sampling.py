@@ -250,13 +250,12 @@ def _chain_method(config: SamplerConfig) -> str:
 
 
 def _run_chunks(
-    programs: _Programs, state, sizes: list[int | tuple[int, bool]], likelihood: Likelihood, on_chunk: Callable
+    programs: _Programs, state, sizes: list[tuple[int, bool]], likelihood: Likelihood, on_chunk: Callable
 ) -> object:
-    """Run chunks of `sizes` transitions from `state` (a size, or (size, capped): see
-    warmup_phases), handing each (draws, extra, end state, compile s, run s) to `on_chunk`;
-    returns the last end state (on the host)."""
-    for size in sizes:
-        size, capped = size if isinstance(size, tuple) else (size, False)
+    """Run chunks of (size, capped) transitions from `state` (capped: the warm-up's first
+    kernel, see warmup_phases), handing each (draws, extra, end state, compile s, run s) to
+    `on_chunk`; returns the last end state (on the host)."""
+    for size, capped in sizes:
         start = time.perf_counter()
         compile0 = _compile_clock.seconds
         draws, extra, end = programs.chunk(state, size, likelihood, capped)
@@ -354,7 +353,7 @@ def sample_posterior(
 
         state = chunks[-1].state if chunks else warm.state
         with _progress(config, "sampling", sum(sizes), sum(sizes[: len(chunks)])) as advance:
-            _run_chunks(programs, state, sizes[len(chunks) :], likelihood, keep)
+            _run_chunks(programs, state, [(n, False) for n in sizes[len(chunks) :]], likelihood, keep)
 
     samples = {k: np.concatenate([c.samples[k] for c in chunks], axis=1) for k in chunks[0].samples}
     extra = {k: np.concatenate([c.extra[k] for c in chunks], axis=1) for k in chunks[0].extra}

@@ -67,9 +67,9 @@ def to_inference_data(
     attrs: dict | None = None,
     priors: Priors | None = None,
 ) -> xr.DataTree:
-    """Posterior with Stan names and 1-based matchup/archetype coordinates, plus per-draw stats
-    (prior width ratios against `priors`, default config.Priors()): groups posterior,
-    sample_stats and constant_data, laid out as ArviZ lays out InferenceData."""
+    """Posterior with Stan names and matchup/archetype coordinates as names.COORDS numbers them,
+    plus per-draw stats (prior width ratios against `priors`, default config.Priors()): groups
+    posterior, sample_stats and constant_data, laid out as ArviZ lays out InferenceData."""
     dims = names.POSTERIOR_DIMS[model]
     constant = {"n_possessions": (["matchup"], stats.n.astype(np.int64))}
     for family, (n_on_floor, ratio) in coverage(samples, model, stats, priors).items():
