@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
+from lineup_numpyro import names
 from lineup_numpyro.data.split import Split
 from lineup_numpyro.errors import ConfigError
 
@@ -132,6 +133,8 @@ class ApproxConfig:
 class DataConfig:
     """Where the possessions come from; `path=None` means the built-in simulated season.
 
+    `seasons` keeps those seasons' rows, and `where` = (column, value) the rows whose column
+    holds that value as text (`train --where team=BOS`; each group's run of `train --by`).
     `holdout_fraction` > 0 keeps that share of the rows (a seeded random split, see
     data.Split) out of training, for `validate` to score the run on.
     """
@@ -141,15 +144,53 @@ class DataConfig:
     chunksize: int = 200_000
     holdout_fraction: float = 0.0
     split_seed: int = 0
+    where: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ConfigError(f"holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
+        if self.where is not None:
+            object.__setattr__(self, "where", tuple(self.where))  # a list, as run_config.json keeps it
+            if len(self.where) != 2:
+                raise ConfigError(f"where must be (column, value), got {self.where!r}")
+            check_group_column(self.where[0])
+            if self.path is None:
+                raise ConfigError(f"--where {self.where[0]}={self.where[1]} filters --data; give --data too")
+
+    def describe(self, side: str = "train") -> str:
+        """The possessions of one side ('train' or 'holdout') in words: the file, its filters, the split."""
+        source = self.path or "the built-in simulated season"
+        if self.seasons:
+            source += f" (seasons {', '.join(self.seasons)})"
+        if self.where:
+            source += f" ({self.where[0]} {self.where[1]})"
+        if self.holdout_fraction > 0:
+            source += f", {side} side of the {self.holdout_fraction:g} random split (seed {self.split_seed})"
+        return source
 
     def split(self, side: str = "train"):
         """The data.Split of one side, or None when nothing is held out."""
 
         return Split(self.holdout_fraction, self.split_seed, side) if self.holdout_fraction > 0 else None
+
+
+def parse_where(text: str | None) -> tuple[str, str] | None:
+    """'team=BOS' -> ('team', 'BOS'); None or '' -> None."""
+    if not text:
+        return None
+    column, sep, value = text.partition("=")
+    if not sep or not column.strip():
+        raise ConfigError(f"--where {text!r}: expected COLUMN=VALUE, e.g. team=BOS")
+    return column.strip(), value.strip()
+
+
+def check_group_column(column: str) -> None:
+    """A column a run can be split (`train --by`) or filtered (`--where`) by: any but the model's own."""
+    if column in names.REQUIRED_COLUMNS or column in (names.OFF_SUPERCLUSTER, names.DEF_SUPERCLUSTER):
+        raise ConfigError(
+            f"column '{column}' is part of the model's input; runs are split or filtered by another column "
+            f"(e.g. {names.SEASON}, a team or a game)"
+        )
 
 
 @dataclass(frozen=True)
@@ -267,6 +308,7 @@ FIXED_ON_RESUME = (
     "log_likelihood",
     "data.path",
     "data.seasons",
+    "data.where",
     "data.holdout_fraction",
     "data.split_seed",
     "sampler.chains",

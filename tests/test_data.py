@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import importlib.util
+import json
 import lzma
 import os
 import re
@@ -26,6 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lineup_numpyro import names
+from lineup_numpyro.config import DataConfig, RunConfig, parse_where
 from lineup_numpyro.data.possessions import (
     DataError,
     DataWarning,
@@ -37,11 +39,13 @@ from lineup_numpyro.data.possessions import (
 from lineup_numpyro.data.suffstats import (
     FEW_POSSESSIONS,
     SuffStats,
+    by_column,
     degenerate_data_messages,
     from_file,
     require_fittable,
     warn_degenerate,
 )
+from lineup_numpyro.errors import ConfigError
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 SHARED_DATA = Path(os.environ.get("LINEUP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -264,6 +268,69 @@ def test_season_filter_that_matches_nothing_lists_the_seasons_present(seasons_cs
         f"{seasons_csv}, column 'season': no possession in season(s) 1999-00, 2030-31; "
         "the file has 2019-20, 2020-21, 2021-22"
     )
+
+
+TEAMS = ("BOS", "DEN", "NYK", "")  # "" : rows with no team
+
+
+@pytest.fixture(scope="module")
+def teams_files(tmp_path_factory, real_text) -> dict[str, Path]:
+    """The real rows with a season and a free-text team column, as CSV and as Parquet."""
+    frame = integer_layout(real_text, seed=5)
+    frame["team"] = [TEAMS[(i * 7) % 4] for i in range(len(frame))]
+    folder = tmp_path_factory.mktemp("teams")
+    numeric = frame.astype({c: float for c in (names.OUTCOME, *names.Z_OFF, *names.Z_DEF)})
+    numeric.to_parquet(folder / "teams.parquet", index=False)
+    frame.to_csv(folder / "teams.csv", index=False)
+    return {"csv": folder / "teams.csv", "parquet": folder / "teams.parquet"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("chunksize", [997, 200_000])
+def test_where_keeps_the_rows_of_one_value_and_by_column_splits_in_one_pass(teams_files, real, fmt, chunksize):
+    path = teams_files[fmt]
+    team = np.array([TEAMS[(i * 7) % 4] for i in range(len(real))])
+    season = np.array([SEASONS[i % 3] for i in range(len(real))])
+    for value in TEAMS:
+        keep = team == value
+        loaded = load_possessions(path, chunksize=chunksize, where=("team", value))
+        np.testing.assert_array_equal(loaded.y, real.y[keep])
+        np.testing.assert_array_equal(loaded.z_def, real.z_def[keep])
+        both = (team == value) & (season == "2020-21")
+        assert from_file(path, ("2020-21",), chunksize, where=("team", value)).total == both.sum()
+    groups = by_column(path, "team", chunksize=chunksize)
+    assert list(groups) == sorted(TEAMS)
+    for value, stats in groups.items():
+        expected = SuffStats.from_possessions(real.subset(team == value))
+        np.testing.assert_allclose(stats.xtx, expected.xtx, rtol=1e-12, atol=1e-10)  # chunks sum in another order
+        np.testing.assert_array_equal(stats.n, expected.n)
+    assert list(by_column(path, "season", ("2021-22",), chunksize)) == ["2021-22"]
+
+
+def test_where_errors_name_the_file_the_column_and_what_is_there(teams_files, real_csv):
+    path = teams_files["csv"]
+    message = load_error(path, where=("team", "LAL"))
+    assert message == f"{path}, column 'team': no possession with team = 'LAL'; expected one of '', 'BOS', 'DEN', 'NYK'"
+    message = load_error(path, seasons=("2020-21",), where=("team", "LAL"))
+    assert "no possession in season(s) 2020-21 with team = 'LAL'" in message
+    message = load_error(real_csv, where=("team", "BOS"))
+    assert message.startswith(f"{real_csv}: no column 'team' to split or filter by; expected one of the file's")
+
+
+def test_where_is_a_config_of_the_data(tmp_path):
+    assert parse_where(None) is None and parse_where(" team = BOS ") == ("team", "BOS")
+    assert parse_where("team=") == ("team", "")
+    for bad in ("team", "=BOS"):
+        with pytest.raises(ConfigError, match="expected COLUMN=VALUE"):
+            parse_where(bad)
+    with pytest.raises(ConfigError, match="'outcome' is part of the model's input"):
+        DataConfig(path="x.csv", where=("outcome", "1"))
+    with pytest.raises(ConfigError, match="give --data too"):
+        DataConfig(where=("team", "BOS"))
+    config = RunConfig(data=DataConfig(path="x.csv", seasons=("2020-21",), where=["team", "BOS"]))
+    assert config.data.where == ("team", "BOS")
+    assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.data.describe() == "x.csv (seasons 2020-21) (team BOS)"
 
 
 def _head(real: Possessions, n: int) -> Possessions:

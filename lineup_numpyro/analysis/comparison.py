@@ -23,7 +23,6 @@ from lineup_numpyro.analysis.validation import (
     HoldoutScore,
     LooResult,
     data_config_of,
-    describe,
     load_posterior,
     psis_loo,
     require_same_builtin_season,
@@ -55,11 +54,11 @@ class Comparison:
 def _same_training_data(configs: Sequence[DataConfig], run_dirs: Sequence[str]) -> None:
     first = configs[0]
     for run_dir, cfg in zip(run_dirs[1:], configs[1:]):
-        mine = (cfg.path, cfg.seasons, cfg.holdout_fraction, cfg.split_seed)
-        theirs = (first.path, first.seasons, first.holdout_fraction, first.split_seed)
+        mine = (cfg.path, cfg.seasons, cfg.where, cfg.holdout_fraction, cfg.split_seed)
+        theirs = (first.path, first.seasons, first.where, first.holdout_fraction, first.split_seed)
         if mine != theirs:
             raise RunDirError(
-                f"{run_dir} was fitted to {describe(cfg)}, but {run_dirs[0]} to {describe(first)}; "
+                f"{run_dir} was fitted to {cfg.describe()}, but {run_dirs[0]} to {first.describe()}; "
                 "LOO compares models on the same possessions: train them on the same data"
             )
 
@@ -87,20 +86,22 @@ def compare_runs(
     holdout_source = None
     scores: list[HoldoutScore | None] = [None] * len(run_dirs)
     if holdout is not None:
-        holdout_source = describe(holdout, "holdout") if holdout.holdout_fraction else describe(holdout)
+        holdout_source = holdout.describe("holdout") if holdout.holdout_fraction else holdout.describe()
         scores = [
-            score_holdout(post, iter_chunks(holdout.path, holdout.seasons, holdout.chunksize), holdout_source)
+            score_holdout(
+                post, iter_chunks(holdout.path, holdout.seasons, holdout.chunksize, where=holdout.where), holdout_source
+            )
             for post in posteriors
         ]
     elif use_split and configs[0].holdout_fraction > 0:
-        holdout_source = describe(configs[0], "holdout")
+        holdout_source = configs[0].describe("holdout")
         scores = [
             score_holdout(post, run_data(cfg, "holdout"), holdout_source) for post, cfg in zip(posteriors, configs)
         ]
 
     table = _table(run_dirs, [p.model for p in posteriors], loos, scores, fits)
     recommended, verdict = _recommend(table, run_dirs, [p.model for p in posteriors], loos, fits)
-    return Comparison(table, recommended, verdict, describe(configs[0]), holdout_source)
+    return Comparison(table, recommended, verdict, configs[0].describe(), holdout_source)
 
 
 def _fit_health(diag: dict) -> dict:

@@ -26,7 +26,6 @@ from lineup_numpyro import names
 from lineup_numpyro.analysis.validation import (
     Posterior,
     data_config_of,
-    describe,
     posterior_of,
     predicted_means,
     run_data,
@@ -307,7 +306,7 @@ def write_report(run_dir: str | Path, comparison: str | Path | None = None, labe
                 post, stats, rows, tmp / "ppc.png", tmp / "matchup_means.png"
             )
             (tmp / REPORT).write_text(
-                _html(run_dir, record, diag, figures, describe(data), run.validations(), comparison_data, labels)
+                _html(run_dir, record, diag, figures, data.describe(), run.validations(), comparison_data, labels)
             )
             _swap_in(tmp, run / RunDir.REPORT)
     finally:

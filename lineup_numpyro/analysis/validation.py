@@ -182,22 +182,15 @@ def require_same_builtin_season(record: dict, where: str | Path) -> None:
         )
 
 
-def describe(data: DataConfig, side: str = "train") -> str:
-    """Where `run_data(data, side)` comes from, in words."""
-    source = data.path or "the built-in simulated season"
-    if data.seasons:
-        source += f" (seasons {', '.join(data.seasons)})"
-    if data.holdout_fraction > 0:
-        source += f", {side} side of the {data.holdout_fraction:g} random split (seed {data.split_seed})"
-    return source
-
-
 def overlaps_training(train: DataConfig, holdout: DataConfig) -> bool:
-    """Whether `holdout` reads possessions the run was fitted to (same file, shared seasons)."""
+    """Whether `holdout` reads possessions the run was fitted to (same file, shared seasons, the
+    same value of a column both filter on)."""
     if train.path is None or holdout.path is None or Path(train.path).resolve() != Path(holdout.path).resolve():
         return False
-    if train.seasons and holdout.seasons:
-        return bool(set(train.seasons) & set(holdout.seasons))
+    if train.seasons and holdout.seasons and not set(train.seasons) & set(holdout.seasons):
+        return False
+    if train.where and holdout.where and train.where[0] == holdout.where[0]:
+        return train.where[1] == holdout.where[1]
     return True
 
 
@@ -215,7 +208,7 @@ def validate_run(run_dir: str | Path, holdout: DataConfig | None = None, loo: bo
     train = data_config_of(record)
     in_sample = False
     if holdout is None:
-        name, source, chunks = "holdout-split", describe(train, "holdout"), run_data(train, "holdout")
+        name, source, chunks = "holdout-split", train.describe("holdout"), run_data(train, "holdout")
     else:
         in_sample = overlaps_training(train, holdout)
         if in_sample:
@@ -225,12 +218,17 @@ def validate_run(run_dir: str | Path, holdout: DataConfig | None = None, loo: bo
                 UserWarning,
                 stacklevel=2,
             )
-        name = Path(holdout.path).stem + (f"-{'-'.join(holdout.seasons)}" if holdout.seasons else "")
-        source, chunks = describe(holdout), iter_chunks(holdout.path, holdout.seasons, holdout.chunksize)
+        name = (
+            Path(holdout.path).stem
+            + (f"-{'-'.join(holdout.seasons)}" if holdout.seasons else "")
+            + (f"-{holdout.where[0]}-{holdout.where[1]}" if holdout.where else "")
+        )
+        chunks = iter_chunks(holdout.path, holdout.seasons, holdout.chunksize, where=holdout.where)
+        source = holdout.describe()
     report = {
         "run": str(run),
         "model": post.model,
-        "training_data": describe(train),
+        "training_data": train.describe(),
         "in_sample": in_sample,
         "holdout": score_holdout(post, chunks, source).to_dict(),
     }

@@ -266,12 +266,17 @@ def _looks_like_data(name: str) -> bool:
 
 
 def _check_columns(
-    path: Path, columns: Sequence[str], seasons: Sequence[str], csv_file: bool = True, outcome: bool = True
+    path: Path,
+    columns: Sequence[str],
+    seasons: Sequence[str],
+    csv_file: bool = True,
+    outcome: bool = True,
+    column: str | None = None,
 ) -> None:
     """Header present, required columns present (the outcome only when `outcome`), no
-    duplicates, no misspelled expected column."""
+    duplicates, no misspelled expected column, and `column` (to group or filter by) present."""
     where = f"{path}, line 1" if csv_file else str(path)
-    expected = names.REQUIRED_COLUMNS + names.OPTIONAL_COLUMNS
+    expected = names.REQUIRED_COLUMNS + names.OPTIONAL_COLUMNS + ((column,) if column else ())
     if not set(columns) & set(expected) and any(_looks_like_data(c) for c in columns):
         shown = ", ".join(repr(c) for c in columns[:4]) + (", ..." if len(columns) > 4 else "")
         raise DataError(
@@ -299,6 +304,12 @@ def _check_columns(
         raise DataError(
             f"{path}: a season filter ({', '.join(seasons)}) was given but the file has no '{names.SEASON}' "
             "column; expected a 'season' column, or no season filter"
+        )
+    if column and column not in seen:
+        others = [c for c in columns if c not in names.REQUIRED_COLUMNS]
+        raise DataError(
+            f"{path}: no column '{column}' to split or filter by; expected one of the file's columns other "
+            f"than the model's ({', '.join(others) or 'it has none'})"
         )
     if unknown:
         warnings.warn(f"{path}: ignoring column(s) {', '.join(unknown)}", DataWarning, stacklevel=3)
@@ -444,6 +455,11 @@ def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
     return out
 
 
+def column_text(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column's values as stripped text, '' where empty: what seasons and groups are named by."""
+    return frame[column].astype("string").str.strip().fillna("").to_numpy(dtype=object)
+
+
 def _validate_frame(src: _Source, frame: pd.DataFrame, row0: int) -> Possessions:
     # no outcome column (possessions to predict, iter_chunks(outcome=False)): y is NaN
     y = _numeric(src, frame, names.OUTCOME, row0) if names.OUTCOME in frame else np.full(len(frame), np.nan)
@@ -453,7 +469,7 @@ def _validate_frame(src: _Source, frame: pd.DataFrame, row0: int) -> Possessions
     matchup = _matchups(src, frame, row0)
     season = None
     if names.SEASON in frame:
-        season = frame[names.SEASON].astype("string").str.strip().fillna("").to_numpy(dtype=object)
+        season = column_text(frame, names.SEASON)
     return Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=season, source=str(src.path))
 
 
@@ -497,36 +513,38 @@ def _field_count_error(src: _Source, fallback: str) -> DataError:
 
 
 def _raw_chunks(
-    path: Path, seasons: Sequence[str], chunksize: int, outcome: bool = True
+    path: Path, seasons: Sequence[str], chunksize: int, outcome: bool = True, column: str | None = None
 ) -> Iterator[tuple[pd.DataFrame, _Source]]:
-    """DataFrame chunks of the file after the header checks, each with its source."""
+    """DataFrame chunks of the file after the header checks, each with its source; `column`
+    (to group or filter by) is read as text."""
     fmt = _file_format(path)
+    text_columns = (names.MATCHUP, names.SEASON) + ((column,) if column else ())
     if fmt == "csv":
         header = _read_csv_header(path)
-        _check_columns(path, header, seasons, csv_file=True, outcome=outcome)
+        _check_columns(path, header, seasons, csv_file=True, outcome=outcome, column=column)
         src = _Source(path, True, tuple(header))
-        fast = _ArrowRead()
+        fast = _ArrowRead(text_columns)
         for chunk in fast.chunks(path, header, chunksize):
             yield chunk, src
         if fast.stopped:  # at something pyarrow could not read: pandas reads the rest, and words any error
-            yield from _pandas_csv_chunks(path, src, chunksize, skip=fast.rows)
+            yield from _pandas_csv_chunks(path, src, chunksize, skip=fast.rows, text_columns=text_columns)
     else:
         try:
             pfile = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises several types for unreadable files
             raise DataError(f"{path}: not a readable Parquet file ({exc}); expected a Parquet file") from None
         columns = pfile.schema_arrow.names
-        _check_columns(path, columns, seasons, csv_file=False, outcome=outcome)
+        _check_columns(path, columns, seasons, csv_file=False, outcome=outcome, column=column)
         src = _Source(path, False, tuple(columns))
         for batch in pfile.iter_batches(batch_size=chunksize):
             yield batch.to_pandas(), src
 
 
 def _pandas_csv_chunks(
-    path: Path, src: _Source, chunksize: int, skip: int = 0
+    path: Path, src: _Source, chunksize: int, skip: int = 0, text_columns: Sequence[str] = (names.MATCHUP, names.SEASON)
 ) -> Iterator[tuple[pd.DataFrame, _Source]]:
     """The CSV file through pandas, the first `skip` data rows dropped: the path that words every error."""
-    dtype = {names.MATCHUP: str, names.SEASON: str}
+    dtype = dict.fromkeys(text_columns, str)
     try:
         reader = pd.read_csv(path, chunksize=chunksize, dtype=dtype, encoding="utf-8-sig", skipinitialspace=True)
         for chunk in reader:
@@ -559,14 +577,15 @@ class _ArrowRead:
     the rest with pandas, whose errors name the row and column.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, text_columns: Sequence[str] = (names.MATCHUP, names.SEASON)) -> None:
         self.rows = 0
         self.stopped = False
+        self.text_columns = tuple(text_columns)
 
     def chunks(self, path: Path, header: list[str], chunksize: int) -> Iterator[pd.DataFrame]:
         text = pa.dictionary(pa.int32(), pa.string())  # 36 matchup labels: categories, not 10M strings
         types = {c: pa.float64() for c in header if c in _NUMERIC_COLUMNS}
-        types.update({c: text for c in header if c in (names.MATCHUP, names.SEASON)})
+        types.update({c: text for c in header if c in self.text_columns})
         pending: list[pa.RecordBatch] = []
         held = 0
         try:
@@ -608,14 +627,44 @@ def iter_chunks(
     chunksize: int = 200_000,
     split: Split | None = None,
     outcome: bool = True,
+    where: tuple[str, str] | None = None,
 ) -> Iterator[Possessions]:
-    """Validated chunks of possessions, filtered to `seasons` and to one side of `split` when given.
-    With `outcome` False the outcome column may be absent (possessions to predict: y is NaN).
+    """Validated chunks of possessions, filtered to `seasons`, to the rows whose column
+    `where[0]` holds `where[1]` (as text) and to one side of `split` when given. With `outcome`
+    False the outcome column may be absent (possessions to predict: y is NaN).
 
     Raises DataError for a missing, empty or header-only file, bad columns or bad values,
     and when the filters leave no possession.
     """
-    path = Path(path)
+    column, value = where if where else (None, None)
+    for chunk, _ in _filtered_chunks(Path(path), seasons, chunksize, split, outcome, column, value):
+        yield chunk
+
+
+def iter_groups(
+    path: str | Path,
+    column: str,
+    seasons: Sequence[str] = (),
+    chunksize: int = 200_000,
+    split: Split | None = None,
+) -> Iterator[tuple[Possessions, np.ndarray]]:
+    """Validated chunks of possessions (filtered as by `iter_chunks`), each with its rows' values
+    of `column` as text: one pass over the file for a fit per group (`train --by`)."""
+    yield from _filtered_chunks(Path(path), seasons, chunksize, split, True, column, None)
+
+
+MAX_SHOWN_VALUES = 12  # a column's values an error message lists at most
+
+
+def _filtered_chunks(
+    path: Path,
+    seasons: Sequence[str],
+    chunksize: int,
+    split: Split | None,
+    outcome: bool,
+    column: str | None,
+    value: str | None,
+) -> Iterator[tuple[Possessions, np.ndarray | None]]:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.is_dir():
@@ -627,29 +676,45 @@ def iter_chunks(
     wanted = set(seasons)
     rows_read = rows_kept = 0
     seen_seasons: set[str] = set()
-    rows_in_seasons = 0
-    for frame, src in _raw_chunks(path, seasons, chunksize, outcome):
+    seen_values: set[str] = set()
+    rows_in_seasons = rows_in_groups = 0
+    for frame, src in _raw_chunks(path, seasons, chunksize, outcome, column):
         chunk = _validate_frame(src, frame, rows_read)
+        values = column_text(frame, column) if column else None
         keep = np.ones(len(chunk), dtype=bool)
         if wanted:
             assert chunk.season is not None  # _check_columns guarantees the column
             seen_seasons.update(np.unique(chunk.season).tolist())
             keep &= np.isin(chunk.season, list(wanted))
         rows_in_seasons += int(keep.sum())
+        if value is not None:
+            if len(seen_values) <= MAX_SHOWN_VALUES:
+                seen_values.update(np.unique(values[keep]).tolist())
+            keep &= values == value
+        rows_in_groups += int(keep.sum())
         if split is not None:
             keep &= split.keep(rows_read, len(chunk))
         rows_read += len(chunk)
         if not keep.all():
             chunk = chunk.subset(keep)
+            values = None if values is None else values[keep]
         rows_kept += len(chunk)
         if len(chunk):
-            yield chunk
+            yield chunk, values
     if rows_read == 0:
         raise DataError(f"{path}: the file has column names but no possessions; expected at least one data row")
-    if rows_kept == 0 and rows_in_seasons > 0 and split is not None:
+    if rows_kept == 0 and rows_in_groups > 0 and split is not None:
         raise DataError(
             f"{path}: the {split.side} side of the random split (fraction {split.fraction}, seed {split.seed}) "
-            f"holds none of the {rows_in_seasons} possession(s); expected a larger file or another fraction"
+            f"holds none of the {rows_in_groups} possession(s); expected a larger file or another fraction"
+        )
+    if rows_kept == 0 and value is not None and rows_in_seasons > 0:
+        shown = sorted(seen_values)[:MAX_SHOWN_VALUES]
+        more = ", ..." if len(seen_values) > MAX_SHOWN_VALUES else ""
+        among = f" in season(s) {', '.join(sorted(wanted))}" if wanted else ""
+        raise DataError(
+            f"{path}, column '{column}': no possession{among} with {column} = {value!r}; "
+            f"expected one of {', '.join(repr(v) for v in shown)}{more}"
         )
     if rows_kept == 0:
         present = sorted(s for s in seen_seasons if s)
@@ -661,10 +726,14 @@ def iter_chunks(
 
 
 def load_possessions(
-    path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000, split: Split | None = None
+    path: str | Path,
+    seasons: Sequence[str] = (),
+    chunksize: int = 200_000,
+    split: Split | None = None,
+    where: tuple[str, str] | None = None,
 ) -> Possessions:
     """All validated possessions of a file in memory (needed by the `rows` likelihood)."""
-    return Possessions.concat(list(iter_chunks(path, seasons, chunksize, split)))
+    return Possessions.concat(list(iter_chunks(path, seasons, chunksize, split, where=where)))
 
 
 def parse_seasons(text: str | None) -> tuple[str, ...]:

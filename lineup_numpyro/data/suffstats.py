@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lineup_numpyro import names
-from lineup_numpyro.data.possessions import DataError, DataWarning, Possessions, Split, iter_chunks
+from lineup_numpyro.data.possessions import DataError, DataWarning, Possessions, Split, iter_chunks, iter_groups
 
 FEW_POSSESSIONS = 50  # below this a matchup's 17 coefficients lean mostly on the prior
 
@@ -103,21 +103,25 @@ def accumulate(chunks: Iterable[Possessions]) -> SuffStats:
 
 
 def from_file(
-    path: str | Path, seasons: Sequence[str] = (), chunksize: int = 200_000, split: Split | None = None
+    path: str | Path,
+    seasons: Sequence[str] = (),
+    chunksize: int = 200_000,
+    split: Split | None = None,
+    where: tuple[str, str] | None = None,
 ) -> SuffStats:
     """One streaming pass over a possession file (works for files larger than memory)."""
-    return accumulate(iter_chunks(path, seasons, chunksize, split))
+    return accumulate(iter_chunks(path, seasons, chunksize, split, where=where))
 
 
-def by_season(path: str | Path, chunksize: int = 200_000, split: Split | None = None) -> dict[str, SuffStats]:
-    """One streaming pass: the statistics of each season of a file, by season name (sorted)."""
+def by_column(
+    path: str | Path, column: str, seasons: Sequence[str] = (), chunksize: int = 200_000, split: Split | None = None
+) -> dict[str, SuffStats]:
+    """One streaming pass: the statistics of each value of `column` (as text, sorted)."""
     out: dict[str, SuffStats] = {}
-    for chunk in iter_chunks(path, (), chunksize, split):
-        if chunk.season is None:
-            raise DataError(f"{path}: fitting by season needs a '{names.SEASON}' column, and the file has none")
-        for season in np.unique(chunk.season):
-            part = SuffStats.from_possessions(chunk.subset(chunk.season == season))
-            out[season] = out[season] + part if season in out else part
+    for chunk, values in iter_groups(path, column, seasons, chunksize, split):
+        for value in np.unique(values):
+            part = SuffStats.from_possessions(chunk.subset(values == value))
+            out[value] = out[value] + part if value in out else part
     return dict(sorted(out.items()))
 
 

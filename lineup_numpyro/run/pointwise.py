@@ -98,7 +98,7 @@ def run_data(data: DataConfig, side: str = "train") -> Iterator[Possessions]:
         rows, _ = simulate_season()
         yield rows if split is None else rows.subset(split.keep(0, len(rows)))
         return
-    yield from iter_chunks(data.path, data.seasons, data.chunksize, split)
+    yield from iter_chunks(data.path, data.seasons, data.chunksize, split, where=data.where)
 
 
 def pieces(chunks: Iterable[Possessions], size: int = CHUNK_ROWS) -> Iterator[Possessions]:

@@ -66,10 +66,10 @@ def prepare_data(config: RunConfig) -> PreparedData:
             SuffStats.from_possessions(rows), rows if config.likelihood == "rows" else None, source, truth.to_json()
         )
     if config.likelihood == "rows":
-        rows = load_possessions(config.data.path, config.data.seasons, config.data.chunksize, split)
-        return PreparedData(SuffStats.from_possessions(rows), rows, str(config.data.path))
-    stats = from_file(config.data.path, config.data.seasons, config.data.chunksize, split)
-    return PreparedData(stats, None, str(config.data.path))
+        rows = load_possessions(config.data.path, config.data.seasons, config.data.chunksize, split, config.data.where)
+        return PreparedData(SuffStats.from_possessions(rows), rows, config.data.describe())
+    stats = from_file(config.data.path, config.data.seasons, config.data.chunksize, split, config.data.where)
+    return PreparedData(stats, None, config.data.describe())
 
 
 def train(config: RunConfig, out: str | Path, overwrite: bool = False) -> dict:
@@ -134,6 +134,8 @@ def _require_same_options(run: RunDir, config: RunConfig, options: Mapping[str, 
             value, old = str(Path(str(value)).resolve()), str(Path(old).resolve())
         if key == "data.seasons":
             value, old = tuple(value or ()), tuple(old or ())
+        if key == "data.where":
+            value, old = (tuple(x) if x else None for x in (value, old))
         if key == "priors":  # name only the families that differ
             differ = [k for k in old if value.get(k) != old[k]]
             value, old = {k: value.get(k) for k in differ}, {k: old[k] for k in differ}
