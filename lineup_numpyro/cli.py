@@ -342,10 +342,6 @@ def train(
         _fail(str(exc))
     except KeyboardInterrupt:
         _interrupted(out_dir)
-    except RuntimeError as exc:
-        if platform is PlatformKind.gpu and "backend" in str(exc).lower():
-            _fail(f"no usable GPU: {exc}. Install the CUDA build of JAX (see runpod/) or use --platform cpu")
-        raise
     _print_summary(out_dir)
     _warn_if_unconverged(report)
 
@@ -620,7 +616,10 @@ def sbc(
     from lineup_numpyro.data.possessions import parse_seasons
     from lineup_numpyro.inference.runtime import configure_jax
 
-    configure_jax(platform.value, chains)
+    try:
+        configure_jax(platform.value, chains)
+    except _known_errors() as exc:
+        _fail(str(exc))
     from lineup_numpyro.analysis.sbc import SBCConfig, design_stats, run_sbc, write_sbc
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -136,3 +137,21 @@ def test_console_script_runs_chains_in_parallel(season, tmp_path):
     diag = json.loads((run_dir / RunDir.DIAGNOSTICS).read_text())
     assert diag["chain_method"] == "parallel" and diag["chains"] == 4
     assert "not enough devices" not in proc.stderr
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) for m in ("jax_cuda12_plugin", "jax_cuda13_plugin")),
+    reason="this machine has JAX's CUDA build: --platform gpu may work here",
+)
+@pytest.mark.parametrize("command", ["train", "sbc"])
+def test_platform_gpu_without_a_gpu_is_a_clear_error_before_any_file(command, tmp_path):
+    out = tmp_path / "out"
+    args = [command, "--platform", "gpu", "--model", "simplified", "--out", str(out)]
+    result = subprocess.run(  # its own process: JAX's backend is chosen once per process
+        [sys.executable, "-m", "lineup_numpyro.cli", *args, *(["--fits", "2"] if command == "sbc" else [])],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: --platform gpu: no usable GPU") and "Traceback" not in result.stderr
+    assert "--platform cpu" in result.stderr and not out.exists()

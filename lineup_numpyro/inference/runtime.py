@@ -57,6 +57,13 @@ def configure_jax(platform: str = "cpu", chains: int = 4, host_devices: int | No
         jax.config.update("jax_platforms", "cpu")
     elif platform == "gpu":
         jax.config.update("jax_platforms", "cuda")
+        try:  # start the backend now: a missing GPU is the user's to fix, before any file is written
+            jax.devices()
+        except Exception as exc:  # JAX raises RuntimeError, or a bare AssertionError, without one
+            raise ConfigError(
+                f"--platform gpu: no usable GPU ({type(exc).__name__}: {str(exc) or 'JAX found no CUDA backend'}); "
+                "install the CUDA build of JAX (see runpod/) or use --platform cpu"
+            ) from None
     else:
         raise ConfigError(f"unknown platform {platform!r}; expected 'cpu' or 'gpu'")
 
