@@ -244,8 +244,10 @@ def train(
     init: Annotated[
         Init,
         typer.Option(
-            help="Where NUTS chains start: default (random), map (the mode, jittered per chain), or laplace "
-            "(from the mode, with the Laplace approximation's variances as the first mass matrix)."
+            help="Where NUTS chains start: default (random), map (the mode, jittered per chain), laplace "
+            "(from the mode, with the Laplace approximation's variances as the first mass matrix), or plugin "
+            "(matchup model: from each matchup's own fit to its statistics, its variances as the first mass "
+            "matrix; no mode search)."
         ),
     ] = Init.default,
     guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
@@ -610,6 +612,9 @@ def sbc(
     platform: Annotated[
         PlatformKind, typer.Option(help="cpu, or gpu (CUDA; slower for these models, docs/performance.md).")
     ] = PlatformKind.cpu,
+    init: Annotated[
+        Init, typer.Option(help="Where each fit's chains start: default (random) or plugin (matchup model only).")
+    ] = Init.default,
 ) -> None:
     """Simulation-based calibration: fit seasons simulated from the prior, rank the truth among the
     draws, and test the ranks' uniformity (exit 1 when calibration fails)."""
@@ -636,6 +641,7 @@ def sbc(
                 target_accept=default_target_accept(model.value) if target_accept is None else target_accept,
                 warmup_max_tree_depth=default_warmup_max_tree_depth(model.value),
                 platform=platform.value,
+                init=init.value,
             ),
             thin_to=thin_to,
             level=level,

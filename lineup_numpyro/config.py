@@ -18,7 +18,7 @@ ChainMethod = Literal["parallel", "vectorized", "sequential"]
 Platform = Literal["cpu", "gpu"]
 Parameterization = Literal["whitened", "noncentred"]  # the hierarchical model's coordinates (whitening.py)
 Method = Literal["nuts", "map", "laplace", "advi"]
-Init = Literal["default", "map", "laplace"]
+Init = Literal["default", "map", "laplace", "plugin"]
 Guide = Literal["meanfield", "lowrank"]  # advi's Gaussian family
 
 # NUTS target acceptance per model. The hierarchical model needs a little more than the others:
@@ -270,6 +270,13 @@ class RunConfig:
     # posterior.nc's per-possession groups (pointwise.py): None = where under POINTWISE_MAX_BYTES
     log_likelihood: bool | None = None
     priors: Priors = field(default_factory=Priors)
+
+    def __post_init__(self) -> None:
+        if self.sampler.init == "plugin" and self.model != "matchup":
+            raise ConfigError(
+                f"--init plugin starts from each matchup's own fit: the matchup model's start; the {self.model} "
+                "model takes default, map or laplace"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.inference.batched import BatchSampler, sample_many
 from lineup_numpyro.inference.sampling import sample_posterior
 from lineup_numpyro.models.cells import Cells
-from lineup_numpyro.models.model import get_model, make_likelihood
+from lineup_numpyro.models.model import DEFAULT_PRIORS, get_model, make_likelihood, plug_in_start
 from lineup_numpyro.models.simulate import simulate_season
 from lineup_numpyro.models.whitening import Whitening
 
@@ -86,3 +88,20 @@ def test_hierarchical_fits_take_their_own_whitening(seasons):
 def test_one_seed_per_fit_is_required(seasons):
     with pytest.raises(ValueError, match="one seed"):
         sample_many(get_model("simplified"), [make_likelihood("suffstats", stats=seasons[0])], SHORT, seeds=[1, 2])
+
+
+def test_a_fit_from_the_plug_in_start_is_the_single_fit_from_it(seasons):
+    """init 'plugin': each lane starts at its chain's row of its fit's start, with its fit's
+    first inverse mass, as `sample_posterior` does with the same start."""
+    cells = Cells(Cells.from_stats(seasons[0]).touched | Cells.from_stats(seasons[1]).touched)
+    model = get_model("matchup", cells)
+    config = SamplerConfig(chains=4, warmup=10, draws=5, seed=3, init="plugin")
+    liks = [make_likelihood("suffstats", stats=s) for s in seasons[:2]]
+    starts = [plug_in_start(s, cells, DEFAULT_PRIORS, 4, seed) for s, seed in zip(seasons[:2], (5, 6))]
+    batch = BatchSampler(model, config).run(liks, [5, 6], starts=starts)
+    plain = BatchSampler(model, replace(config, init="default")).run(liks, [5, 6])
+    for i, seed in enumerate((5, 6)):
+        one = sample_posterior(model, liks[i], replace(config, seed=seed), start=starts[i])
+        _close({k: v[i] for k, v in batch.samples.items()}, one.samples)
+        # the start matters: NumPyro's random start gives other draws
+        assert not np.allclose(plain.samples["sigma"][i], one.samples["sigma"])

@@ -155,3 +155,23 @@ def test_platform_gpu_without_a_gpu_is_a_clear_error_before_any_file(command, tm
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: --platform gpu: no usable GPU") and "Traceback" not in result.stderr
     assert "--platform cpu" in result.stderr and not out.exists()
+
+
+def test_init_plugin_trains_the_matchup_model_and_only_it(season, tmp_path):
+    run = tmp_path / "plugin"
+    short = ["--warmup", "150", "--draws", "100", "--no-progress"]
+    result = runner.invoke(
+        app, ["train", "--model", "matchup", "--data", str(season), "--init", "plugin", *short, "--out", str(run)]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "run_config.json").read_text())
+    assert record["config"]["sampler"]["init"] == "plugin"
+    assert json.loads((run / "diagnostics.json").read_text())["divergences"]["count"] == 0
+    for model in ("simplified", "hierarchical"):
+        result = runner.invoke(app, ["train", "--model", model, "--init", "plugin", "--out", str(tmp_path / model)])
+        assert result.exit_code == 2 and "--init plugin starts from each matchup's own fit" in result.output
+        assert not (tmp_path / model).exists()
+    result = runner.invoke(
+        app, ["train", "--data", str(season), "--by", "season", "--init", "laplace", "--out", str(tmp_path / "by")]
+    )
+    assert result.exit_code == 2 and "not --init laplace" in result.output

@@ -17,11 +17,11 @@ from lineup_numpyro.models.simulate import simulate_season
 from lineup_numpyro.models.whitening import (
     WALL_PRECISION,
     Whitening,
-    _pooled_fit,
     _thinly_seen,
     _walled,
     half_normal_from_standard,
     plug_in_view,
+    pooled_fit,
 )
 
 PRIORS = models.DEFAULT_PRIORS
@@ -85,7 +85,7 @@ def test_sparse_matchups_cells_are_viewed_at_the_wall_their_data_put_above_beta(
     precision, location = plug_in_view(edited)
     assert precision[sparse_m, 1] < 0.1  # the flat side
     p, loc = _walled(edited, precision, location)
-    _, s2 = _pooled_fit(edited)
+    _, s2 = pooled_fit(edited)
     assert p[sparse_m, 1] == WALL_PRECISION
     np.testing.assert_allclose(loc[sparse_m, 1], np.log(np.sqrt(s2 / 302.5)))
     assert p[sparse_m, 0] == precision[sparse_m, 0]  # the intercept has no wall

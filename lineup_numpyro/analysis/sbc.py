@@ -34,7 +34,7 @@ from lineup_numpyro.files import atomic_path, write_json
 from lineup_numpyro.inference.batched import BatchSampler
 from lineup_numpyro.inference.runtime import configure_jax
 from lineup_numpyro.models.cells import Cells
-from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model
+from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model, plug_in_start
 from lineup_numpyro.models.simulate import simulate_season
 from lineup_numpyro.models.whitening import Whitening
 
@@ -53,12 +53,20 @@ class SBCConfig:
     thin_to: int = 99  # ranks take values 0..thin_to
     level: float = 0.05  # family-wise
     seed: int = 0
-    # fits per compiled call: on CPU one (vectorised lanes wait for the slowest trajectory, and
-    # a prior draw with a sharp posterior runs depth-10 trees: benchmarks/sbc_throughput.py);
-    # on a GPU, many
+    # fits per compiled call: one (vectorised lanes wait for the slowest trajectory, and a prior
+    # draw with a sharp posterior runs depth-10 trees: benchmarks/sbc_throughput.py; on a GPU
+    # too, docs/performance.md)
     batch: int = 1
     priors: Priors = field(default_factory=Priors)
     fit_priors: Priors | None = None
+
+    def __post_init__(self) -> None:
+        init = self.sampler.init
+        if init not in ("default", "plugin") or (init == "plugin" and self.model != "matchup"):
+            raise ConfigError(
+                f"sbc --init {init}: SBC fits start at NumPyro's random start (default), or, for the matchup "
+                "model, at each matchup's own fit (plugin)"
+            )
 
 
 def draw_prior(model: str, priors: Priors, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -266,7 +274,12 @@ def sbc_batch(config: SBCConfig, design: SuffStats, first: int, size: int) -> tu
         else None
     )
     seeds = [config.seed * 1_000_003 + index for index in range(first, first + size)]
-    fit = sampler.run([SuffStatsLikelihood.from_stats(s) for s in stats], seeds, data)
+    starts = (
+        [plug_in_start(s, cells, fit_priors, config.sampler.chains, seed) for s, seed in zip(stats, seeds, strict=True)]
+        if config.sampler.init == "plugin"
+        else None
+    )
+    fit = sampler.run([SuffStatsLikelihood.from_stats(s) for s in stats], seeds, data, starts)
     ranks: dict[str, list[int]] = {}
     for i, (truth, stat) in enumerate(zip(truths, stats, strict=True)):
         draws = complete(

@@ -25,8 +25,8 @@ import numpy as np
 from jax import lax
 
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats, capped_warmup, nuts_kernel
-from lineup_numpyro.models.model import Likelihood, data_arguments
+from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats, capped_warmup, init_state, nuts_kernel
+from lineup_numpyro.models.model import Likelihood, Start, data_arguments
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class BatchResult:
     samples: dict[str, np.ndarray]
     stats: dict[str, np.ndarray]
     seconds: float  # wall time of all batches, compilation included
+
+
+def _row(tree: dict, c: int) -> dict:
+    return {k: np.asarray(v)[c] for k, v in tree.items()}
 
 
 def _stack(trees: Sequence) -> object:
@@ -60,11 +64,11 @@ class BatchSampler:
         self.lanes_per_device = lanes_per_device
         self._programs: dict[int, Callable] = {}
 
-    def _lane(self, key, likelihood, kwargs):  # noqa: ANN001, ANN202 (traced pytrees)
-        """One chain of one fit: warm-up, then the draws and their sampler statistics."""
+    def _lane(self, key, likelihood, kwargs, params, inverse_mass):  # noqa: ANN001, ANN202 (traced pytrees)
+        """One chain of one fit: warm-up (from `params` with `inverse_mass`, or NumPyro's
+        random start: None), then the draws and their sampler statistics."""
         args = (likelihood,)
-        self.capped_kernel.init(key, self.config.warmup, None, args, kwargs)  # sets it up; same state
-        state = self.kernel.init(key, self.config.warmup, None, args, kwargs)
+        state = init_state(self.kernel, self.capped_kernel, self.config.warmup, key, params, inverse_mass, args, kwargs)
         postprocess = self.kernel.postprocess_fn(args, kwargs)
 
         def capped(state, _):
@@ -90,15 +94,26 @@ class BatchSampler:
         return self._programs[per_device]
 
     def run(
-        self, likelihoods: Sequence[Likelihood], seeds: Sequence[int], data: Sequence[dict] | None = None
+        self,
+        likelihoods: Sequence[Likelihood],
+        seeds: Sequence[int],
+        data: Sequence[dict] | None = None,
+        starts: Sequence[Start] | None = None,
     ) -> BatchResult:
-        """Fit each likelihood (with its data keywords) with its seed; lanes beyond the last
-        fit of a batch are padding (copies of its first lane), computed and dropped."""
+        """Fit each likelihood (with its data keywords) with its seed, from its start (init
+        'plugin': models.plug_in_start) or NumPyro's random one; lanes beyond the last fit of a
+        batch are padding (copies of its first lane), computed and dropped."""
         start = time.perf_counter()
         fits, chains = len(likelihoods), self.config.chains
-        if len(seeds) != fits or (data is not None and len(data) != fits):
-            raise ValueError("one seed (and one set of data keywords) per likelihood")
+        if len(seeds) != fits or any(x is not None and len(x) != fits for x in (data, starts)):
+            raise ValueError("one seed (and one set of data keywords, one start) per likelihood")
         data = list(data) if data is not None else [self.model_data] * fits
+        # each lane's start: its chain's row of its fit's inits, and its fit's inverse mass
+        lane_start = (
+            [(_row(starts[f].inits, c), np.asarray(starts[f].inverse_mass)) for f in range(fits) for c in range(chains)]
+            if starts is not None
+            else None
+        )
         per_device = self.lanes_per_device or -(-fits * chains // self.devices)
         batch_lanes = per_device * self.devices
         lane_fit = np.repeat(np.arange(fits), chains)
@@ -116,7 +131,10 @@ class BatchSampler:
             idx = np.arange(first, first + batch_lanes)
             idx = np.where(idx < lane_fit.size, idx, first)  # pad with the batch's first lane
             which = lane_fit[idx]
-            args = to_lanes((lane_key[idx], _stack([likelihoods[f] for f in which]), _stack([data[f] for f in which])))
+            begin = (None, None) if lane_start is None else _stack([lane_start[i] for i in idx])
+            args = to_lanes(
+                (lane_key[idx], _stack([likelihoods[f] for f in which]), _stack([data[f] for f in which]), *begin)
+            )
             out = jax.device_get(self._program(per_device)(*args))
             pieces.append(from_lanes(out, int(min(batch_lanes, lane_fit.size - first))))
         draws, extra = jax.tree.map(lambda *xs: np.concatenate(xs), *pieces)

@@ -31,7 +31,7 @@ from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.errors import CheckpointError
 from lineup_numpyro.files import atomic_path
 from lineup_numpyro.inference.approx import flatten_model, laplace_inverse_mass, map_inits
-from lineup_numpyro.models.model import Likelihood, data_arguments
+from lineup_numpyro.models.model import Likelihood, Start, data_arguments
 
 _COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
@@ -159,18 +159,7 @@ class _Programs:
         return jax.jit(fn)
 
     def _init_one(self, key, params, inverse_mass, args, kwargs):
-        # NUTS takes its first inverse mass matrix from the kernel when it builds a state; it is
-        # set for this call only, so that it is an argument of the compiled program (one
-        # program for every data set), keyed as NumPyro keys a diagonal one: by all sites.
-        # Both kernels are set up here (NumPyro keeps a kernel's settings from its init); their
-        # states are the same, the capped one's is dropped.
-        if inverse_mass is not None:
-            self.kernel._inverse_mass_matrix = {tuple(sorted(params)): inverse_mass}
-        try:
-            self.capped_kernel.init(key, self.config.warmup, params, args, kwargs)
-            return self.kernel.init(key, self.config.warmup, params, args, kwargs)
-        finally:
-            self.kernel._inverse_mass_matrix = None
+        return init_state(self.kernel, self.capped_kernel, self.config.warmup, key, params, inverse_mass, args, kwargs)
 
     def init(self, likelihood: Likelihood, init_params: dict | None = None, inverse_mass: np.ndarray | None = None):
         """The chains' initial states (NumPyro's keys: the seed split once per chain); a single
@@ -266,9 +255,12 @@ def _run_chunks(
     return state
 
 
-def _warm_up(programs: _Programs, likelihood: Likelihood, config: SamplerConfig, model: Callable) -> Warmup:
-    """NUTS warm-up (step size and mass matrix adaptation) in chunks of the sampling program."""
-    start = time.perf_counter()
+def _warm_up(
+    programs: _Programs, likelihood: Likelihood, config: SamplerConfig, model: Callable, start: Start | None = None
+) -> Warmup:
+    """NUTS warm-up (step size and mass matrix adaptation) in chunks of the sampling program;
+    `start` is where init 'plugin' starts (models.plug_in_start)."""
+    began = time.perf_counter()
     compile0 = _compile_clock.seconds
     inits = inverse_mass = None
     if config.init == "map":  # part of warm-up: its time is counted there
@@ -277,11 +269,16 @@ def _warm_up(programs: _Programs, likelihood: Likelihood, config: SamplerConfig,
         flat = flatten_model(model, likelihood, config.seed)
         inits, mode = map_inits(model, likelihood, config.chains, config.seed, flat=flat, max_iter=LAPLACE_START_ITER)
         inverse_mass = jnp.asarray(laplace_inverse_mass(flat, mode.x))
+    elif config.init == "plugin":
+        if start is None:
+            raise ValueError("init 'plugin' needs its start: models.model.plug_in_start")
+        inits = {k: jnp.asarray(v) for k, v in start.inits.items()}
+        inverse_mass = jnp.asarray(start.inverse_mass)
     state = jax.device_get(
         programs.init(likelihood, inits, inverse_mass)
     )  # every chunk starts from host arrays: one trace
     clocks = {"compile": _compile_clock.seconds - compile0, "run": 0.0}
-    init_s = time.perf_counter() - start - clocks["compile"]
+    init_s = time.perf_counter() - began - clocks["compile"]
 
     def count(draws, extra, end, compile_s, run_s):  # noqa: ANN001 (warm-up draws are not kept)
         clocks["compile"] += compile_s
@@ -292,6 +289,24 @@ def _warm_up(programs: _Programs, likelihood: Likelihood, config: SamplerConfig,
     with _progress(config, "warm-up", config.warmup, 0) as advance:
         state = _run_chunks(programs, state, sizes, likelihood, count)
     return Warmup(jax.device_get(state), programs.method, clocks["compile"], init_s + clocks["run"])
+
+
+def init_state(kernel, capped_kernel, warmup: int, key, params, inverse_mass, args, kwargs):  # noqa: ANN001, ANN201
+    """One chain's first NUTS state, from `params` (None: NumPyro's random start) and with
+    `inverse_mass` (None: the identity) as the first inverse mass matrix.
+
+    NUTS takes its first inverse mass matrix from the kernel when it builds a state; it is set
+    for this call only, so that it is an argument of the compiled program (one program for
+    every data set, or a lane's own under vmap), keyed as NumPyro keys a diagonal one: by all
+    sites. Both kernels are set up here (NumPyro keeps a kernel's settings from its init);
+    their states are the same, the capped one's is dropped."""
+    if inverse_mass is not None:
+        kernel._inverse_mass_matrix = {tuple(sorted(params)): inverse_mass}
+    try:
+        capped_kernel.init(key, warmup, params, args, kwargs)
+        return kernel.init(key, warmup, params, args, kwargs)
+    finally:
+        kernel._inverse_mass_matrix = None
 
 
 def fresh_kernel(
@@ -308,6 +323,7 @@ def sample_posterior(
     likelihood: Likelihood,
     config: SamplerConfig,
     checkpoint_dir: str | Path | None = None,
+    start: Start | None = None,
 ) -> SamplingResult:
     """Warm up and sample `model` with NUTS; same config and seed give the same draws.
 
@@ -329,7 +345,7 @@ def sample_posterior(
         if ckpt:
             ckpt.discard_chunks()
         programs = _Programs(model, config, _chain_method(config))
-        warm = _warm_up(programs, likelihood, config, model)
+        warm = _warm_up(programs, likelihood, config, model, start)
         if ckpt:
             ckpt.save_warmup(warm)
         chunks = []

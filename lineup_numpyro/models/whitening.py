@@ -104,7 +104,7 @@ def plug_in_view(stats: SuffStats) -> tuple[np.ndarray, np.ndarray]:
     """(M, 17) data precision and location of each touched cell on the link scale (0 / 0 where
     untouched), from a per-matchup Gauss-Newton fit."""
     xtx, xty = np.asarray(stats.xtx, dtype=np.float64), np.asarray(stats.xty, dtype=np.float64)
-    pooled, s2 = _pooled_fit(stats)
+    pooled, s2 = pooled_fit(stats)
     start = np.concatenate([[pooled[0]], np.log(np.maximum(pooled[1:], SMALLEST_EFFECT))])
     precision, location = np.zeros((M, P)), np.zeros((M, P))
     for m in range(M):
@@ -154,7 +154,7 @@ def _walled(stats: SuffStats, precision: np.ndarray, location: np.ndarray) -> tu
     WALL_PRECISION, ehat = log beta_w), 0 in 10 seeds at 0.97. In data-rich matchups the same
     view costs the populations' taus ESS (130 cells of the three-season file: min ESS_bulk
     276-564), so only matchups of fewer than SPARSE_MATCHUP possessions get it."""
-    _, s2 = _pooled_fit(stats)
+    _, s2 = pooled_fit(stats)
     c = np.einsum("mjj->mj", np.asarray(stats.xtx, dtype=np.float64)) / s2
     beta_w = 1.0 / np.sqrt(np.where(c > 0, c, 1.0))
     sparse = (np.asarray(stats.n) > 0) & (np.asarray(stats.n) < SPARSE_MATCHUP)
@@ -162,7 +162,7 @@ def _walled(stats: SuffStats, precision: np.ndarray, location: np.ndarray) -> tu
     return np.where(wall, WALL_PRECISION, precision), np.where(wall, np.log(beta_w), location)
 
 
-def _pooled_fit(stats: SuffStats) -> tuple[np.ndarray, float]:
+def pooled_fit(stats: SuffStats) -> tuple[np.ndarray, float]:
     """Least squares of all matchups together (a whisper of ridge for empty columns) and its
     residual variance."""
     xtx, xty = np.asarray(stats.xtx).sum(0), np.asarray(stats.xty).sum(0)
