@@ -31,10 +31,10 @@ from lineup_numpyro.config import Priors, SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats, from_file
 from lineup_numpyro.errors import ConfigError, RunDirError
 from lineup_numpyro.files import atomic_path, write_json
-from lineup_numpyro.inference.batched import BatchSampler
+from lineup_numpyro.inference.batched import BATCHED_INITS, BatchSampler
 from lineup_numpyro.inference.runtime import configure_jax
 from lineup_numpyro.models.cells import Cells
-from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model, plug_in_start
+from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model, start_for
 from lineup_numpyro.models.simulate import simulate_season
 from lineup_numpyro.models.whitening import Whitening
 
@@ -62,7 +62,7 @@ class SBCConfig:
 
     def __post_init__(self) -> None:
         init = self.sampler.init
-        if init not in ("default", "plugin") or (init == "plugin" and self.model != "matchup"):
+        if init not in BATCHED_INITS or (init == "plugin" and self.model != "matchup"):
             raise ConfigError(
                 f"sbc --init {init}: SBC fits start at NumPyro's random start (default), or, for the matchup "
                 "model, at each matchup's own fit (plugin)"
@@ -274,11 +274,8 @@ def sbc_batch(config: SBCConfig, design: SuffStats, first: int, size: int) -> tu
         else None
     )
     seeds = [config.seed * 1_000_003 + index for index in range(first, first + size)]
-    starts = (
-        [plug_in_start(s, cells, fit_priors, config.sampler.chains, seed) for s, seed in zip(stats, seeds, strict=True)]
-        if config.sampler.init == "plugin"
-        else None
-    )
+    init, chains = config.sampler.init, config.sampler.chains
+    starts = [start_for(init, s, cells, fit_priors, chains, seed) for s, seed in zip(stats, seeds, strict=True)]
     fit = sampler.run([SuffStatsLikelihood.from_stats(s) for s in stats], seeds, data, starts)
     ranks: dict[str, list[int]] = {}
     for i, (truth, stat) in enumerate(zip(truths, stats, strict=True)):

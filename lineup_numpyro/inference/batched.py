@@ -28,6 +28,10 @@ from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats, capped_warmup, init_state, nuts_kernel
 from lineup_numpyro.models.model import Likelihood, Start, data_arguments
 
+# The starts the lanes take: NumPyro's random one, or one from the data given with each fit
+# (`run(starts=...)`); map and laplace search a mode per fit inside the single-fit sampler only.
+BATCHED_INITS = ("default", "plugin")
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -98,7 +102,7 @@ class BatchSampler:
         likelihoods: Sequence[Likelihood],
         seeds: Sequence[int],
         data: Sequence[dict] | None = None,
-        starts: Sequence[Start] | None = None,
+        starts: Sequence[Start | None] | None = None,
     ) -> BatchResult:
         """Fit each likelihood (with its data keywords) with its seed, from its start (init
         'plugin': models.plug_in_start) or NumPyro's random one; lanes beyond the last fit of a
@@ -109,6 +113,11 @@ class BatchSampler:
             raise ValueError("one seed (and one set of data keywords, one start) per likelihood")
         data = list(data) if data is not None else [self.model_data] * fits
         # each lane's start: its chain's row of its fit's inits, and its fit's inverse mass
+        # (starts of None, as models.start_for gives for a random start: NumPyro's own)
+        if starts is not None and any(s is None for s in starts):
+            if not all(s is None for s in starts):
+                raise ValueError("every fit of a batch starts from the data, or none does")
+            starts = None
         lane_start = (
             [(_row(starts[f].inits, c), np.asarray(starts[f].inverse_mass)) for f in range(fits) for c in range(chains)]
             if starts is not None

@@ -359,6 +359,12 @@ def plug_in_start(stats: SuffStats, cells: Cells, priors: Priors, chains: int, s
     return Start(inits, np.concatenate([np.atleast_1d(var[k]) for k in sorted(var)]))
 
 
+def start_for(init: str, stats: SuffStats, cells: Cells, priors: Priors, chains: int, seed: int) -> Start | None:
+    """The start NUTS needs from the data for `init` (SamplerConfig.init): 'plugin' has one
+    (`plug_in_start`); the others start at random, or find theirs in the sampler (map, laplace)."""
+    return plug_in_start(stats, cells, priors, chains, seed) if init == "plugin" else None
+
+
 def complete(
     model: str, samples: dict[str, np.ndarray], cells: Cells, seed: int = 0, priors: Priors = DEFAULT_PRIORS
 ) -> dict[str, np.ndarray]:

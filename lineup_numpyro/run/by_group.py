@@ -31,11 +31,11 @@ from lineup_numpyro.config import DataConfig, RunConfig, check_group_column
 from lineup_numpyro.data.suffstats import by_column, require_fittable, warn_degenerate
 from lineup_numpyro.errors import ConfigError
 from lineup_numpyro.files import atomic_path, write_json
-from lineup_numpyro.inference.batched import BatchSampler
+from lineup_numpyro.inference.batched import BATCHED_INITS, BatchSampler
 from lineup_numpyro.inference.runtime import configure_jax
 from lineup_numpyro.inference.sampling import SamplingResult, Timing
 from lineup_numpyro.models.cells import Cells
-from lineup_numpyro.models.model import complete, get_model, make_likelihood, plug_in_start
+from lineup_numpyro.models.model import complete, get_model, make_likelihood, start_for
 from lineup_numpyro.run import outputs
 from lineup_numpyro.run.rundir import RunDir
 from lineup_numpyro.run.train import whitening_for
@@ -60,7 +60,7 @@ def train_by(config: RunConfig, out: str | Path, by: str = "season", overwrite: 
         raise ConfigError(f"--by needs --data: the built-in season has no column {by!r} to split by")
     if config.method != "nuts" or config.likelihood != "suffstats":
         raise ConfigError("--by fits NUTS with the suffstats likelihood (the defaults)")
-    if config.sampler.init not in ("default", "plugin"):
+    if config.sampler.init not in BATCHED_INITS:
         init = config.sampler.init
         raise ConfigError(f"--by starts NUTS at random (default) or from the data (plugin), not --init {init}")
     if by == names.SEASON and config.data.seasons:
@@ -93,11 +93,7 @@ def train_by(config: RunConfig, out: str | Path, by: str = "season", overwrite: 
     keywords = [{"whitening": w} for w in whitenings] if whitenings[0] is not None else None
     model = get_model(config.model, cells, whitenings[0], config.priors)
     sampler = config.sampler
-    starts = (
-        [plug_in_start(s, cells, config.priors, sampler.chains, sampler.seed) for s in groups.values()]
-        if sampler.init == "plugin"
-        else None
-    )
+    starts = [start_for(sampler.init, s, cells, config.priors, sampler.chains, sampler.seed) for s in groups.values()]
     fit = BatchSampler(model, sampler).run(
         [make_likelihood("suffstats", stats=s) for s in groups.values()], [sampler.seed] * len(groups), keywords, starts
     )

@@ -26,7 +26,7 @@ from lineup_numpyro.inference.approx import approximate
 from lineup_numpyro.inference.runtime import configure_jax
 from lineup_numpyro.inference.sampling import sample_posterior
 from lineup_numpyro.models.cells import Cells
-from lineup_numpyro.models.model import complete, get_model, make_likelihood, plug_in_start
+from lineup_numpyro.models.model import complete, get_model, make_likelihood, start_for
 from lineup_numpyro.models.simulate import simulate_season
 from lineup_numpyro.models.whitening import Whitening
 from lineup_numpyro.run import outputs
@@ -165,10 +165,8 @@ def _sample_and_write(run: RunDir, config: RunConfig, data: PreparedData, data_s
         cells = Cells.from_stats(data.stats)
         model = get_model(config.model, cells, whitening_for(config, data.stats), config.priors)
         if config.method == "nuts":
-            start = None
-            if config.sampler.init == "plugin":
-                sampler = config.sampler
-                start = plug_in_start(data.stats, cells, config.priors, sampler.chains, sampler.seed)
+            sampler = config.sampler
+            start = start_for(sampler.init, data.stats, cells, config.priors, sampler.chains, sampler.seed)
             result = sample_posterior(
                 model, likelihood, config.sampler, checkpoint_dir=run / RunDir.CHECKPOINT, start=start
             )
