@@ -28,6 +28,7 @@ from lineup_numpyro.config import (
     Priors,
     RunConfig,
     SamplerConfig,
+    default_first_mass,
     default_target_accept,
     default_warmup_max_tree_depth,
     parse_where,
@@ -62,6 +63,7 @@ LikelihoodKind = _choices("LikelihoodKind", literals.Likelihood)
 ChainMethod = _choices("ChainMethod", literals.ChainMethod)
 Method = _choices("Method", literals.Method)
 Init = _choices("Init", literals.Init)
+FirstMass = _choices("FirstMass", literals.FirstMass)
 Guide = _choices("Guide", literals.Guide)
 PlatformKind = _choices("PlatformKind", literals.Platform)
 
@@ -250,6 +252,13 @@ def train(
             "matrix; no mode search)."
         ),
     ] = Init.default,
+    first_mass: Annotated[
+        Optional[FirstMass],
+        typer.Option(
+            help="NUTS's first inverse mass matrix where the start gives none: identity, or noise (1, but "
+            "log sigma at 1 / (2 N), its posterior variance). Default: identity; noise for hierarchical."
+        ),
+    ] = None,
     guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
     log_likelihood: Annotated[
         Optional[bool],
@@ -319,6 +328,7 @@ def train(
                 progress_bar=sys.stderr.isatty() if progress is None else progress,
                 checkpoint_every=checkpoint_every,
                 init=init.value,
+                first_mass=default_first_mass(model.value) if first_mass is None else first_mass.value,
             ),
             method=method.value,
             approx=ApproxConfig(draws=chains * draws, seed=seed, guide=guide.value),
@@ -615,6 +625,10 @@ def sbc(
     init: Annotated[
         Init, typer.Option(help="Where each fit's chains start: default (random) or plugin (matchup model only).")
     ] = Init.default,
+    first_mass: Annotated[
+        Optional[FirstMass],
+        typer.Option(help="NUTS's first inverse mass matrix: identity, or noise (default: the model's, as train's)."),
+    ] = None,
 ) -> None:
     """Simulation-based calibration: fit seasons simulated from the prior, rank the truth among the
     draws, and test the ranks' uniformity (exit 1 when calibration fails)."""
@@ -642,6 +656,7 @@ def sbc(
                 warmup_max_tree_depth=default_warmup_max_tree_depth(model.value),
                 platform=platform.value,
                 init=init.value,
+                first_mass=default_first_mass(model.value) if first_mass is None else first_mass.value,
             ),
             thin_to=thin_to,
             level=level,

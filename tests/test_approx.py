@@ -113,6 +113,12 @@ def test_nuts_starts_warm_up_with_the_given_inverse_mass(pooled, chain_method):
     np.testing.assert_allclose(np.asarray(started), np.broadcast_to(imm, (4, imm.size)), rtol=1e-12)
     (default,) = programs.init(likelihood, inits).adapt_state.inverse_mass_matrix.values()
     np.testing.assert_array_equal(np.asarray(default), 1.0)  # without it: the identity
+    noise = _Programs(model, SamplerConfig(chains=4, chain_method=chain_method, first_mass="noise"), chain_method)
+    for start in (inits, None):  # or, first_mass 'noise': 1 but log sigma (the last site) at 1 / (2 N)
+        (scaled,) = noise.init(likelihood, start).adapt_state.inverse_mass_matrix.values()
+        expected = np.ones(imm.size)
+        expected[-1] = 0.5 / float(np.sum(likelihood.n))
+        np.testing.assert_allclose(np.asarray(scaled), np.broadcast_to(expected, (4, imm.size)), rtol=1e-12)
     with pytest.raises(ValueError, match="needs initial parameters"):
         programs.init(likelihood, None, jax.numpy.asarray(imm))
 

@@ -17,10 +17,11 @@ from scipy.stats import t as t_dist
 from lineup_numpyro import names
 from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats
-from lineup_numpyro.inference.sampling import nuts_kernel, sample_posterior, warmup_phases
+from lineup_numpyro.inference.sampling import noise_scaled_mass, nuts_kernel, sample_posterior, warmup_phases
 from lineup_numpyro.models.cells import Cells
-from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model
+from lineup_numpyro.models.model import RowsLikelihood, SuffStatsLikelihood, complete, data_arguments, get_model
 from lineup_numpyro.models.simulate import simulate_season
+from lineup_numpyro.models.whitening import Whitening
 
 PRIOR_SD_HALFNORMAL_5 = 5.0 * np.sqrt(1.0 - 2.0 / np.pi)
 REPORTED = ("beta_0", "beta_off", "beta_def", "sigma")
@@ -87,6 +88,30 @@ def test_the_first_warm_up_iterations_have_shallower_trees():
         (100, False)
     ] * 3 + [(75, False)]
     assert warmup_phases(replace(config, warmup=1000, warmup_max_tree_depth=7)) == [(250, False)] * 4  # no cap
+
+
+@pytest.mark.parametrize("name", [*names.MODELS, "hierarchical-noncentred"])
+def test_the_first_inverse_mass_knows_the_noise_scale(name):
+    """Every model's latent sites in NumPyro's flat order, 1 each but log sigma at 1 / (2 N),
+    whichever likelihood carries the N possessions."""
+    model_name = name.split("-")[0]
+    data, _ = simulate_season(2_500, model=model_name, seed=0)
+    stats = SuffStats.from_possessions(data)
+    cells = None if model_name == "simplified" else Cells.from_stats(stats)
+    whitening = Whitening.from_stats(stats) if name == "hierarchical" else None
+    fn, kwargs = data_arguments(get_model(model_name, cells, whitening))
+    for likelihood in (SuffStatsLikelihood.from_stats(stats), RowsLikelihood.from_possessions(data)):
+        sites, mass = noise_scaled_mass(fn, (likelihood,), kwargs)
+        z = numpyro.infer.util.initialize_model(
+            jax.random.PRNGKey(0), fn, model_args=(likelihood,), model_kwargs=kwargs
+        ).param_info.z
+        assert sites == tuple(sorted(z)) and "sigma" in sites
+        _, unravel = jax.flatten_util.ravel_pytree(z)
+        by_site = unravel(mass)
+        assert float(by_site["sigma"]) == pytest.approx(1.0 / (2 * 2_500), rel=1e-12)
+        assert all(np.all(np.asarray(v) == 1.0) for k, v in by_site.items() if k != "sigma")
+        if name == "hierarchical":
+            assert {"z_tau_off", "z_off_data", "z_mu_def"} <= set(sites)  # the whitened coordinates
 
 
 def test_sampler_statistics_are_consistent():

@@ -72,7 +72,7 @@ class BatchSampler:
         """One chain of one fit: warm-up (from `params` with `inverse_mass`, or NumPyro's
         random start: None), then the draws and their sampler statistics."""
         args = (likelihood,)
-        state = init_state(self.kernel, self.capped_kernel, self.config.warmup, key, params, inverse_mass, args, kwargs)
+        state = init_state(self.kernel, self.capped_kernel, self.config, key, params, inverse_mass, args, kwargs)
         postprocess = self.kernel.postprocess_fn(args, kwargs)
 
         def capped(state, _):

@@ -46,6 +46,10 @@ class SuffStatsLikelihood(NamedTuple):
     def from_stats(cls, stats: SuffStats) -> SuffStatsLikelihood:
         return cls(*(jnp.asarray(a, dtype=jnp.float64) for a in (stats.n, stats.xtx, stats.xty, stats.yty)))
 
+    def observations(self) -> jnp.ndarray:
+        """How many possessions the statistics hold (at least 1)."""
+        return jnp.maximum(jnp.sum(self.n), 1.0)
+
     def log_likelihood(self, b: jnp.ndarray, sigma: jnp.ndarray) -> jnp.ndarray:
         """Sum over all possessions of log N(y_i | x_i . b_{m_i}, sigma); b is (17,) or (M, 17)."""
         b = jnp.broadcast_to(b, self.xty.shape)  # (M, 17)
@@ -68,6 +72,10 @@ class RowsLikelihood(NamedTuple):
     @classmethod
     def from_possessions(cls, data: Possessions) -> RowsLikelihood:
         return cls(jnp.asarray(data.design()), jnp.asarray(data.y), jnp.asarray(data.matchup))
+
+    def observations(self) -> int:
+        """How many possessions (at least 1)."""
+        return max(int(self.y.shape[0]), 1)
 
     def mean(self, b: jnp.ndarray) -> jnp.ndarray:
         """mu_i = x_i . b_{m_i}, shape (N,)."""
