@@ -152,7 +152,7 @@ def _touched_coefficients(
     data never touch has a zero design column, so any value there gives the same likelihood."""
     b = jnp.zeros(M * P)
     for family, values in (("beta_0", beta_0), ("beta_off", beta_off), ("beta_def", beta_def)):
-        b = b.at[cells.index(family)].set(values)
+        b = b.at[cells.index(family)].set(values, indices_are_sorted=True, unique_indices=True)
     return b.reshape(M, P)
 
 
@@ -197,62 +197,96 @@ def hierarchical(
     change of variables to tau, mu and the touched cells' e, which are recorded under their own
     names. With `whitening` None the coordinates are the plain non-centred form (tau sampled
     on the log scale, p = 0). Untouched cells' e are N(0, 1) draws in `complete`.
+
+    The 17 populations (beta_0's, then one per archetype of beta_off and of beta_def: the
+    columns of b) are computed as one vector, and the touched cells as one, so that a gradient
+    is a few dozen array operations whatever the number of cells (what a NUTS step costs on a
+    CPU: benchmarks/experiments/hierarchical_ops).
     """
     w = whitening if whitening is not None else Whitening.none()
-    tau_0 = _scale("tau_0", (), priors.tau, whitened=whitening is not None)
-    tau_off = _scale("tau_off", (A,), priors.tau, whitened=whitening is not None)  # (8,)
-    tau_def = _scale("tau_def", (A,), priors.tau, whitened=whitening is not None)  # (8,)
+    tau = _scales(priors.tau, whitened=whitening is not None)  # (17,): tau_0, tau_off, tau_def
     sigma = numpyro.sample("sigma", dist.HalfCauchy(priors.sigma))
-    beta = {}
-    for family, short, tau, loc, sd in (
-        ("beta_0", "0", tau_0[None], 0.0, priors.beta_0),
-        ("beta_off", "off", tau_off, priors.mu_loc, priors.mu_sd),
-        ("beta_def", "def", tau_def, priors.mu_loc, priors.mu_sd),
-    ):
-        mu, e, eta = _population_and_cells(family, short, tau, loc, sd, cells, w)
-        beta[family] = eta if family == "beta_0" else jnp.exp(eta)
-        numpyro.deterministic(f"mu_{short}", mu[0] if family == "beta_0" else mu)
-        numpyro.deterministic(f"e_{short}_data", e)
-    likelihood.observe(_touched_coefficients(cells, beta["beta_0"], beta["beta_off"], beta["beta_def"]), sigma)
+    index = np.concatenate([cells.index(family) for family in FAMILIES])  # touched cells, flat (M, 17)
+    column = index % P  # each cell's population: its column of b
+    loc = np.where(np.arange(P) == 0, 0.0, priors.mu_loc)  # mu_0 ~ N(0, beta_0); the others' mu ~ N(mu_loc, mu_sd)
+    sd = np.where(np.arange(P) == 0, priors.beta_0, priors.mu_sd)
+    z_mu = jnp.concatenate(
+        [
+            numpyro.sample("z_mu_0", dist.Normal(0.0, 1.0))[None],
+            numpyro.sample("z_mu_off", dist.Normal(0.0, 1.0).expand([A]).to_event(1)),
+            numpyro.sample("z_mu_def", dist.Normal(0.0, 1.0).expand([A]).to_event(1)),
+        ]
+    )
+    z = jnp.concatenate([_touched(f"z_{SHORT[f]}_data", dist.Normal(0.0, 1.0), cells, f) for f in FAMILIES])
+    p = jnp.reshape(w.precision, (-1,))[index]
+    ehat = jnp.reshape(w.location, (-1,))[index]
+    mu, e = _unwhiten(tau, z_mu, z, p, ehat, column, loc, sd)
+    eta = mu[column] + tau[column] * e
+    counts = np.cumsum([cells.count(family) for family in FAMILIES])[:-1]
+    for family, e_family in zip(FAMILIES, jnp.split(e, counts), strict=True):
+        numpyro.deterministic(f"e_{SHORT[family]}_data", e_family)
+    numpyro.deterministic("mu_0", mu[0])
+    numpyro.deterministic("mu_off", mu[names.FAMILY_COLUMNS["beta_off"]])
+    numpyro.deterministic("mu_def", mu[names.FAMILY_COLUMNS["beta_def"]])
+    exp_link = column > 0  # beta_off, beta_def = exp(eta); beta_0 = eta
+    beta = jnp.where(exp_link, jnp.exp(jnp.where(exp_link, eta, 0.0)), eta)  # no exp of beta_0's eta
+    likelihood.observe(jnp.zeros(M * P).at[index].set(beta, unique_indices=True).reshape(M, P), sigma)
 
 
-def _scale(name: str, shape: tuple[int, ...], sd: float, whitened: bool) -> jnp.ndarray:
-    """A population scale tau ~ N+(0, sd): drawn through z_tau ~ N(0, 1) in the whitened
-    coordinates (recorded as a deterministic `name`), else sampled as it stands."""
-    prior = dist.HalfNormal(sd) if not shape else dist.HalfNormal(sd).expand(list(shape)).to_event(len(shape))
+FAMILIES = ("beta_0", "beta_off", "beta_def")
+SHORT = {"beta_0": "0", "beta_off": "off", "beta_def": "def"}
+
+
+def _scales(sd: float, whitened: bool) -> jnp.ndarray:
+    """The populations' scales tau ~ N+(0, sd), (17,) in the columns' order: sampled as they
+    stand (`tau_0`, `tau_off`, `tau_def`), or, whitened, through z_tau ~ N(0, 1) (`z_tau_*`)
+    with tau recorded as deterministics under their own names."""
+    shapes = {"tau_0": (), "tau_off": (A,), "tau_def": (A,)}
     if not whitened:
-        return numpyro.sample(name, prior)
-    std = dist.Normal(0.0, 1.0) if not shape else dist.Normal(0.0, 1.0).expand(list(shape)).to_event(len(shape))
-    return numpyro.deterministic(name, sd * half_normal_from_standard(numpyro.sample(f"z_{name}", std)))
+        draws = [numpyro.sample(name, _iid(dist.HalfNormal(sd), shape)) for name, shape in shapes.items()]
+        return jnp.concatenate([jnp.reshape(x, (-1,)) for x in draws])
+    standard = [numpyro.sample(f"z_{name}", _iid(dist.Normal(0.0, 1.0), shape)) for name, shape in shapes.items()]
+    z = jnp.concatenate([jnp.reshape(x, (-1,)) for x in standard])
+    tau = sd * half_normal_from_standard(z)
+    numpyro.deterministic("tau_0", tau[0])
+    numpyro.deterministic("tau_off", tau[names.FAMILY_COLUMNS["beta_off"]])
+    numpyro.deterministic("tau_def", tau[names.FAMILY_COLUMNS["beta_def"]])
+    return tau
 
 
-def _population_and_cells(
-    family: str, short: str, tau: jnp.ndarray, loc: float, sd: float, cells: Cells, w: Whitening
-) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """mu (J,), the touched cells' e and eta = mu + tau e of one family, from its whitened
-    coordinates; adds their density: mu ~ N(loc, sd), e ~ N(0, 1), and the log Jacobian."""
-    _, j = cells.matchup_archetype(family)
-    p, ehat = (jnp.asarray(v) for v in w.family(family, cells.index(family)))
-    shape = () if family == "beta_0" else (A,)  # mu_0 is a scalar, as in Stan
-    z_mu = jnp.reshape(numpyro.sample(f"z_mu_{short}", dist.Normal(0.0, 1.0).expand(shape).to_event(len(shape))), (-1,))
-    z = _touched(f"z_{short}_data", dist.Normal(0.0, 1.0), cells, family)
-    t = tau[j]
+def _iid(distribution: dist.Distribution, shape: tuple[int, ...]) -> dist.Distribution:
+    return distribution.expand(list(shape)).to_event(len(shape)) if shape else distribution
+
+
+def _unwhiten(
+    tau: jnp.ndarray,
+    z_mu: jnp.ndarray,
+    z: jnp.ndarray,
+    p: jnp.ndarray,
+    ehat: jnp.ndarray,
+    column: np.ndarray,
+    loc: np.ndarray,
+    sd: np.ndarray,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """mu (17,) and the touched cells' e from the whitened coordinates z_mu (17,), z (cells,),
+    given tau; adds their density: mu ~ N(loc, sd), e ~ N(0, 1), and the log Jacobian."""
+    t = tau[column]
     a = p * t**2  # data precision x population variance, per cell
-    prec = 1.0 / sd**2 + jnp.zeros_like(tau).at[j].add(p / (1.0 + a))  # of mu given tau, cells integrated
-    mean = (loc / sd**2 + jnp.zeros_like(tau).at[j].add(p * ehat / (1.0 + a))) / prec
+    prec = 1.0 / sd**2 + jnp.zeros(P).at[column].add(p / (1.0 + a))  # of mu given tau, cells integrated
+    mean = (loc / sd**2 + jnp.zeros(P).at[column].add(p * ehat / (1.0 + a))) / prec
     mu = mean + z_mu / jnp.sqrt(prec)
-    e = p * t * (ehat - mu[j]) / (1.0 + a) + z / jnp.sqrt(1.0 + a)  # = (eta - mu) / tau, without cancellation
+    e = p * t * (ehat - mu[column]) / (1.0 + a) + z / jnp.sqrt(1.0 + a)  # = (eta - mu) / tau, without cancellation
     log_jacobian = -0.5 * jnp.sum(jnp.log(prec)) - 0.5 * jnp.sum(jnp.log1p(a))
     # the sites were drawn as N(0, 1): swap that density for the model's
     numpyro.factor(
-        f"whitening_{short}",
-        dist.Normal(loc, sd).log_prob(mu).sum()
-        + dist.Normal(0.0, 1.0).log_prob(e).sum()
+        "whitening",
+        jnp.sum(dist.Normal(loc, sd).log_prob(mu))
+        + jnp.sum(dist.Normal(0.0, 1.0).log_prob(e))
         + log_jacobian
-        - dist.Normal(0.0, 1.0).log_prob(z_mu).sum()
-        - dist.Normal(0.0, 1.0).log_prob(z).sum(),
+        - jnp.sum(dist.Normal(0.0, 1.0).log_prob(z_mu))
+        - jnp.sum(dist.Normal(0.0, 1.0).log_prob(z)),
     )
-    return mu, e, mu[j] + t * e
+    return mu, e
 
 
 MODEL_FUNCTIONS: dict[str, Callable[..., None]] = {
