@@ -55,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--parameterization", default="whitened", choices=("whitened", "noncentred"))
+    parser.add_argument("--first-mass", default="identity", choices=("identity", "noise"))
     args = parser.parse_args()
     configure_jax("cpu", chains=4)
     from lineup_numpyro.run.train import train
@@ -77,6 +78,7 @@ def main() -> None:
                     seed=seed,
                     target_accept=default_target_accept("hierarchical"),
                     warmup_max_tree_depth=default_warmup_max_tree_depth("hierarchical"),
+                    first_mass=args.first_mass,
                 ),
             )
             out = work / f"{label.split()[0]}_{seed}"

@@ -28,7 +28,6 @@ from lineup_numpyro.config import (
     Priors,
     RunConfig,
     SamplerConfig,
-    default_first_mass,
     default_target_accept,
     default_warmup_max_tree_depth,
     parse_where,
@@ -253,12 +252,12 @@ def train(
         ),
     ] = Init.default,
     first_mass: Annotated[
-        Optional[FirstMass],
+        FirstMass,
         typer.Option(
             help="NUTS's first inverse mass matrix where the start gives none: identity, or noise (1, but "
-            "log sigma at 1 / (2 N), its posterior variance). Default: identity; noise for hierarchical."
+            "log sigma at 1 / (2 N), its posterior variance; halves the hierarchical model's warm-up)."
         ),
-    ] = None,
+    ] = FirstMass.identity,
     guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
     log_likelihood: Annotated[
         Optional[bool],
@@ -328,7 +327,7 @@ def train(
                 progress_bar=sys.stderr.isatty() if progress is None else progress,
                 checkpoint_every=checkpoint_every,
                 init=init.value,
-                first_mass=default_first_mass(model.value) if first_mass is None else first_mass.value,
+                first_mass=first_mass.value,
             ),
             method=method.value,
             approx=ApproxConfig(draws=chains * draws, seed=seed, guide=guide.value),
@@ -626,9 +625,8 @@ def sbc(
         Init, typer.Option(help="Where each fit's chains start: default (random) or plugin (matchup model only).")
     ] = Init.default,
     first_mass: Annotated[
-        Optional[FirstMass],
-        typer.Option(help="NUTS's first inverse mass matrix: identity, or noise (default: the model's, as train's)."),
-    ] = None,
+        FirstMass, typer.Option(help="NUTS's first inverse mass matrix: identity, or noise (as train's).")
+    ] = FirstMass.identity,
 ) -> None:
     """Simulation-based calibration: fit seasons simulated from the prior, rank the truth among the
     draws, and test the ranks' uniformity (exit 1 when calibration fails)."""
@@ -656,7 +654,7 @@ def sbc(
                 warmup_max_tree_depth=default_warmup_max_tree_depth(model.value),
                 platform=platform.value,
                 init=init.value,
-                first_mass=default_first_mass(model.value) if first_mass is None else first_mass.value,
+                first_mass=first_mass.value,
             ),
             thin_to=thin_to,
             level=level,

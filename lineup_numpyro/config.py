@@ -54,21 +54,6 @@ CAPPED_SHARE = 0.25  # of 1,000: Stan's initial fast window (75) and its first 3
 WARMUP_MAX_TREE_DEPTH = {"simplified": 8, "matchup": 8, "hierarchical": 10}
 
 
-# NUTS's first inverse mass matrix per model, where the start gives none (SamplerConfig.first_mass):
-# the identity (NumPyro's), or noise-scaled (1, but log sigma at 1 / (2 N): its posterior
-# variance; inference.sampling.noise_scaled_mass). On the hierarchical model, whose warm-up trees
-# are not capped, noise-scaled halves the warm-up (15.8-19.9 s to 7.6-14.1 s) and raises min
-# ESS_bulk per second in 6 runs of 6 (built-in season, quick_sample_10k; 0 divergences); on the
-# matchup model it changes nothing measurable (its first trees are capped), and the pooled
-# model's warm-up on the built-in season took 0.2 s longer with 20% less ESS per second:
-# benchmarks/experiments/noise_scaled_mass/README.md.
-FIRST_MASS = {"simplified": "identity", "matchup": "identity", "hierarchical": "noise"}
-
-
-def default_first_mass(model: str) -> str:
-    return FIRST_MASS[model]
-
-
 def default_target_accept(model: str) -> float:
     return TARGET_ACCEPT[model]
 
@@ -80,10 +65,9 @@ def default_warmup_max_tree_depth(model: str) -> int:
 @dataclass(frozen=True)
 class SamplerConfig:
     """NUTS settings. Defaults follow Stan's, except target_accept (0.9, see README; the command
-    line uses default_target_accept(model): 0.97 for the hierarchical model), the tree depth
+    line uses default_target_accept(model): 0.97 for the hierarchical model) and the tree depth
     of the first warm-up iterations (8; the command line's default_warmup_max_tree_depth(model):
-    10, no cap, for the hierarchical model) and the first inverse mass matrix (the identity, as
-    Stan's; the command line's default_first_mass(model): noise-scaled for the hierarchical model)."""
+    10, no cap, for the hierarchical model)."""
 
     chains: int = 4
     warmup: int = 1000
@@ -108,7 +92,11 @@ class SamplerConfig:
     # (diagonal) inverse mass matrix instead of the identity.
     init: Init = "default"
     # The first inverse mass matrix where the start gives none (every init but laplace and
-    # plugin): the identity, or noise-scaled (FIRST_MASS above; sampling.noise_scaled_mass).
+    # plugin): the identity (Stan's and NumPyro's), or noise-scaled (sampling.noise_scaled_mass:
+    # 1, but log sigma at 1 / (2 N)). Noise-scaled halves the hierarchical model's warm-up, but
+    # in its convergence runs gave 1 divergent transition and 1 min ESS_bulk below 1,000 in 16,
+    # where the identity gave none; it gains nothing on the other two models
+    # (benchmarks/experiments/noise_scaled_mass/README.md): an option, not the default.
     first_mass: FirstMass = "identity"
 
     def __post_init__(self) -> None:

@@ -152,6 +152,8 @@ def test_resume_refuses_changed_options(season, tmp_path):
     assert (
         result.exit_code == 2 and "model 'matchup'" in result.output and "seed" not in result.output.split("differ:")[1]
     )
+    result = runner.invoke(app, ["train", "--resume", str(run_dir), "--first-mass", "noise"])
+    assert result.exit_code == 2 and "first_mass 'noise' (the run has 'identity')" in result.output
     # the same settings typed again (the data path relative from its folder) are fine
     result = runner.invoke(app, ["train", "--resume", str(run_dir), "--draws", "60", "--platform", "cpu"])
     assert result.exit_code == 0, result.output
