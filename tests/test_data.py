@@ -937,8 +937,26 @@ def test_unusual_outcomes_are_warned_with_their_row(tmp_path, real_text, value):
     frame.loc[4, names.OUTCOME] = value
     path = tmp_path / "odd.csv"
     frame.to_csv(path, index=False)
-    with pytest.warns(DataWarning, match=rf"row 5, column '{names.OUTCOME}': 1 outcome\(s\) .* not whole points"):
+    with pytest.warns(DataWarning, match=rf"row 5, column '{names.OUTCOME}': 1 outcome\(s\) are not whole points"):
         load_possessions(path)
+
+
+def test_unusual_values_are_warned_once_per_file_with_their_total(tmp_path, real_text):
+    """A large file's pass runs in chunks; its unusual values are one warning per kind, with
+    the whole file's count and its first row."""
+    frame = _small(real_text)
+    frame.loc[[4, 11, 17], names.OUTCOME] = 1.5
+    frame.loc[[9, 13], names.Z_DEF[2]] = 999.0
+    frame.loc[15, names.Z_OFF[0]] = -999.0
+    path = tmp_path / "odd.csv"
+    frame.to_csv(path, index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(iter_chunks(path, chunksize=4))
+    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert len(messages) == 2, messages
+    assert f"row 5, column '{names.OUTCOME}': 3 outcome(s) are not whole points" in messages[0]
+    assert f"row 10, column '{names.Z_DEF[2]}': 3 skill sum(s) beyond" in messages[1]
 
 
 def test_real_outcomes_raise_no_plausibility_warning(real_csv):

@@ -460,12 +460,12 @@ def column_text(frame: pd.DataFrame, column: str) -> np.ndarray:
     return frame[column].astype("string").str.strip().fillna("").to_numpy(dtype=object)
 
 
-def _validate_frame(src: _Source, frame: pd.DataFrame, row0: int) -> Possessions:
+def _validate_frame(src: _Source, frame: pd.DataFrame, row0: int, unusual: _Unusual) -> Possessions:
     # no outcome column (possessions to predict, iter_chunks(outcome=False)): y is NaN
     y = _numeric(src, frame, names.OUTCOME, row0) if names.OUTCOME in frame else np.full(len(frame), np.nan)
     z_off = np.column_stack([_numeric(src, frame, c, row0) for c in names.Z_OFF])
     z_def = np.column_stack([_numeric(src, frame, c, row0) for c in names.Z_DEF])
-    _warn_implausible(src, row0, y, z_off, z_def)
+    unusual.add(row0, y, z_off, z_def)
     matchup = _matchups(src, frame, row0)
     season = None
     if names.SEASON in frame:
@@ -473,30 +473,48 @@ def _validate_frame(src: _Source, frame: pd.DataFrame, row0: int) -> Possessions
     return Possessions(y=y, matchup=matchup, z_off=z_off, z_def=z_def, season=season, source=str(src.path))
 
 
-def _warn_implausible(src: _Source, row0: int, y: np.ndarray, z_off: np.ndarray, z_def: np.ndarray) -> None:
-    """Values a possession can have but rarely does (a simulated season's outcomes are not
-    whole points either): warned with a count and the first row, not refused."""
-    lo, hi = PLAUSIBLE_POINTS
-    odd = ((y < lo) | (y > hi) | (y != np.round(y))) & ~np.isnan(y)  # NaN: no outcome (to predict)
-    if odd.any():
-        i = int(np.argmax(odd))
-        warnings.warn(
-            f"{src.where(row0 + i + 1, names.OUTCOME)}: {int(odd.sum()):,} outcome(s) in rows "
-            f"{row0 + 1:,}-{row0 + len(y):,} are not whole points {lo:g}-{hi:g} (first: {y[i]:g}); the "
-            "model reads them as points per possession",
-            DataWarning,
-            stacklevel=4,
-        )
-    for cols, z in ((names.Z_OFF, z_off), (names.Z_DEF, z_def)):
-        big = np.abs(z) > PLAUSIBLE_Z
-        if big.any():
-            i, a = (int(k) for k in np.argwhere(big)[0])
+class _Unusual:
+    """Values a possession can have but rarely does (a simulated season's outcomes are not whole
+    points either), tallied over a whole pass and warned once per kind at its end, with the
+    count and the first row: not refused, and not one warning per chunk of a large file."""
+
+    def __init__(self) -> None:
+        self.count = {"outcome": 0, "skill": 0}
+        self.first: dict[str, tuple[int, str, float]] = {}  # kind -> (row, column, value)
+
+    def add(self, row0: int, y: np.ndarray, z_off: np.ndarray, z_def: np.ndarray) -> None:
+        lo, hi = PLAUSIBLE_POINTS
+        odd = ((y < lo) | (y > hi) | (y != np.round(y))) & ~np.isnan(y)  # NaN: no outcome (to predict)
+        if odd.any():
+            i = int(np.argmax(odd))
+            self.count["outcome"] += int(odd.sum())
+            self.first.setdefault("outcome", (row0 + i + 1, names.OUTCOME, float(y[i])))
+        for cols, z in ((names.Z_OFF, z_off), (names.Z_DEF, z_def)):
+            big = np.abs(z) > PLAUSIBLE_Z
+            if big.any():
+                i, a = (int(k) for k in np.argwhere(big)[0])
+                self.count["skill"] += int(big.sum())
+                first = (row0 + i + 1, cols[a], float(z[i, a]))
+                self.first["skill"] = min(self.first.get("skill", first), first)
+
+    def warn(self, src: _Source, stacklevel: int) -> None:
+        lo, hi = PLAUSIBLE_POINTS
+        if self.count["outcome"]:
+            row, column, value = self.first["outcome"]
             warnings.warn(
-                f"{src.where(row0 + i + 1, cols[a])}: {int(big.sum()):,} skill sum(s) beyond "
-                f"+-{PLAUSIBLE_Z:g} (first: {z[i, a]:g}); five players' DARKO rarely pass +-40: is "
-                "the column in another unit?",
+                f"{src.where(row, column)}: {self.count['outcome']:,} outcome(s) are not whole points "
+                f"{lo:g}-{hi:g} (first: {value:g}, this row); the model reads them as points per possession",
                 DataWarning,
-                stacklevel=4,
+                stacklevel=stacklevel,
+            )
+        if self.count["skill"]:
+            row, column, value = self.first["skill"]
+            warnings.warn(
+                f"{src.where(row, column)}: {self.count['skill']:,} skill sum(s) beyond +-{PLAUSIBLE_Z:g} "
+                f"(first: {value:g}, this cell); five players' DARKO rarely pass +-40: is the column in "
+                "another unit?",
+                DataWarning,
+                stacklevel=stacklevel,
             )
 
 
@@ -678,8 +696,10 @@ def _filtered_chunks(
     seen_seasons: set[str] = set()
     seen_values: set[str] = set()
     rows_in_seasons = rows_in_groups = 0
+    unusual, source = _Unusual(), None
     for frame, src in _raw_chunks(path, seasons, chunksize, outcome, column):
-        chunk = _validate_frame(src, frame, rows_read)
+        source = src
+        chunk = _validate_frame(src, frame, rows_read, unusual)
         values = column_text(frame, column) if column else None
         keep = np.ones(len(chunk), dtype=bool)
         if wanted:
@@ -701,6 +721,8 @@ def _filtered_chunks(
         rows_kept += len(chunk)
         if len(chunk):
             yield chunk, values
+    if source is not None:
+        unusual.warn(source, stacklevel=4)
     if rows_read == 0:
         raise DataError(f"{path}: the file has column names but no possessions; expected at least one data row")
     if rows_kept == 0 and rows_in_groups > 0 and split is not None:
