@@ -17,7 +17,13 @@ from scipy.stats import t as t_dist
 from lineup_numpyro import names
 from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats
-from lineup_numpyro.inference.sampling import noise_scaled_mass, nuts_kernel, sample_posterior, warmup_phases
+from lineup_numpyro.inference.sampling import (
+    FlatNUTS,
+    noise_scaled_mass,
+    nuts_kernel,
+    sample_posterior,
+    warmup_phases,
+)
 from lineup_numpyro.models.cells import Cells
 from lineup_numpyro.models.model import RowsLikelihood, SuffStatsLikelihood, complete, data_arguments, get_model
 from lineup_numpyro.models.simulate import simulate_season
@@ -112,6 +118,30 @@ def test_the_first_inverse_mass_knows_the_noise_scale(name):
         assert all(np.all(np.asarray(v) == 1.0) for k, v in by_site.items() if k != "sigma")
         if name == "hierarchical":
             assert {"z_tau_off", "z_off_data", "z_mu_def"} <= set(sites)  # the whitened coordinates
+
+
+@pytest.mark.parametrize("name", ["matchup", "hierarchical"])
+def test_nuts_on_one_flat_vector_is_numpyros_nuts_on_the_sites(name):
+    """FlatNUTS only changes how the state is held: from the same key, the same transitions as
+    NumPyro's NUTS on the dict of sites, until rounding (1e-15, from other fusions of the same
+    arithmetic) grows, as it does in any chaotic sampler, after some ten transitions."""
+    data, _ = simulate_season(2_000, model=name, seed=1)
+    stats = SuffStats.from_possessions(data)
+    cells = Cells.from_stats(stats)
+    model = get_model(name, cells, Whitening.from_stats(stats) if name == "hierarchical" else None)
+    args = (SuffStatsLikelihood.from_stats(stats),)
+    kernels = (numpyro.infer.NUTS(model, target_accept_prob=0.9), FlatNUTS(model, target_accept_prob=0.9))
+    states = [kernel.init(jax.random.PRNGKey(5), 60, None, args, {}) for kernel in kernels]
+    steps = [jax.jit(lambda state, kernel=kernel: kernel.sample(state, args, {})) for kernel in kernels]
+    draws = [kernel.postprocess_fn(args, {}) for kernel in kernels]
+    assert float(states[0].potential_energy) == float(states[1].potential_energy)
+    for _ in range(5):
+        states = [step(state) for step, state in zip(steps, states, strict=True)]
+        sites, flat = (draw(state.z) for draw, state in zip(draws, states, strict=True))
+        assert set(sites) == set(flat) and "sigma" in flat  # every site and deterministic, by name
+        assert int(states[0].num_steps) == int(states[1].num_steps)
+        for site in sites:
+            np.testing.assert_allclose(np.asarray(flat[site]), np.asarray(sites[site]), rtol=1e-9, atol=1e-12)
 
 
 def test_sampler_statistics_are_consistent():
