@@ -27,6 +27,9 @@ FAMILY_COLUMNS = {
     "beta_off": slice(1, 1 + N_ARCHETYPES),
     "beta_def": slice(1 + N_ARCHETYPES, N_FEATURES),
 }
+# Each family's short name in the Stan files' names of its per-family data and sites
+# (K_off, m_off, mu_off, tau_off, e_off, z_off_data, ...).
+FAMILY_SHORT = {"beta_0": "0", "beta_off": "off", "beta_def": "def"}
 
 MODELS = ("simplified", "matchup", "hierarchical")
 

@@ -343,9 +343,9 @@ def init_state(kernel, capped_kernel, config: SamplerConfig, key, params, invers
 
     NUTS takes its first inverse mass matrix from the kernel when it builds a state; it is set
     for this call only, so that it is an argument of the compiled program (one program for
-    every data set, or a lane's own under vmap), keyed as NumPyro keys a diagonal one: by all
-    sites. Both kernels are set up here (NumPyro keeps a kernel's settings from its init);
-    their states are the same, the capped one's is dropped."""
+    every data set, or a lane's own under vmap), keyed by FlatNUTS's one site. Both kernels are
+    set up here (NumPyro keeps a kernel's settings from its init); their states are the same,
+    the capped one's is dropped."""
     if inverse_mass is not None:
         kernel._inverse_mass_matrix = {(FLAT,): inverse_mass}
     elif config.first_mass == "noise":

@@ -201,12 +201,12 @@ def hierarchical(
     The 17 populations (beta_0's, then one per archetype of beta_off and of beta_def: the
     columns of b) are computed as one vector, and the touched cells as one, so that a gradient
     is a few dozen array operations whatever the number of cells (what a NUTS step costs on a
-    CPU: benchmarks/experiments/hierarchical_ops).
+    CPU: benchmarks/experiments/step_cost).
     """
     w = whitening if whitening is not None else Whitening.none()
     tau = _scales(priors.tau, whitened=whitening is not None)  # (17,): tau_0, tau_off, tau_def
     sigma = numpyro.sample("sigma", dist.HalfCauchy(priors.sigma))
-    index = np.concatenate([cells.index(family) for family in FAMILIES])  # touched cells, flat (M, 17)
+    index = np.concatenate([cells.index(family) for family in names.FAMILY_SHORT])  # touched cells, flat (M, 17)
     column = index % P  # each cell's population: its column of b
     loc = np.where(np.arange(P) == 0, 0.0, priors.mu_loc)  # mu_0 ~ N(0, beta_0); the others' mu ~ N(mu_loc, mu_sd)
     sd = np.where(np.arange(P) == 0, priors.beta_0, priors.mu_sd)
@@ -217,24 +217,22 @@ def hierarchical(
             numpyro.sample("z_mu_def", dist.Normal(0.0, 1.0).expand([A]).to_event(1)),
         ]
     )
-    z = jnp.concatenate([_touched(f"z_{SHORT[f]}_data", dist.Normal(0.0, 1.0), cells, f) for f in FAMILIES])
+    z = jnp.concatenate(
+        [_touched(f"z_{short}_data", dist.Normal(0.0, 1.0), cells, f) for f, short in names.FAMILY_SHORT.items()]
+    )
     p = jnp.reshape(w.precision, (-1,))[index]
     ehat = jnp.reshape(w.location, (-1,))[index]
     mu, e = _unwhiten(tau, z_mu, z, p, ehat, column, loc, sd)
     eta = mu[column] + tau[column] * e
-    counts = np.cumsum([cells.count(family) for family in FAMILIES])[:-1]
-    for family, e_family in zip(FAMILIES, jnp.split(e, counts), strict=True):
-        numpyro.deterministic(f"e_{SHORT[family]}_data", e_family)
+    counts = np.cumsum([cells.count(family) for family in names.FAMILY_SHORT])[:-1]
+    for short, e_family in zip(names.FAMILY_SHORT.values(), jnp.split(e, counts), strict=True):
+        numpyro.deterministic(f"e_{short}_data", e_family)
     numpyro.deterministic("mu_0", mu[0])
     numpyro.deterministic("mu_off", mu[names.FAMILY_COLUMNS["beta_off"]])
     numpyro.deterministic("mu_def", mu[names.FAMILY_COLUMNS["beta_def"]])
     exp_link = column > 0  # beta_off, beta_def = exp(eta); beta_0 = eta
     beta = jnp.where(exp_link, jnp.exp(jnp.where(exp_link, eta, 0.0)), eta)  # no exp of beta_0's eta
     likelihood.observe(jnp.zeros(M * P).at[index].set(beta, unique_indices=True).reshape(M, P), sigma)
-
-
-FAMILIES = ("beta_0", "beta_off", "beta_def")
-SHORT = {"beta_0": "0", "beta_off": "off", "beta_def": "def"}
 
 
 def _scales(sd: float, whitened: bool) -> jnp.ndarray:

@@ -111,7 +111,7 @@ def _cell_data(cells: Cells, whitening: Whitening | None = None) -> dict:
     """K0, K_off, K_def touched cells, with their 1-based matchups (and archetypes), and with a
     whitening each cell's data precision p and location ehat."""
     out = {}
-    for family, short in (("beta_0", "0"), ("beta_off", "off"), ("beta_def", "def")):
+    for family, short in names.FAMILY_SHORT.items():
         m, a = cells.matchup_archetype(family)
         out[f"K_{short}"] = int(m.size)
         out[f"m_{short}"] = (m + 1).astype(int)
