@@ -49,7 +49,8 @@ POINTWISE_MAX_BYTES = 512 * 2**20
 # set the final step size and mass matrix, are not capped. The hierarchical model is not capped
 # (10): with the cap, 2 of its convergence runs (benchmarks/hierarchical_convergence.py) ended at
 # R-hat 1.011, where uncapped all 12 stay <= 1.009 (docs/hierarchical.md).
-# benchmarks/experiments/warmup_depth/README.md.
+# benchmarks/experiments/warmup_depth/README.md. The cap is part of the one NUTS kernel
+# (sampling.FlatNUTS: a depth limit that follows the iteration), not a second compiled program.
 CAPPED_SHARE = 0.25  # of 1,000: Stan's initial fast window (75) and its first 3 slow windows
 WARMUP_MAX_TREE_DEPTH = {"simplified": 8, "matchup": 8, "hierarchical": 10}
 

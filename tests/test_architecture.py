@@ -168,12 +168,43 @@ def test_importing_the_package_loads_no_optional_dependency():
 
 def test_the_installed_command_is_the_packages_and_ships_the_stan_files():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["scripts"]["lineup-numpyro"] == "lineup_numpyro.cli:app"
+    assert project["project"]["scripts"]["lineup-numpyro"] == "lineup_numpyro.cli:run"
     assert "py-modules" not in project["tool"]["setuptools"]  # no top-level module named `cli` installed
     assert project["tool"]["setuptools"]["package-dir"]["lineup_numpyro.stan.files"] == "models"
     from lineup_numpyro.stan.runner import STAN_FILES, stan_file
 
     assert all(stan_file(*key).is_file() for key in STAN_FILES)
+
+
+def _command(*args: str, prelude: str = "") -> subprocess.CompletedProcess:
+    """`lineup-numpyro ARGS` as the console script runs it (cli.run), after `prelude`."""
+    code = f"{prelude}\nimport sys\nfrom lineup_numpyro.cli import run\n"
+    code += f"sys.argv = ['lineup-numpyro', *{list(args)!r}]\nrun()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_the_console_script_keeps_exit_codes_output_and_exit_handlers(tmp_path):
+    """cli.run skips the interpreter's teardown, not what a user sees: the command's exit code
+    (0, 2 for bad input), its whole output through a pipe, and the exit handlers."""
+    marker = tmp_path / "atexit"
+    prelude = f"import atexit, pathlib\natexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('ran'))"
+    ok = _command("--help", prelude=prelude)
+    assert ok.returncode == 0 and "sbc" in ok.stdout and ok.stdout.rstrip().endswith("─╯")
+    assert marker.read_text() == "ran"
+    bad = _command("status", str(tmp_path / "missing"), "--get", "nothing")
+    assert bad.returncode == 2 and "error" in bad.stderr
+    missing = _command("summary", str(tmp_path / "missing"))
+    assert missing.returncode == 2 and str(tmp_path / "missing") in missing.stderr
+
+
+def test_the_console_script_exits_the_usual_way_with_a_thread_still_running():
+    """A command that leaves a (non-daemon) thread running is not cut short: Python waits for it."""
+    prelude = (
+        "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread finished', flush=True))).start()"
+    )
+    result = _command("--version", prelude=prelude)
+    assert result.returncode == 0 and "thread finished" in result.stdout
 
 
 @pytest.mark.slow

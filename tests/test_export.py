@@ -64,8 +64,13 @@ def test_each_matchup_from_its_own_fit_or_the_pooled_one(runs):
             name = row["parameter"]  # beta_0[m] -> beta_0, beta_off[m,a] -> beta_off[a]
             pooled_name = re.sub(r"\[\d+,", "[", name) if "," in name else re.sub(r"\[\d+\]", "", name)
             assert row["mean"] == pytest.approx(pooled.loc[pooled_name, "mean"], rel=1e-12)
+    # every matchup that converged on enough possessions keeps its own fit (the run has no
+    # divergent transition), and this short run's sampler gives many of them (how many varies
+    # with the CPU's rounding: 16 of 34 on one machine, at least 20 on another)
     n_own = (sources.map(min) == "matchup").sum()
-    assert n_own >= 20, "most matchups of a well-sampled run should use their own coefficients"
+    assert json.loads((dirs["matchup"] / RunDir.DIAGNOSTICS).read_text())["divergences"]["count"] == 0
+    eligible = sum(v["verdict"] == "converged" and counts[m - 1] >= 200 for m, v in verdicts.items())
+    assert n_own == eligible >= 10
 
 
 def test_too_few_possessions_and_divergences_fall_back(runs, tmp_path):

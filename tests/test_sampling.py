@@ -72,28 +72,62 @@ def test_chain_methods(method):
 
 
 def test_the_first_warm_up_iterations_have_shallower_trees():
-    """The capped kernel's trees stop at warmup_max_tree_depth during warm-up, the other's at
-    max_tree_depth; the warm-up runs the capped one for its first capped_share."""
+    """The kernel's trees stop at warmup_max_tree_depth in its first capped_share of the
+    warm-up, at max_tree_depth after (later warm-up and draws), all in one compiled program."""
 
     def correlated():  # a diagonal mass matrix cannot undo a correlation of 0.99999: trees stay deep
         numpyro.sample("x", dist.MultivariateNormal(jnp.zeros(2), jnp.array([[1.0, 0.99999], [0.99999, 1.0]])))
 
-    config = SamplerConfig(warmup_max_tree_depth=3, max_tree_depth=7, warmup=50)
-    for capped, deepest in ((True, 2**3 - 1), (False, 2**7 - 1)):
-        kernel = nuts_kernel(correlated, config, capped=capped)
-        state = kernel.init(jax.random.PRNGKey(0), config.warmup, None, (), {})
-        step = jax.jit(lambda s, kernel=kernel: kernel.sample(s, (), {}))
-        steps = []
-        for _ in range(config.warmup + 20):
-            state = step(state)
-            steps.append(int(state.num_steps))
-        assert max(steps[: config.warmup]) == deepest  # uncapped, it reaches 127
-        assert max(steps[config.warmup :]) == 2**7 - 1  # after warm-up: max_tree_depth
-    assert warmup_phases(replace(config, warmup=1000, checkpoint_every=250)) == [(250, True)] + [(250, False)] * 3
-    assert warmup_phases(replace(config, warmup=500, checkpoint_every=100)) == [(100, True), (25, True)] + [
-        (100, False)
-    ] * 3 + [(75, False)]
-    assert warmup_phases(replace(config, warmup=1000, warmup_max_tree_depth=7)) == [(250, False)] * 4  # no cap
+    config = SamplerConfig(warmup_max_tree_depth=3, max_tree_depth=7, warmup=80, capped_share=0.25)
+    kernel = nuts_kernel(correlated, config)
+    state = kernel.init(jax.random.PRNGKey(0), config.warmup, None, (), {})
+    step = jax.jit(lambda s: kernel.sample(s, (), {}))
+    steps = []
+    for _ in range(config.warmup + 20):
+        state = step(state)
+        steps.append(int(state.num_steps))
+    assert max(steps[:20]) == 2**3 - 1  # capped: uncapped, these reach 127
+    assert max(steps[20 : config.warmup]) == 2**7 - 1  # the rest of the warm-up: max_tree_depth
+    assert max(steps[config.warmup :]) == 2**7 - 1  # and the draws
+    assert step._cache_size() == 1  # one program for every iteration
+    assert warmup_phases(replace(config, warmup=1000, checkpoint_every=250)) == [250] * 4
+    assert warmup_phases(replace(config, warmup=500, checkpoint_every=200)) == [200, 200, 100]
+
+
+def _numpyro_transition(model, args, key, warmup: int, depth):  # noqa: ANN001, ANN202
+    """NumPyro's own NUTS init and transition on FlatNUTS's flat state (depth: an int, or
+    NumPyro's (warm-up, after) pair)."""
+    kernel = FlatNUTS.__new__(FlatNUTS)
+    numpyro.infer.NUTS.__init__(kernel, model, target_accept_prob=0.9, max_tree_depth=depth)
+    state = numpyro.infer.NUTS.init(kernel, key, warmup, None, args, {})
+    return state, jax.jit(lambda s: numpyro.infer.NUTS.sample(kernel, s, args, {}))
+
+
+@pytest.mark.parametrize("name", ["matchup", "hierarchical"])
+@pytest.mark.parametrize("capped", [False, True])
+def test_flat_nuts_transition_is_numpyros_state_for_state(name, capped):
+    """FlatNUTS's transition (built from NumPyro's parts so that its depth limit can follow the
+    iteration) against NumPyro's own on the same flat state, through warm-up (with its
+    adaptation windows) and into the draws: every field of every state equal. Capped for the
+    whole warm-up, it is NumPyro's (warm-up depth, depth) pair; uncapped, its one depth."""
+    data, _ = simulate_season(2_000, model=name, seed=1)
+    stats = SuffStats.from_possessions(data)
+    cells = Cells.from_stats(stats)
+    model = get_model(name, cells, Whitening.from_stats(stats) if name == "hierarchical" else None)
+    args, key, warmup = (SuffStatsLikelihood.from_stats(stats),), jax.random.PRNGKey(7), 30
+    ours = FlatNUTS(
+        model, target_accept_prob=0.9, max_tree_depth=6, capped_iterations=warmup if capped else 0, capped_depth=3
+    )
+    state = ours.init(key, warmup, None, args, {})
+    step = jax.jit(lambda s: ours.sample(s, args, {}))
+    theirs, their_step = _numpyro_transition(model, args, key, warmup, (3, 6) if capped else 6)
+    depths = []
+    for _ in range(warmup + 10):
+        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(theirs), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        state, theirs = step(state), their_step(theirs)
+        depths.append(int(np.log2(int(state.num_steps) + 1)))
+    assert max(depths[:warmup]) <= (3 if capped else 6) and max(depths) > 3  # the cap did its part
 
 
 @pytest.mark.parametrize("name", [*names.MODELS, "hierarchical-noncentred"])

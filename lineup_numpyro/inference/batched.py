@@ -25,7 +25,7 @@ import numpy as np
 from jax import lax
 
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats, capped_warmup, init_state, nuts_kernel
+from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats, init_state, nuts_kernel
 from lineup_numpyro.models.model import Likelihood, Start, data_arguments
 
 # The starts the lanes take: NumPyro's random one, or one from the data given with each fit
@@ -62,7 +62,6 @@ class BatchSampler:
     def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, lanes_per_device: int | None = None):
         self.fn, self.model_data = data_arguments(model)
         self.kernel = nuts_kernel(self.fn, config)
-        self.capped_kernel = nuts_kernel(self.fn, config, capped=True)
         self.config = config
         self.devices = jax.local_device_count()
         self.lanes_per_device = lanes_per_device
@@ -72,11 +71,8 @@ class BatchSampler:
         """One chain of one fit: warm-up (from `params` with `inverse_mass`, or NumPyro's
         random start: None), then the draws and their sampler statistics."""
         args = (likelihood,)
-        state = init_state(self.kernel, self.capped_kernel, self.config, key, params, inverse_mass, args, kwargs)
+        state = init_state(self.kernel, self.config, key, params, inverse_mass, args, kwargs)
         postprocess = self.kernel.postprocess_fn(args, kwargs)
-
-        def capped(state, _):
-            return self.capped_kernel.sample(state, args, kwargs), None
 
         def warm(state, _):
             return self.kernel.sample(state, args, kwargs), None
@@ -85,9 +81,7 @@ class BatchSampler:
             state = self.kernel.sample(state, args, kwargs)
             return state, (postprocess(state.z), {name: attrgetter(name)(state) for name in EXTRA_FIELDS})
 
-        first = capped_warmup(self.config)
-        state, _ = lax.scan(capped, state, None, length=first)
-        state, _ = lax.scan(warm, state, None, length=self.config.warmup - first)
+        state, _ = lax.scan(warm, state, None, length=self.config.warmup)
         _, out = lax.scan(draw, state, None, length=self.config.draws)
         return out
 

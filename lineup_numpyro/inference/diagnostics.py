@@ -41,8 +41,8 @@ def parameter_summary(posterior, model: str) -> pd.DataFrame:
     q05, q50, q95 = np.quantile(_rows(x), [0.05, 0.5, 0.95], axis=1)
     if x.shape[1] >= 4:  # the rank-normalised split chains serve R-hat and bulk ESS alike
         split = _split_chains(x)
-        z = _z_scale(split)
-        r_hat, bulk = _rhat_of(split, z, _valid(x)), np.where(_valid(x), _ess(z), np.nan)
+        z, ordered = _z_scale(split)
+        r_hat, bulk = _rhat_of(split, z, ordered, _valid(x)), np.where(_valid(x), _ess(z), np.nan)
         tail = _ess_tail_of(x, (q05, q95))
     else:
         r_hat = bulk = tail = np.full(x.shape[-1], np.nan)
@@ -73,16 +73,18 @@ def rhat(x: np.ndarray) -> np.ndarray:
     if x.shape[0] < 2 or x.shape[1] < 4:
         return np.full(x.shape[-1], np.nan)
     split = _split_chains(x)
-    return _rhat_of(split, _z_scale(split), _valid(x))
+    return _rhat_of(split, *_z_scale(split), _valid(x))
 
 
-def _rhat_of(split: np.ndarray, z: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """R-hat from the split chains and their rank-normalised scores `z`; NaN where not `valid`
-    and for one chain (split in two)."""
+def _rhat_of(split: np.ndarray, z: np.ndarray, ordered: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """R-hat from the split chains, their rank-normalised scores `z` and sorted draws `ordered`
+    (_z_scale); NaN where not `valid` and for one chain (split in two)."""
     if split.shape[0] < 4:
         return np.full(split.shape[-1], np.nan)
-    folded = np.abs(split - np.median(_rows(split), axis=1))
-    out = np.maximum(_rhat(z), _rhat(_z_scale(folded)))
+    n = ordered.shape[1]  # the median as NumPy takes it: the middle value, or the mean of the two
+    median = np.mean(ordered[:, [(n - 1) // 2, n // 2]], axis=1) if n % 2 == 0 else ordered[:, n // 2]
+    folded = np.abs(split - median)
+    out = np.maximum(_rhat(z), _rhat(_z_scale(folded)[0]))
     return np.where(valid, out, np.nan)
 
 
@@ -91,7 +93,7 @@ def ess_bulk(x: np.ndarray) -> np.ndarray:
     x = _checked(x)
     if x.shape[1] < 4:
         return np.full(x.shape[-1], np.nan)
-    return np.where(_valid(x), _ess(_z_scale(_split_chains(x))), np.nan)
+    return np.where(_valid(x), _ess(_z_scale(_split_chains(x))[0]), np.nan)
 
 
 def ess_tail(x: np.ndarray) -> np.ndarray:
@@ -148,28 +150,41 @@ def _split_chains(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
 
 
-def _z_scale(x: np.ndarray) -> np.ndarray:
-    """Normal scores of the ranks over all chains and draws (ties take their average rank)."""
+def _z_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normal scores of the ranks over all chains and draws (ties take their average rank), and
+    each parameter's draws sorted, (parameters, chains * draws).
+
+    Without ties the sorted positions' scores are one table of n values, put back in the rows'
+    own order; tied runs (NUTS repeats a draw when it stays put: every parameter then has a tie)
+    are corrected where they are, so the work is a sort per parameter, not a pass per rank."""
     rows = _rows(x)
     n = rows.shape[1]
     order = np.argsort(rows, axis=1)
-    ordered = np.take_along_axis(rows, order, axis=1)
-    tied = ordered[:, 1:] == ordered[:, :-1]
-    # without ties the sorted values' scores are one table, put back in the rows' own order
-    scored = np.broadcast_to(_scores(np.arange(1.0, n + 1.0), n), rows.shape).copy()
-    with_ties = np.flatnonzero(tied.any(axis=1))
-    if with_ties.size:
-        starts = np.ones((with_ties.size, n), dtype=bool)
-        starts[:, 1:] = ~tied[with_ties]
-        ends = np.ones_like(starts)
-        ends[:, :-1] = starts[:, 1:]
-        position = np.broadcast_to(np.arange(n), starts.shape)
-        first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
-        last = np.minimum.accumulate(np.where(ends, position, n - 1)[:, ::-1], axis=1)[:, ::-1]
-        scored[with_ties] = _scores((first + last) / 2.0 + 1.0, n)
+    ordered = np.sort(rows, axis=1)  # a second sort is cheaper than gathering by `order`
+    scored = np.broadcast_to(_scores(np.arange(1.0, n + 1.0), n), rows.shape)
+    positions, ranks = _tied_runs(ordered)
+    if positions.size:
+        scored = scored.copy()
+        scored.reshape(-1)[positions] = _scores(ranks, n)
     out = np.empty_like(rows)
     np.put_along_axis(out, order, scored, axis=1)
-    return out.T.reshape(x.shape)
+    return out.T.reshape(x.shape), ordered
+
+
+def _tied_runs(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flat positions (into `ordered`, rows sorted) of every value equal to a neighbour, and
+    the average 1-based rank of its run of equal values."""
+    rows, n = ordered.shape
+    edges = np.zeros((rows, n + 1), dtype=np.int8)  # 1 between two equal neighbours, 0 at row ends
+    edges[:, 1:n] = ordered[:, 1:] == ordered[:, :-1]
+    step = np.diff(edges, axis=1).reshape(-1)  # +1 where a run starts, -1 where it ends
+    starts, ends = np.flatnonzero(step == 1), np.flatnonzero(step == -1)
+    if not starts.size:
+        return starts, np.empty(0)
+    lengths = ends - starts + 1
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    average = (starts % n + ends % n) / 2.0 + 1.0
+    return np.repeat(starts, lengths) + offsets, np.repeat(average, lengths)
 
 
 def _scores(ranks: np.ndarray, n: int) -> np.ndarray:

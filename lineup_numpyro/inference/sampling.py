@@ -22,12 +22,19 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax, monitoring
+from jax import lax, monitoring, random
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import NUTS
-from numpyro.infer.hmc import hmc
+from numpyro.infer.hmc import HMCState, hmc, momentum_generator
+from numpyro.infer.hmc_util import (
+    IntegratorState,
+    build_tree,
+    euclidean_kinetic_energy,
+    velocity_verlet,
+    warmup_adapter,
+)
 from numpyro.infer.util import ParamInfo
 from numpyro.util import is_prng_key
 from rich.console import Console
@@ -108,16 +115,99 @@ def _sampler_stats(extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 FLAT = "_z"  # the one site FlatNUTS moves: every latent site of the model, unconstrained, flat
 
 
+MAX_DELTA_ENERGY = 1000.0  # NumPyro's: an energy error beyond it ends a tree as divergent
+
+
 class FlatNUTS(NUTS):
     """NUTS on a model's latent sites as one flat vector (one leaf `_z`, NumPyro's order of the
-    sites: sorted by name), not a dict of them.
+    sites: sorted by name), not a dict of them, with the trees of the first `capped_iterations`
+    iterations stopped at `capped_depth`.
 
     The density, its transforms and the draws (`postprocess_fn`: every site and deterministic
     under its own name) are the model's; only the state is one array. Each array operation of
     a leapfrog step and of its tree's bookkeeping is then one operation, not one per site:
     1.4x faster per step on the matchup model (4 sites), 1.25x on the hierarchical (10), on
     this CPU (benchmarks/experiments/step_cost). Initial parameters given per site are
-    flattened here; an initial inverse mass matrix is keyed (FLAT,)."""
+    flattened here; an initial inverse mass matrix is keyed (FLAT,).
+
+    The transition (`_transition`) is NumPyro's NUTS transition, built from its parts
+    (numpyro.infer.hmc_util) so that the depth limit can follow the iteration count: NumPyro's
+    own takes one limit for all of warm-up, so a cap on its first part needed a second kernel,
+    a second compiled program (1.4-1.9 s of a cold matchup job's 5 s of compilation).
+    tests/test_sampling.py checks it against NumPyro's transition, state for state."""
+
+    def __init__(self, model: Callable[..., None], *, capped_iterations: int = 0, capped_depth: int = 10, **kwargs):
+        super().__init__(model, **kwargs)
+        if not isinstance(self._max_tree_depth, int):
+            raise ValueError("FlatNUTS takes one max_tree_depth; cap the first iterations with capped_iterations")
+        if self._find_heuristic_step_size or self._forward_mode_differentiation:
+            raise ValueError("FlatNUTS's transition has neither the heuristic step size nor forward-mode gradients")
+        self._capped = (int(capped_iterations), min(int(capped_depth), self._max_tree_depth))
+
+    def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):  # noqa: ANN001, ANN201
+        state = super().init(rng_key, num_warmup, init_params, model_args, {} if model_kwargs is None else model_kwargs)
+        transition = self._transition(num_warmup)
+        batched = not is_prng_key(rng_key)  # chain_method 'vectorized': every chain at once
+        self._sample_fn = jax.vmap(transition, in_axes=(0, None, None)) if batched else transition
+        return state
+
+    def _transition(self, num_warmup: int) -> Callable:
+        """One NUTS iteration from an HMCState: a momentum drawn for the adapted mass matrix, a
+        tree built by doubling (its depth limited to `capped_depth` in the first
+        `capped_iterations` iterations, to max_tree_depth after), its proposal taken, and the
+        step size and mass matrix adapted while the iteration is part of the warm-up."""
+        kinetic = self._kinetic_fn or euclidean_kinetic_energy
+        dense = [(FLAT,)] if self._dense_mass is True else list(self._dense_mass or [])
+        _, adapt = warmup_adapter(
+            num_warmup,
+            adapt_step_size=self._adapt_step_size,
+            adapt_mass_matrix=self._adapt_mass_matrix,
+            dense_mass=dense,
+            target_accept_prob=self._target_accept_prob,
+            regularize_mass_matrix=self._regularize_mass_matrix,
+        )
+        (capped_iterations, capped_depth), depth = self._capped, self._max_tree_depth
+        potential_gen = self._potential_fn_gen
+
+        def transition(state: HMCState, model_args: tuple, model_kwargs: dict | None) -> HMCState:
+            _, leapfrog = velocity_verlet(potential_gen(*model_args, **(model_kwargs or {})), kinetic)
+            key, key_momentum, key_tree = random.split(state.rng_key, 3)
+            adapted = state.adapt_state
+            momentum = momentum_generator(state.z, adapted.mass_matrix_sqrt, key_momentum)
+            start = IntegratorState(state.z, momentum, state.potential_energy, state.z_grad)
+            limit = jnp.where(state.i < capped_iterations, capped_depth, depth)
+            tree = build_tree(
+                leapfrog,
+                kinetic,
+                start,
+                adapted.inverse_mass_matrix,
+                adapted.step_size,
+                key_tree,
+                max_delta_energy=MAX_DELTA_ENERGY,
+                max_tree_depth=(limit, depth),
+            )
+            accept_prob = tree.sum_accept_probs / tree.num_proposals
+            end = IntegratorState(tree.z_proposal, momentum, tree.z_proposal_pe, tree.z_proposal_grad)
+            warming = state.i < num_warmup
+            adapted = lax.cond(warming, lambda: adapt(state.i, accept_prob, end, adapted), lambda: adapted)
+            count = jnp.where(warming, state.i + 1, state.i + 1 - num_warmup)  # iterations in this phase
+            return HMCState(
+                i=state.i + 1,
+                z=end.z,
+                z_grad=end.z_grad,
+                potential_energy=end.potential_energy,
+                energy=tree.z_proposal_energy,
+                r=None,
+                trajectory_length=state.trajectory_length,
+                num_steps=tree.num_proposals,
+                accept_prob=accept_prob,
+                mean_accept_prob=state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / count,
+                diverging=tree.diverging,
+                adapt_state=adapted,
+                rng_key=key,
+            )
+
+        return transition
 
     def _init_state(self, rng_key, model_args, model_kwargs, init_params):  # noqa: ANN001, ANN202
         given = init_params
@@ -144,16 +234,16 @@ class FlatNUTS(NUTS):
         return ParamInfo({FLAT: ravel(info.z)}, info.potential_energy, {FLAT: ravel(info.z_grad)})
 
 
-def nuts_kernel(model: Callable[..., None], config: SamplerConfig, capped: bool = False) -> NUTS:
-    """The NUTS kernel of `config` (FlatNUTS); `capped`: the one of the first warm-up iterations
-    (capped_warmup), whose trees stop at `config.warmup_max_tree_depth` (NumPyro's (warm-up,
-    sampling) depths). Both kernels have the same state, so either continues the other's."""
-    depth = config.max_tree_depth
+def nuts_kernel(model: Callable[..., None], config: SamplerConfig) -> FlatNUTS:
+    """The NUTS kernel of `config`: FlatNUTS, its first capped_warmup(config) iterations' trees
+    stopped at `config.warmup_max_tree_depth`."""
     return FlatNUTS(
         model,
         target_accept_prob=config.target_accept,
-        max_tree_depth=(min(config.warmup_max_tree_depth, depth), depth) if capped else depth,
+        max_tree_depth=config.max_tree_depth,
         dense_mass=config.dense_mass,
+        capped_iterations=capped_warmup(config),
+        capped_depth=config.warmup_max_tree_depth,
     )
 
 
@@ -162,12 +252,10 @@ def capped_warmup(config: SamplerConfig) -> int:
     return int(config.warmup * config.capped_share) if config.warmup_max_tree_depth < config.max_tree_depth else 0
 
 
-def warmup_phases(config: SamplerConfig) -> list[tuple[int, bool]]:
-    """Warm-up in chunks of at most `checkpoint_every`: (size, capped) each, the capped ones first."""
-    capped = capped_warmup(config)
-    return [(n, True) for n in _split(capped, config.checkpoint_every)] + [
-        (n, False) for n in _split(config.warmup - capped, config.checkpoint_every)
-    ]
+def warmup_phases(config: SamplerConfig) -> list[int]:
+    """Warm-up in chunks of at most `checkpoint_every` (the sizes draws come in too: one
+    compiled program serves both; the capped iterations are the kernel's business)."""
+    return _split(config.warmup, config.checkpoint_every)
 
 
 class _Programs:
@@ -185,7 +273,6 @@ class _Programs:
     def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, chain_method: str) -> None:
         fn, self.kwargs = data_arguments(model)
         self.kernel = nuts_kernel(fn, config)
-        self.capped_kernel = nuts_kernel(fn, config, capped=True)
         self.config = config
         self.chains = config.chains
         self.method = chain_method  # as recorded with the run
@@ -193,7 +280,7 @@ class _Programs:
         self._init = self._map(self._init_one, batched_args=2, shared_args=3)
         if self.chain_method == "parallel":  # without starting points: only the keys per chain
             self._init_keys = jax.pmap(self._init_one, in_axes=(0, None, None, None, None))
-        self._chunks: dict[tuple[int, bool], Callable] = {}
+        self._chunks: dict[int, Callable] = {}
 
     def _map(self, fn: Callable, batched_args: int, shared_args: int = 2) -> Callable:
         """`fn` compiled over chains as chain_method says; its first `batched_args` arguments
@@ -204,7 +291,7 @@ class _Programs:
         return jax.jit(fn)
 
     def _init_one(self, key, params, inverse_mass, args, kwargs):
-        return init_state(self.kernel, self.capped_kernel, self.config, key, params, inverse_mass, args, kwargs)
+        return init_state(self.kernel, self.config, key, params, inverse_mass, args, kwargs)
 
     def init(self, likelihood: Likelihood, init_params: dict | None = None, inverse_mass: np.ndarray | None = None):
         """The chains' initial states (NumPyro's keys: the seed split once per chain); a single
@@ -230,8 +317,8 @@ class _Programs:
             return self._init_keys(keys, None, None, args, self.kwargs)
         return self._init(keys, init_params, inverse_mass, args, self.kwargs)
 
-    def _chunk_one(self, state, args, kwargs, size: int, capped: bool = False):
-        kernel = self.capped_kernel if capped else self.kernel
+    def _chunk_one(self, state, args, kwargs, size: int):
+        kernel = self.kernel
         postprocess = kernel.postprocess_fn(args, kwargs)
         if self.chain_method == "vectorized":  # the kernel steps all chains at once (batched state)
             postprocess = jax.vmap(postprocess)
@@ -244,12 +331,11 @@ class _Programs:
         end, (draws, extra) = lax.scan(step, state, None, length=size)
         return draws, extra, end
 
-    def chunk(self, state, size: int, likelihood: Likelihood, capped: bool = False) -> tuple[dict, dict, object]:
-        """(draws, extra fields, end state) of `size` transitions (of the capped warm-up kernel
-        if `capped`); draws are (chains, size, ...)."""
-        if (size, capped) not in self._chunks:
-            self._chunks[(size, capped)] = self._map(partial(self._chunk_one, size=size, capped=capped), batched_args=1)
-        fn, args = self._chunks[(size, capped)], (likelihood,)
+    def chunk(self, state, size: int, likelihood: Likelihood) -> tuple[dict, dict, object]:
+        """(draws, extra fields, end state) of `size` transitions; draws are (chains, size, ...)."""
+        if size not in self._chunks:
+            self._chunks[size] = self._map(partial(self._chunk_one, size=size), batched_args=1)
+        fn, args = self._chunks[size], (likelihood,)
         if self.chain_method == "single":
             draws, extra, end = fn(state, args, self.kwargs)
             return _add_chain_axis(draws), _add_chain_axis(extra), end
@@ -283,16 +369,13 @@ def _chain_method(config: SamplerConfig) -> str:
     return config.chain_method
 
 
-def _run_chunks(
-    programs: _Programs, state, sizes: list[tuple[int, bool]], likelihood: Likelihood, on_chunk: Callable
-) -> object:
-    """Run chunks of (size, capped) transitions from `state` (capped: the warm-up's first
-    kernel, see warmup_phases), handing each (draws, extra, end state, compile s, run s) to
-    `on_chunk`; returns the last end state (on the host)."""
-    for size, capped in sizes:
+def _run_chunks(programs: _Programs, state, sizes: list[int], likelihood: Likelihood, on_chunk: Callable) -> object:
+    """Run chunks of `sizes` transitions from `state`, handing each (draws, extra, end state,
+    compile s, run s) to `on_chunk`; returns the last end state (on the host)."""
+    for size in sizes:
         start = time.perf_counter()
         compile0 = _compile_clock.seconds
-        draws, extra, end = programs.chunk(state, size, likelihood, capped)
+        draws, extra, end = programs.chunk(state, size, likelihood)
         _block(end)
         compile_s = _compile_clock.seconds - compile0
         state = jax.device_get(end)
@@ -336,22 +419,19 @@ def _warm_up(
     return Warmup(jax.device_get(state), programs.method, clocks["compile"], init_s + clocks["run"])
 
 
-def init_state(kernel, capped_kernel, config: SamplerConfig, key, params, inverse_mass, args, kwargs):  # noqa: ANN001, ANN201
+def init_state(kernel, config: SamplerConfig, key, params, inverse_mass, args, kwargs):  # noqa: ANN001, ANN201
     """One chain's first NUTS state, from `params` (None: NumPyro's random start) and with
     `inverse_mass` as the first inverse mass matrix (None: `config.first_mass`'s, the identity
     or `noise_scaled_mass`).
 
     NUTS takes its first inverse mass matrix from the kernel when it builds a state; it is set
     for this call only, so that it is an argument of the compiled program (one program for
-    every data set, or a lane's own under vmap), keyed by FlatNUTS's one site. Both kernels are
-    set up here (NumPyro keeps a kernel's settings from its init); their states are the same,
-    the capped one's is dropped."""
+    every data set, or a lane's own under vmap), keyed by FlatNUTS's one site."""
     if inverse_mass is not None:
         kernel._inverse_mass_matrix = {(FLAT,): inverse_mass}
     elif config.first_mass == "noise":
         kernel._inverse_mass_matrix = {(FLAT,): noise_scaled_mass(kernel.model, args, kwargs)[1]}
     try:
-        capped_kernel.init(key, config.warmup, params, args, kwargs)
         return kernel.init(key, config.warmup, params, args, kwargs)
     finally:
         kernel._inverse_mass_matrix = None
@@ -437,7 +517,7 @@ def sample_posterior(
 
         state = chunks[-1].state if chunks else warm.state
         with _progress(config, "sampling", sum(sizes), sum(sizes[: len(chunks)])) as advance:
-            _run_chunks(programs, state, [(n, False) for n in sizes[len(chunks) :]], likelihood, keep)
+            _run_chunks(programs, state, sizes[len(chunks) :], likelihood, keep)
 
     samples = {k: np.concatenate([c.samples[k] for c in chunks], axis=1) for k in chunks[0].samples}
     extra = {k: np.concatenate([c.extra[k] for c in chunks], axis=1) for k in chunks[0].extra}
