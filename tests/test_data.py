@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +36,7 @@ from lineup_numpyro.data.possessions import (
     iter_chunks,
     load_possessions,
     parse_seasons,
+    read_ahead,
 )
 from lineup_numpyro.data.suffstats import (
     FEW_POSSESSIONS,
@@ -1088,3 +1090,33 @@ def test_pyarrow_hands_over_to_pandas_at_a_bad_cell_far_into_the_file(tmp_path):
         possessions.ARROW_BLOCK_BYTES = old
     assert f"row 2000 (line 2001), column '{column}'" in str(err.value) and "'abc'" in str(err.value)
     assert sum(seen) == 1_500  # the chunks before the bad one, each once
+
+
+# --------------------------------------------------------------------------- reading ahead
+
+
+def test_read_ahead_keeps_order_errors_and_closes_its_source():
+    """Chunks read on their own thread come out in order; an error comes out after the chunks
+    before it; a caller that stops early stops and closes the source, and no thread is left."""
+    closed = []
+
+    def source(n: int, fail_at: int | None = None):
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise DataError(f"bad chunk {i}")
+                yield i
+        finally:
+            closed.append(n)
+
+    assert list(read_ahead(source(50))) == list(range(50))
+    got = []
+    with pytest.raises(DataError, match="bad chunk 7"):
+        for item in read_ahead(source(20, fail_at=7)):
+            got.append(item)
+    assert got == list(range(7))
+    for item in read_ahead(source(1000), depth=2):
+        if item == 3:
+            break
+    assert closed == [50, 20, 1000]  # every source closed, the abandoned one too
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]

@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from lineup_numpyro import names
-from lineup_numpyro.data.possessions import DataError, DataWarning, Possessions, Split, iter_chunks, iter_groups
+from lineup_numpyro.data.possessions import (
+    DataError,
+    DataWarning,
+    Possessions,
+    Split,
+    design_matrix,
+    iter_chunks,
+    iter_groups,
+)
 
 FEW_POSSESSIONS = 50  # below this a matchup's 17 coefficients lean mostly on the prior
 
@@ -44,14 +52,16 @@ class SuffStats:
     @classmethod
     def from_possessions(cls, data: Possessions) -> SuffStats:
         """Statistics of one in-memory batch, grouping rows by matchup."""
-        x = data.design()
-        order = np.argsort(data.matchup, kind="stable")
+        # rows grouped by matchup once (a radix sort: ids 0-35 fit a byte), each group a slice
+        # (np.take: 3x fancy indexing's speed); each group's design rows are built as it comes
+        order = np.argsort(data.matchup.astype(np.int8), kind="stable")
+        z_off, z_def, y = (np.take(a, order, axis=0) for a in (data.z_off, data.z_def, data.y))
         counts = np.bincount(data.matchup, minlength=names.N_MATCHUPS)
         bounds = np.concatenate([[0], np.cumsum(counts)])
         stats = cls.zeros()
         for m in np.flatnonzero(counts):
-            rows = order[bounds[m] : bounds[m + 1]]
-            xm, ym = x[rows], data.y[rows]
+            rows = slice(bounds[m], bounds[m + 1])
+            xm, ym = design_matrix(z_off[rows], z_def[rows]), y[rows]
             stats.n[m] = counts[m]
             stats.xtx[m] = xm.T @ xm
             stats.xty[m] = xm.T @ ym
