@@ -1430,7 +1430,11 @@ def run() -> None:
         code = 1
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`): as Python itself ends then
+            code = code or 120
     os._exit(code or 0)
 
 

@@ -94,40 +94,46 @@ def test_the_first_warm_up_iterations_have_shallower_trees():
     assert warmup_phases(replace(config, warmup=500, checkpoint_every=200)) == [200, 200, 100]
 
 
-def _numpyro_transition(model, args, key, warmup: int, depth):  # noqa: ANN001, ANN202
+def _numpyro_kernel(model, args, keys, warmup: int, depth, dense: bool):  # noqa: ANN001, ANN202
     """NumPyro's own NUTS init and transition on FlatNUTS's flat state (depth: an int, or
-    NumPyro's (warm-up, after) pair)."""
+    NumPyro's (warm-up, after) pair); `keys` one PRNG key, or one per chain (vectorised)."""
     kernel = FlatNUTS.__new__(FlatNUTS)
-    numpyro.infer.NUTS.__init__(kernel, model, target_accept_prob=0.9, max_tree_depth=depth)
-    state = numpyro.infer.NUTS.init(kernel, key, warmup, None, args, {})
+    numpyro.infer.NUTS.__init__(kernel, model, target_accept_prob=0.9, max_tree_depth=depth, dense_mass=dense)
+    state = numpyro.infer.NUTS.init(kernel, keys, warmup, None, args, {})
     return state, jax.jit(lambda s: numpyro.infer.NUTS.sample(kernel, s, args, {}))
 
 
-@pytest.mark.parametrize("name", ["matchup", "hierarchical"])
-@pytest.mark.parametrize("capped", [False, True])
-def test_flat_nuts_transition_is_numpyros_state_for_state(name, capped):
+@pytest.mark.parametrize(
+    "name,capped,chains,dense",
+    [("matchup", 10, 1, False), ("hierarchical", 0, 1, False), ("simplified", 10, 2, True)],
+    ids=["matchup-capped-10", "hierarchical", "simplified-vectorised-dense"],
+)
+def test_flat_nuts_transition_is_numpyros_state_for_state(name, capped, chains, dense):
     """FlatNUTS's transition (built from NumPyro's parts so that its depth limit can follow the
-    iteration) against NumPyro's own on the same flat state, through warm-up (with its
-    adaptation windows) and into the draws: every field of every state equal. Capped for the
-    whole warm-up, it is NumPyro's (warm-up depth, depth) pair; uncapped, its one depth."""
+    iteration) against NumPyro's own on the same flat state, through warm-up (its adaptation
+    windows) and into the draws: every field of every state equal. Capped for its first 10
+    iterations, it is NumPyro's kernel with a (3, 6) depth pair for those and NumPyro's with
+    depth 6 after; also with chains vectorised and a dense mass matrix."""
     data, _ = simulate_season(2_000, model=name, seed=1)
     stats = SuffStats.from_possessions(data)
-    cells = Cells.from_stats(stats)
+    cells = None if name == "simplified" else Cells.from_stats(stats)
     model = get_model(name, cells, Whitening.from_stats(stats) if name == "hierarchical" else None)
-    args, key, warmup = (SuffStatsLikelihood.from_stats(stats),), jax.random.PRNGKey(7), 30
+    args, warmup = (SuffStatsLikelihood.from_stats(stats),), 30
+    keys = jax.random.PRNGKey(7) if chains == 1 else jax.random.split(jax.random.PRNGKey(7), chains)
     ours = FlatNUTS(
-        model, target_accept_prob=0.9, max_tree_depth=6, capped_iterations=warmup if capped else 0, capped_depth=3
+        model, target_accept_prob=0.9, max_tree_depth=6, dense_mass=dense, capped_iterations=capped, capped_depth=3
     )
-    state = ours.init(key, warmup, None, args, {})
+    state = ours.init(keys, warmup, None, args, {})
     step = jax.jit(lambda s: ours.sample(s, args, {}))
-    theirs, their_step = _numpyro_transition(model, args, key, warmup, (3, 6) if capped else 6)
+    theirs, their_capped = _numpyro_kernel(model, args, keys, warmup, (3, 6), dense)
+    _, their_uncapped = _numpyro_kernel(model, args, keys, warmup, 6, dense)
     depths = []
-    for _ in range(warmup + 10):
+    for i in range(warmup + 10):
         for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(theirs), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-        state, theirs = step(state), their_step(theirs)
-        depths.append(int(np.log2(int(state.num_steps) + 1)))
-    assert max(depths[:warmup]) <= (3 if capped else 6) and max(depths) > 3  # the cap did its part
+        state, theirs = step(state), (their_capped if i < capped else their_uncapped)(theirs)
+        depths.append(int(np.max(np.log2(np.asarray(state.num_steps) + 1))))
+    assert max(depths[:capped], default=0) <= 3 and max(depths) > 3  # the cap did its part, and ended
 
 
 @pytest.mark.parametrize("name", [*names.MODELS, "hierarchical-noncentred"])

@@ -566,7 +566,11 @@ def _raw_chunks(
         src = _Source(path, False, tuple(columns))
         # text columns as categories: 36 matchup labels per chunk, not 200,000 strings
         schema = pfile.schema_arrow
-        text = [c for c in text_columns if c in columns and pa.types.is_string(schema.field(c).type)]
+        text = [
+            c
+            for c in text_columns
+            if c in columns and (pa.types.is_string(t := schema.field(c).type) or pa.types.is_large_string(t))
+        ]
         if text:
             pfile = pq.ParquetFile(path, read_dictionary=text)
         for batch in pfile.iter_batches(batch_size=chunksize):
@@ -670,9 +674,9 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     def produce() -> None:
         try:
             for item in items:
+                pipe.put((True, item))
                 if stop.is_set():
                     return
-                pipe.put((True, item))
             pipe.put((False, done))
         except BaseException as exc:  # handed to the caller, raised there
             pipe.put((False, exc))
@@ -696,10 +700,10 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         stop.set()
         while worker.is_alive():  # let a producer blocked on a full pipe see `stop`
             try:
-                pipe.get(timeout=0.05)
+                while True:
+                    pipe.get_nowait()
             except queue.Empty:
-                pass
-        worker.join()
+                worker.join(0.01)
 
 
 def iter_chunks(
