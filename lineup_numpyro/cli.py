@@ -30,9 +30,7 @@ from lineup_numpyro.config import (
     DataConfig,
     Priors,
     RunConfig,
-    SamplerConfig,
-    default_target_accept,
-    default_warmup_max_tree_depth,
+    model_sampler,
     parse_where,
 )
 from lineup_numpyro.errors import LineupError
@@ -111,6 +109,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _known_errors() -> tuple[type[BaseException], ...]:
     """What the user can fix (exit 2, one line); anything else is a bug and keeps its traceback."""
     return (LineupError,)
+
+
+def _given(**options: object) -> dict[str, object]:
+    """The options typed on the command line (not None); the others keep the model's defaults."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _version(value: bool) -> None:
@@ -314,16 +317,14 @@ def train(
                 split_seed=split_seed,
                 where=parse_where(where),
             ),
-            sampler=SamplerConfig(
+            sampler=model_sampler(
+                model.value,
+                **_given(target_accept=target_accept, warmup_max_tree_depth=warmup_max_tree_depth),
                 chains=chains,
                 warmup=warmup,
                 draws=draws,
                 seed=seed,
-                target_accept=default_target_accept(model.value) if target_accept is None else target_accept,
                 max_tree_depth=max_tree_depth,
-                warmup_max_tree_depth=default_warmup_max_tree_depth(model.value)
-                if warmup_max_tree_depth is None
-                else warmup_max_tree_depth,
                 dense_mass=dense_mass,
                 chain_method=chain_method.value,
                 platform=platform.value,
@@ -495,7 +496,7 @@ def parity(
             model.value,
             rows,
             stan_form.value,
-            SamplerConfig(chains=chains, warmup=warmup, draws=draws, seed=seed),
+            model_sampler(model.value, chains=chains, warmup=warmup, draws=draws, seed=seed),
             points,
             posterior,
             Priors.parse(priors),
@@ -648,13 +649,13 @@ def sbc(
         config = SBCConfig(
             model=model.value,
             fits=fits,
-            sampler=SamplerConfig(
+            sampler=model_sampler(
+                model.value,
+                **_given(target_accept=target_accept),
                 chains=chains,
                 warmup=warmup,
                 draws=draws,
                 seed=seed,
-                target_accept=default_target_accept(model.value) if target_accept is None else target_accept,
-                warmup_max_tree_depth=default_warmup_max_tree_depth(model.value),
                 platform=platform.value,
                 init=init.value,
                 first_mass=first_mass.value,

@@ -63,6 +63,16 @@ def default_warmup_max_tree_depth(model: str) -> int:
     return WARMUP_MAX_TREE_DEPTH[model]
 
 
+def model_sampler(model: str, **settings: object) -> SamplerConfig:
+    """NUTS settings with `model`'s defaults (its target acceptance and warm-up depth cap, as the
+    command line has them) wherever `settings` do not say otherwise."""
+    defaults = {
+        "target_accept": default_target_accept(model),
+        "warmup_max_tree_depth": default_warmup_max_tree_depth(model),
+    }
+    return SamplerConfig(**{**defaults, **settings})
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     """NUTS settings. Defaults follow Stan's, except target_accept (0.9, see README; the command
@@ -271,7 +281,9 @@ class RunConfig:
     model: ModelName = "matchup"
     likelihood: Likelihood = "suffstats"
     data: DataConfig = field(default_factory=DataConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    # None: the model's own defaults (model_sampler), as `train` on the command line has them;
+    # a SamplerConfig given is taken as it is
+    sampler: SamplerConfig = None  # type: ignore[assignment]  (set in __post_init__)
     method: Method = "nuts"  # or an approximation, with the settings in `approx`
     approx: ApproxConfig = field(default_factory=ApproxConfig)
     # hierarchical model only: NUTS's coordinates; both give the same posterior
@@ -281,6 +293,8 @@ class RunConfig:
     priors: Priors = field(default_factory=Priors)
 
     def __post_init__(self) -> None:
+        if self.sampler is None:
+            object.__setattr__(self, "sampler", model_sampler(self.model))
         if self.sampler.init == "plugin" and self.model != "matchup":
             raise ConfigError(
                 f"--init plugin starts from each matchup's own fit: the matchup model's start; the {self.model} "

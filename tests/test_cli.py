@@ -175,3 +175,24 @@ def test_init_plugin_trains_the_matchup_model_and_only_it(season, tmp_path):
         app, ["train", "--data", str(season), "--by", "season", "--init", "laplace", "--out", str(tmp_path / "by")]
     )
     assert result.exit_code == 2 and "not --init laplace" in result.output
+
+
+def test_the_python_api_gives_each_model_the_command_lines_sampler_defaults():
+    """RunConfig(model=...) without a sampler has the model's defaults, as `train --model` does
+    (the hierarchical model: target acceptance 0.97, no warm-up depth cap); a sampler given is
+    taken as it is, and a saved run reads back the same."""
+    from lineup_numpyro import names
+    from lineup_numpyro.config import RunConfig, SamplerConfig, model_sampler
+
+    hierarchical = RunConfig(model="hierarchical").sampler
+    assert (hierarchical.target_accept, hierarchical.warmup_max_tree_depth) == (0.97, 10)
+    assert RunConfig(model="matchup").sampler == RunConfig().sampler == SamplerConfig()
+    for model in names.MODELS:
+        config = RunConfig(model=model)
+        assert config.sampler == model_sampler(model)
+        assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    given = SamplerConfig(target_accept=0.8)
+    assert RunConfig(model="hierarchical", sampler=given).sampler is given
+    assert model_sampler("hierarchical", target_accept=0.99, chains=2) == SamplerConfig(
+        target_accept=0.99, warmup_max_tree_depth=10, chains=2
+    )
