@@ -219,7 +219,7 @@ def _nutpie_worker(spec: dict) -> dict:
     try:
         import nutpie
     except ImportError as exc:
-        raise ConfigError("the nutpie method needs the [nutpie] extra: pip install '.[nutpie]'") from exc
+        raise ConfigError("the nutpie method needs the [nutpie] extra: pip install -e '.[nutpie]'") from exc
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from pymc_models import pymc_model
 

@@ -12,7 +12,7 @@ their prior and are drawn by `models.complete`, so the figures are read by the s
 The hierarchical model is the plain non-centred form of MODELS.md (the package's whitened
 coordinates are its own invention; a PyMC user would not have them).
 
-Needs the optional extra: pip install '.[nutpie]' (pymc, nutpie, numba).
+Needs the optional extra: pip install -e '.[nutpie]' (pymc, nutpie, numba; -e keeps the checkout's code live).
 """
 
 from __future__ import annotations
