@@ -378,6 +378,14 @@ def _numeric(src: _Source, frame: pd.DataFrame, col: str, row0: int, limit: floa
     return values
 
 
+def _numeric_columns(src: _Source, frame: pd.DataFrame, cols: Sequence[str], row0: int) -> np.ndarray:
+    """Columns `cols` as one (rows, len(cols)) float64 array, each checked by _numeric in turn."""
+    out = np.empty((len(frame), len(cols)))
+    for j, col in enumerate(cols):
+        out[:, j] = _numeric(src, frame, col, row0)
+    return out
+
+
 def _matchups(src: _Source, frame: pd.DataFrame, row0: int) -> np.ndarray:
     """Matchup ids 0-35 from either "o_vs_d" labels or integers."""
     raw = frame[names.MATCHUP]
@@ -471,10 +479,7 @@ def column_text(frame: pd.DataFrame, column: str) -> np.ndarray:
 def _validate_frame(src: _Source, frame: pd.DataFrame, row0: int, unusual: _Unusual) -> Possessions:
     # no outcome column (possessions to predict, iter_chunks(outcome=False)): y is NaN
     y = _numeric(src, frame, names.OUTCOME, row0) if names.OUTCOME in frame else np.full(len(frame), np.nan)
-    z_off, z_def = (np.empty((len(frame), len(cols))) for cols in (names.Z_OFF, names.Z_DEF))
-    for z, cols in ((z_off, names.Z_OFF), (z_def, names.Z_DEF)):
-        for j, col in enumerate(cols):
-            z[:, j] = _numeric(src, frame, col, row0)
+    z_off, z_def = (_numeric_columns(src, frame, cols, row0) for cols in (names.Z_OFF, names.Z_DEF))
     unusual.add(row0, y, z_off, z_def)
     matchup = _matchups(src, frame, row0)
     season = None
