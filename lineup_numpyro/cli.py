@@ -64,6 +64,7 @@ ChainMethod = _choices("ChainMethod", literals.ChainMethod)
 Method = _choices("Method", literals.Method)
 Init = _choices("Init", literals.Init)
 FirstMass = _choices("FirstMass", literals.FirstMass)
+Kernel = _choices("Kernel", literals.Kernel)
 Guide = _choices("Guide", literals.Guide)
 PlatformKind = _choices("PlatformKind", literals.Platform)
 
@@ -599,13 +600,13 @@ def sbc(
     thin_to: Annotated[int, typer.Option(min=9, help="Ranks are taken among this many thinned draws.")] = 99,
     level: Annotated[float, typer.Option(min=0.0, max=0.5, help="Family-wise level of the calibration check.")] = 0.05,
     batch: Annotated[
-        int,
+        Optional[int],
         typer.Option(
             min=1,
-            help="Fits per compiled call (vectorised lanes). 1 is fastest as measured, on a CPU and on a GPU: "
-            "every lane steps until the longest trajectory ends.",
+            help="Fits per compiled call (vectorised lanes). Default: 1 with nuts (every lane steps until the "
+            "longest tree ends), 2 per device with chees (fits wait only for longer trajectories).",
         ),
-    ] = 1,
+    ] = None,
     priors: PriorOption = None,
     ray: Annotated[
         Optional[str],
@@ -631,6 +632,14 @@ def sbc(
     first_mass: Annotated[
         FirstMass, typer.Option(help="NUTS's first inverse mass matrix: identity, or noise (as train's).")
     ] = FirstMass.identity,
+    kernel: Annotated[
+        Kernel,
+        typer.Option(
+            help="nuts; or chees: jittered HMC whose chains of a fit take the same number of steps, so that "
+            "--batch many fits run as one program without waiting for each chain's longest tree "
+            "(target acceptance 0.8 unless given)."
+        ),
+    ] = Kernel.nuts,
 ) -> None:
     """Simulation-based calibration: fit seasons simulated from the prior, rank the truth among the
     draws, and test the ranks' uniformity (exit 1 when calibration fails)."""
@@ -641,7 +650,7 @@ def sbc(
         configure_jax(platform.value, chains)
     except _known_errors() as exc:
         _fail(str(exc))
-    from lineup_numpyro.analysis.sbc import SBCConfig, design_stats, run_sbc, write_sbc
+    from lineup_numpyro.analysis.sbc import SBCConfig, default_batch, design_stats, run_sbc, write_sbc
 
     try:
         simulate = Priors.parse(priors)
@@ -659,11 +668,12 @@ def sbc(
                 platform=platform.value,
                 init=init.value,
                 first_mass=first_mass.value,
+                kernel=kernel.value,
             ),
             thin_to=thin_to,
             level=level,
             seed=seed,
-            batch=batch,
+            batch=batch or default_batch(kernel.value),
             priors=simulate,
             fit_priors=fitted,
         )

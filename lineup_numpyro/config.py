@@ -21,6 +21,7 @@ Method = Literal["nuts", "map", "laplace", "advi"]
 Init = Literal["default", "map", "laplace", "plugin"]
 FirstMass = Literal["identity", "noise"]  # NUTS's first inverse mass matrix (SamplerConfig.first_mass)
 Guide = Literal["meanfield", "lowrank"]  # advi's Gaussian family
+Kernel = Literal["nuts", "chees"]  # the MCMC kernel (SamplerConfig.kernel)
 
 # NUTS target acceptance per model. The hierarchical model needs a little more than the others:
 # in matchups of 1-24 possessions some exp-link cells have a wall above (their data bound beta
@@ -30,6 +31,9 @@ Guide = Literal["meanfield", "lowrank"]  # advi's Gaussian family
 # ESS (min ESS_bulk 947-1,101 of 4,000 on the three-season file, 1,162-1,669 at 0.97):
 # docs/hierarchical.md.
 TARGET_ACCEPT = {"simplified": 0.9, "matchup": 0.9, "hierarchical": 0.97}
+# The chees kernel's target for its chains' mean Metropolis acceptance probability (an HMC
+# transition's, not NUTS's tree average; Stan's default for static HMC too).
+CHEES_TARGET_ACCEPT = 0.8
 
 # posterior.nc's log_likelihood (float64) and posterior_predictive (float32) groups, one value
 # per possession and draw each (run/pointwise.py), are written by default while they take at
@@ -65,9 +69,10 @@ def default_warmup_max_tree_depth(model: str) -> int:
 
 def model_sampler(model: str, **settings: object) -> SamplerConfig:
     """NUTS settings with `model`'s defaults (its target acceptance and warm-up depth cap, as the
-    command line has them) wherever `settings` do not say otherwise."""
+    command line has them; the chees kernel's target acceptance for kernel="chees") wherever
+    `settings` do not say otherwise."""
     defaults = {
-        "target_accept": default_target_accept(model),
+        "target_accept": CHEES_TARGET_ACCEPT if settings.get("kernel") == "chees" else default_target_accept(model),
         "warmup_max_tree_depth": default_warmup_max_tree_depth(model),
     }
     return SamplerConfig(**{**defaults, **settings})
@@ -109,6 +114,11 @@ class SamplerConfig:
     # where the identity gave none; it gains nothing on the other two models
     # (benchmarks/experiments/noise_scaled_mass/README.md): an option, not the default.
     first_mass: FirstMass = "identity"
+    # nuts; or chees (inference/chees.py: jittered HMC whose chains of a fit all take the same
+    # number of leapfrog steps, its trajectory length adapted by ChEES), for many fits at once
+    # (sbc): fits of a batch then wait only for longer trajectories, not for every chain's
+    # longest tree. target_accept is then the mean Metropolis acceptance probability's target.
+    kernel: Kernel = "nuts"
 
     def __post_init__(self) -> None:
         for name in ("chains", "draws", "max_tree_depth", "warmup_max_tree_depth", "checkpoint_every"):

@@ -31,7 +31,7 @@ from lineup_numpyro.config import Priors, SamplerConfig
 from lineup_numpyro.data.suffstats import SuffStats, from_file
 from lineup_numpyro.errors import ConfigError, RunDirError
 from lineup_numpyro.files import atomic_path, write_json
-from lineup_numpyro.inference.batched import BATCHED_INITS, BatchSampler
+from lineup_numpyro.inference.batched import BATCHED_INITS, batch_sampler
 from lineup_numpyro.inference.runtime import configure_jax
 from lineup_numpyro.models.cells import Cells
 from lineup_numpyro.models.model import SuffStatsLikelihood, complete, get_model, start_for
@@ -53,9 +53,8 @@ class SBCConfig:
     thin_to: int = 99  # ranks take values 0..thin_to
     level: float = 0.05  # family-wise
     seed: int = 0
-    # fits per compiled call: one (vectorised lanes wait for the slowest trajectory, and a prior
-    # draw with a sharp posterior runs depth-10 trees: benchmarks/sbc_throughput.py; on a GPU
-    # too, docs/performance.md)
+    # fits per compiled call (default_batch: one for NUTS, whose vectorised lanes wait for the
+    # slowest tree, and a prior draw with a sharp posterior runs depth-10 trees; several for chees)
     batch: int = 1
     priors: Priors = field(default_factory=Priors)
     fit_priors: Priors | None = None
@@ -67,6 +66,13 @@ class SBCConfig:
                 f"sbc --init {init}: SBC fits start at NumPyro's random start (default), or, for the matchup "
                 "model, at each matchup's own fit (plugin)"
             )
+
+
+def default_batch(kernel: str) -> int:
+    """Fits per compiled call: one with NUTS (vectorised lanes wait for the longest tree), two
+    per device with chees (its fits wait only for longer trajectories; on 2 cores 4 fits a call
+    gave the most fits per minute of 2-128: benchmarks/sbc_throughput.py)."""
+    return 2 * jax.local_device_count() if kernel == "chees" else 1
 
 
 def draw_prior(model: str, priors: Priors, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -261,7 +267,7 @@ def sbc_batch(config: SBCConfig, design: SuffStats, first: int, size: int) -> tu
     key = (config.model, cells.touched.tobytes(), config.sampler, fit_priors)
     if _SAMPLERS.get("key") != key:  # one compiled program per process and setting
         model = get_model(config.model, None if pooled else cells, priors=fit_priors)
-        _SAMPLERS.update(key=key, sampler=BatchSampler(model, config.sampler))
+        _SAMPLERS.update(key=key, sampler=batch_sampler(model, config.sampler))
     sampler = _SAMPLERS["sampler"]
     truths, stats = [], []
     for index in range(first, first + size):

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.inference.sampling import EXTRA_FIELDS, _sampler_stats, init_state, nuts_kernel
+from lineup_numpyro.inference.chees import ChEES
+from lineup_numpyro.inference.sampling import EXTRA_FIELDS, FLAT, _sampler_stats, init_state, nuts_kernel
 from lineup_numpyro.models.model import Likelihood, Start, data_arguments
 
 # The starts the lanes take: NumPyro's random one, or one from the data given with each fit
@@ -64,7 +66,8 @@ class BatchSampler:
         self.kernel = nuts_kernel(self.fn, config)
         self.config = config
         self.devices = jax.local_device_count()
-        self.lanes_per_device = lanes_per_device
+        self.lanes_per_device = lanes_per_device  # program lanes (units) per device
+        self.unit = 1  # chains per program lane
         self._programs: dict[int, Callable] = {}
 
     def _lane(self, key, likelihood, kwargs, params, inverse_mass):  # noqa: ANN001, ANN202 (traced pytrees)
@@ -117,32 +120,92 @@ class BatchSampler:
             if starts is not None
             else None
         )
-        per_device = self.lanes_per_device or -(-fits * chains // self.devices)
+        # a program lane is `self.unit` chains: one chain (NUTS), or a fit's chains (ChEES)
+        unit = self.unit
+        lanes = np.arange(fits * chains).reshape(-1, unit)
+        per_device = self.lanes_per_device or -(-lanes.shape[0] // self.devices)
         batch_lanes = per_device * self.devices
         lane_fit = np.repeat(np.arange(fits), chains)
         lane_key = np.concatenate([np.asarray(jax.random.split(jax.random.PRNGKey(s), chains)) for s in seeds])
         lead = (self.devices, per_device) if self.devices > 1 else (per_device,)
+        shape = lead if unit == 1 else (*lead, unit)
 
-        def to_lanes(tree):  # noqa: ANN001, ANN202 -- (batch_lanes, ...) to lead + (...)
-            return jax.tree.map(lambda x: x.reshape(*lead, *x.shape[1:]), tree)
+        def to_lanes(tree):  # noqa: ANN001, ANN202 -- (batch_lanes * unit, ...) to shape + (...)
+            return jax.tree.map(lambda x: x.reshape(*shape, *x.shape[1:]), tree)
 
-        def from_lanes(tree, keep: int):  # noqa: ANN001, ANN202
-            return jax.tree.map(lambda x: np.asarray(x).reshape(batch_lanes, *x.shape[len(lead) :])[:keep], tree)
+        def from_lanes(tree, keep: int):  # noqa: ANN001, ANN202 -- to (chains kept, ...)
+            return jax.tree.map(
+                lambda x: np.asarray(x).reshape(batch_lanes * unit, *x.shape[len(shape) :])[: keep * unit], tree
+            )
 
         pieces = []
-        for first in range(0, lane_fit.size, batch_lanes):
+        for first in range(0, lanes.shape[0], batch_lanes):
             idx = np.arange(first, first + batch_lanes)
-            idx = np.where(idx < lane_fit.size, idx, first)  # pad with the batch's first lane
+            idx = lanes[np.where(idx < lanes.shape[0], idx, first)].reshape(-1)  # padded with the batch's first
             which = lane_fit[idx]
             begin = (None, None) if lane_start is None else _stack([lane_start[i] for i in idx])
             args = to_lanes(
                 (lane_key[idx], _stack([likelihoods[f] for f in which]), _stack([data[f] for f in which]), *begin)
             )
             out = jax.device_get(self._program(per_device)(*args))
-            pieces.append(from_lanes(out, int(min(batch_lanes, lane_fit.size - first))))
+            pieces.append(from_lanes(out, int(min(batch_lanes, lanes.shape[0] - first))))
         draws, extra = jax.tree.map(lambda *xs: np.concatenate(xs), *pieces)
         by_fit = jax.tree.map(lambda x: x.reshape(fits, chains, *x.shape[1:]), (draws, extra))
         return BatchResult(by_fit[0], _sampler_stats(by_fit[1]), time.perf_counter() - start)
+
+
+class ChEESBatchSampler(BatchSampler):
+    """Jittered HMC with ChEES-adapted trajectories (chees.py) over many data sets of one model:
+    a program lane is one fit, its chains moving together, so that lanes wait only for fits
+    with longer trajectories (T / eps), never for a chain's unlucky tree. Same interface and
+    outputs as BatchSampler; a fit's draws do not depend on the batch it runs in."""
+
+    def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, lanes_per_device: int | None = None):
+        super().__init__(model, config, lanes_per_device)
+        self.unit = config.chains
+        self.sampler = ChEES(config)
+
+    def _lane(self, key, likelihood, kwargs, params, inverse_mass):  # noqa: ANN001, ANN202 (traced pytrees)
+        """One fit: its chains' starts (NumPyro's, as NUTS would start them: each leaf has a
+        leading chain axis), then warm-up and draws with one step size, trajectory length and
+        mass matrix; draws and statistics shaped (chains, draws, ...)."""
+        first = lambda tree: jax.tree.map(lambda x: x[0], tree)  # noqa: E731 -- every chain has the fit's data
+        args, kwargs = (first(likelihood),), first(kwargs)
+        starts = jax.vmap(lambda k, p, m: init_state(self.kernel, self.config, k, p, m, args, kwargs))(
+            key, params, inverse_mass
+        )
+        potential = self.kernel._potential_fn_gen(*args, **kwargs)
+        postprocess = self.kernel.postprocess_fn(args, kwargs)
+        value_and_grad = jax.vmap(jax.value_and_grad(lambda z: potential({FLAT: z})))
+        step_size = jnp.exp(jnp.mean(jnp.log(starts.adapt_state.step_size)))
+        (first_mass,) = starts.adapt_state.inverse_mass_matrix.values()
+        state = self.sampler.init(
+            jax.random.fold_in(key[0], 1),
+            starts.z[FLAT],
+            starts.potential_energy,
+            starts.z_grad[FLAT],
+            first_mass[0],
+            step_size,
+        )
+
+        def warm(state, _):
+            return self.sampler.step(state, value_and_grad)[0], None
+
+        def draw(state, _):
+            state, stats = self.sampler.step(state, value_and_grad)
+            return state, (jax.vmap(lambda z: postprocess({FLAT: z}))(state.z), stats)
+
+        state, _ = lax.scan(warm, state, None, length=self.config.warmup)
+        _, out = lax.scan(draw, state, None, length=self.config.draws)
+        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out)
+
+
+def batch_sampler(
+    model: Callable[[Likelihood], None], config: SamplerConfig, lanes_per_device: int | None = None
+) -> BatchSampler:
+    """The batched engine of `config.kernel`: NUTS lanes of one chain, or ChEES lanes of one fit."""
+    engine = ChEESBatchSampler if config.kernel == "chees" else BatchSampler
+    return engine(model, config, lanes_per_device)
 
 
 def sample_many(
@@ -153,7 +216,7 @@ def sample_many(
     data: Sequence[dict] | None = None,
     lanes_per_device: int | None = None,
 ) -> BatchResult:
-    """NUTS fits of `model` to each of `likelihoods` in one compiled program; seeds default
+    """Fits of `model` to each of `likelihoods` in one compiled program; seeds default
     to config.seed + i for the i-th fit."""
     seeds = list(seeds) if seeds is not None else [config.seed + i for i in range(len(likelihoods))]
-    return BatchSampler(model, config, lanes_per_device).run(likelihoods, seeds, data)
+    return batch_sampler(model, config, lanes_per_device).run(likelihoods, seeds, data)

@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.errors import CheckpointError
+from lineup_numpyro.errors import CheckpointError, ConfigError
 from lineup_numpyro.files import atomic_path
 from lineup_numpyro.inference.approx import flatten_model, laplace_inverse_mass, map_inits
 from lineup_numpyro.models.model import Likelihood, Start, data_arguments
@@ -481,6 +481,8 @@ def sample_posterior(
     that holds some of them continues from the last: the result is the same, draw for draw,
     as a run that was never stopped.
     """
+    if config.kernel != "nuts":
+        raise ConfigError(f"kernel {config.kernel!r} runs many fits at once (sbc, batched.batch_sampler), not one")
     ckpt = Checkpoint(Path(checkpoint_dir), config) if checkpoint_dir is not None else None
     setup_s = 0.0
     if ckpt and ckpt.has_warmup():  # resumed after warm-up: set the programs up as the warm-up left them

@@ -31,7 +31,7 @@ from lineup_numpyro.config import DataConfig, RunConfig, check_group_column
 from lineup_numpyro.data.suffstats import by_column, require_fittable, warn_degenerate
 from lineup_numpyro.errors import ConfigError
 from lineup_numpyro.files import atomic_path, write_json
-from lineup_numpyro.inference.batched import BATCHED_INITS, BatchSampler
+from lineup_numpyro.inference.batched import BATCHED_INITS, batch_sampler
 from lineup_numpyro.inference.runtime import configure_jax
 from lineup_numpyro.inference.sampling import SamplingResult, Timing
 from lineup_numpyro.models.cells import Cells
@@ -94,7 +94,7 @@ def train_by(config: RunConfig, out: str | Path, by: str = "season", overwrite: 
     model = get_model(config.model, cells, whitenings[0], config.priors)
     sampler = config.sampler
     starts = [start_for(sampler.init, s, cells, config.priors, sampler.chains, sampler.seed) for s in groups.values()]
-    fit = BatchSampler(model, sampler).run(
+    fit = batch_sampler(model, sampler).run(
         [make_likelihood("suffstats", stats=s) for s in groups.values()], [sampler.seed] * len(groups), keywords, starts
     )
     per_fit = fit.seconds / len(groups)
