@@ -637,7 +637,7 @@ def sbc(
         typer.Option(
             help="nuts; or chees: jittered HMC whose chains of a fit take the same number of steps, so that "
             "--batch many fits run as one program without waiting for each chain's longest tree "
-            "(target acceptance 0.8 unless given)."
+            "(target acceptance 0.8 unless given). SBC has passed chees on the matchup model only (README)."
         ),
     ] = Kernel.nuts,
 ) -> None:
