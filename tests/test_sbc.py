@@ -139,9 +139,26 @@ def test_a_stopped_sbc_goes_on_from_its_saved_fits(season, tmp_path):
         np.testing.assert_array_equal(resumed.ranks[name], unbroken.ranks[name], err_msg=name)
     np.testing.assert_array_equal(resumed.divergences, unbroken.divergences)
     assert run_sbc(config, design, out=tmp_path / "a").fits_run == 0  # all saved: nothing to fit
-    for other in (dataclasses.replace(config, seed=8), dataclasses.replace(config, batch=3)):
+    chees = dataclasses.replace(config, sampler=dataclasses.replace(config.sampler, kernel="chees"))
+    for other in (dataclasses.replace(config, seed=8), dataclasses.replace(config, batch=3), chees):
         with pytest.raises(RunDirError, match="another SBC run"):
             run_sbc(other, design, out=tmp_path / "a")
+
+
+def test_a_progress_file_from_before_a_new_setting_resumes_at_its_default(season, tmp_path):
+    """A run saved before SamplerConfig.kernel existed (its header lacks it) was a NUTS run: the
+    same command goes on from it; with the new setting at another value it is refused."""
+    _, design = season
+    config = SBCConfig(model="simplified", fits=4, sampler=SamplerConfig(warmup=100, draws=100), batch=2, seed=7)
+    out = tmp_path / "old"
+    out.mkdir()
+    header = json.loads(json.dumps(SBCProgress(out, config, design).header))
+    del header["sbc"]["sampler"]["kernel"]
+    (out / SBCProgress.NAME).write_text(json.dumps(header) + "\n")
+    assert run_sbc(config, design, out=out).fits_run == 4
+    chees = dataclasses.replace(config, sampler=dataclasses.replace(config.sampler, kernel="chees"))
+    with pytest.raises(RunDirError, match="another SBC run"):
+        run_sbc(chees, design, out=out)
 
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # Ray starts its processes from this one

@@ -341,7 +341,7 @@ class SBCProgress:
             header = json.loads(lines[0]) if lines else None
         except json.JSONDecodeError:
             header = None
-        if header != json.loads(json.dumps(self.header)):
+        if _with_defaults(header) != json.loads(json.dumps(self.header)):
             raise RunDirError(
                 f"{self.path}: holds another SBC run (other settings or design); give another --out, "
                 "or delete it to start over"
@@ -362,6 +362,18 @@ class SBCProgress:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _with_defaults(header: dict | None) -> dict | None:
+    """A saved header with the settings added to SBCConfig or SamplerConfig since it was written
+    (e.g. the sampler's kernel) at their defaults: the run it describes used them."""
+    if not isinstance(header, dict) or not isinstance(header.get("sbc"), dict):
+        return header
+    defaults = json.loads(json.dumps(asdict(SBCConfig())))
+    sbc = {**defaults, **header["sbc"]}
+    if isinstance(sbc.get("sampler"), dict):
+        sbc["sampler"] = {**defaults["sampler"], **sbc["sampler"]}
+    return {**header, "sbc": sbc}
 
 
 def run_sbc(
