@@ -3,10 +3,10 @@ take the same number of leapfrog steps (issue 19).
 
 Vectorised NUTS steps every lane until the batch's longest tree ends, so a batch of fits
 costs its worst fit's trajectories many times over (benchmarks/sbc_throughput.py). Here an
-iteration of a fit moves its C chains together: the number of steps is ceil(u_t T / eps),
-with one step size eps, one trajectory length T and one diagonal mass matrix per fit, and
-u_t the van der Corput (Halton, base 2) sequence in (0, 1], the same for every fit. Fits of
-a batch then differ in steps only through T / eps.
+iteration of a fit moves its C chains together: the number of steps is ceil(u_t L), with one
+step size eps, one trajectory length L (in steps: T / eps) and one diagonal mass matrix per
+fit, and u_t the van der Corput (Halton, base 2) sequence in (0, 1), the same for every fit.
+Fits of a batch then differ in steps only through L.
 
 Warm-up (Hoffman, Radul & Sountsov 2021, "An adaptive MCMC scheme for setting trajectory
 lengths in HMC"; TFP's and BlackJAX's implementations were read for the constants):
@@ -14,9 +14,13 @@ lengths in HMC"; TFP's and BlackJAX's implementations were read for the constant
   target, restarted from 10 eps at each mass-matrix update, as Stan does;
 - the inverse mass matrix: the variance of every chain's draws in Stan's windows
   (NumPyro's `build_adaptation_schedule`), regularised as Stan does;
-- T: gradient ascent (Adam without momentum) on log T of the ChEES criterion, the change in
-  the chains' squared distance from their centre over a trajectory, in whitened coordinates.
-After warm-up eps, T and the mass matrix are fixed: each iteration is then an HMC transition
+- L: gradient ascent (Adam without momentum) on log L of the ChEES criterion, the change in
+  the chains' squared distance from their centre (a running mean of their positions) over a
+  trajectory, in whitened coordinates; L starts at FIRST_STEPS steps and is held there in the
+  first fast window, while the chains still run in from their starts. Counting L in steps,
+  not length, keeps early trajectories short while eps falls by orders of magnitude: as a
+  length, T stayed long and flung chains to log beta ~ -400 in the first iterations.
+After warm-up eps, L and the mass matrix are fixed (their averages over the end of warm-up): each iteration is then an HMC transition
 whose length does not depend on the state, so every chain targets the posterior; SBC
 (analysis/sbc.py) checks the whole scheme's calibration.
 """
