@@ -130,6 +130,8 @@ class SamplerConfig:
             raise ConfigError(f"capped_share must lie in [0, 1], got {self.capped_share}")
         if not 0.0 < self.target_accept < 1.0:
             raise ConfigError(f"target_accept must lie in (0, 1), got {self.target_accept}")
+        if self.kernel == "chees" and self.dense_mass:
+            raise ConfigError("the chees kernel adapts a diagonal mass matrix; drop dense_mass")
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,13 @@ def test_chees_draws_agree_with_nuts_within_monte_carlo_error(seasons):
     nuts = sample_many(model, liks, replace(CHEES, kernel="nuts", target_accept=0.9), seeds=[11, 12, 13])
     assert not chees.stats["diverging"].any()
     steps = chees.stats["n_steps"]
-    assert (steps == steps[:, :1]).all() and steps.max() > 1
+    assert (steps == steps[:, :1]).all()  # a fit's chains move together
+    # nothing adapts after warm-up: one step size, and steps ceil(u_t L) for one L (monotone in u_t)
+    assert (chees.stats["step_size"] == chees.stats["step_size"][:, :, :1]).all()
+    u = np.asarray([float(van_der_corput(CHEES.warmup + d + 1)) for d in range(CHEES.draws)])
+    for f in range(3):
+        assert (np.diff(steps[f, 0, np.argsort(u)]) >= 0).all()
+        assert steps[f, 0].max() > steps[f, 0].min()
     for f in range(3):
         a, b = (_flat({k: v[f] for k, v in fit.samples.items()}) for fit in (chees, nuts))
         assert rhat(a).max() <= 1.02
@@ -83,6 +89,19 @@ def _flat(samples: dict) -> np.ndarray:
         np.asarray(samples[k]).reshape(*samples[k].shape[:2], -1) for k in ("beta_0", "beta_off", "beta_def", "sigma")
     ]
     return np.concatenate(parts, axis=-1)
+
+
+def test_one_chain_per_fit_and_a_dense_mass(seasons):
+    """A fit of one chain is still a lane of its own (draws shaped (fits, 1, draws, ...)); a
+    dense mass matrix is refused, the kernel adapting a diagonal one."""
+    liks = [make_likelihood("suffstats", stats=s) for s in seasons]
+    one = ChEESBatchSampler(get_model("simplified"), replace(CHEES, chains=1, warmup=20, draws=5)).run(liks, [1, 2, 3])
+    assert one.samples["beta_off"].shape == (3, 1, 5, 8)
+    assert np.isfinite(one.samples["beta_off"]).all() and not np.allclose(
+        one.samples["sigma"][0], one.samples["sigma"][1]
+    )
+    with pytest.raises(ConfigError, match="diagonal"):
+        replace(CHEES, dense_mass=True)
 
 
 def test_a_fit_does_not_depend_on_its_batch(seasons):

@@ -67,7 +67,7 @@ class BatchSampler:
         self.config = config
         self.devices = jax.local_device_count()
         self.lanes_per_device = lanes_per_device  # program lanes (units) per device
-        self.unit = 1  # chains per program lane
+        self.unit, self.grouped = 1, False  # chains per program lane; lanes with a chain axis
         self._programs: dict[int, Callable] = {}
 
     def _lane(self, key, likelihood, kwargs, params, inverse_mass):  # noqa: ANN001, ANN202 (traced pytrees)
@@ -128,7 +128,7 @@ class BatchSampler:
         lane_fit = np.repeat(np.arange(fits), chains)
         lane_key = np.concatenate([np.asarray(jax.random.split(jax.random.PRNGKey(s), chains)) for s in seeds])
         lead = (self.devices, per_device) if self.devices > 1 else (per_device,)
-        shape = lead if unit == 1 else (*lead, unit)
+        shape = (*lead, unit) if self.grouped else lead
 
         def to_lanes(tree):  # noqa: ANN001, ANN202 -- (batch_lanes * unit, ...) to shape + (...)
             return jax.tree.map(lambda x: x.reshape(*shape, *x.shape[1:]), tree)
@@ -162,7 +162,7 @@ class ChEESBatchSampler(BatchSampler):
 
     def __init__(self, model: Callable[[Likelihood], None], config: SamplerConfig, lanes_per_device: int | None = None):
         super().__init__(model, config, lanes_per_device)
-        self.unit = config.chains
+        self.unit, self.grouped = config.chains, True  # a fit's chains, however many
         self.sampler = ChEES(config)
 
     def _lane(self, key, likelihood, kwargs, params, inverse_mass):  # noqa: ANN001, ANN202 (traced pytrees)

@@ -20,9 +20,9 @@ lengths in HMC"; TFP's and BlackJAX's implementations were read for the constant
   first fast window, while the chains still run in from their starts. Counting L in steps,
   not length, keeps early trajectories short while eps falls by orders of magnitude: as a
   length, T stayed long and flung chains to log beta ~ -400 in the first iterations.
-After warm-up eps, L and the mass matrix are fixed (their averages over the end of warm-up): each iteration is then an HMC transition
-whose length does not depend on the state, so every chain targets the posterior; SBC
-(analysis/sbc.py) checks the whole scheme's calibration.
+After warm-up eps, L and the mass matrix are fixed (their averages over the end of warm-up):
+each iteration is then an HMC transition whose length does not depend on the state, so every
+chain targets the posterior; SBC (analysis/sbc.py) checks the whole scheme's calibration.
 """
 
 from __future__ import annotations
