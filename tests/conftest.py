@@ -59,3 +59,16 @@ def simulated_season(tmp_path_factory):
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def seasons():
+    """Statistics of three simulated 2,000-possession seasons (seeds 1-3, two empty matchups each):
+    the data sets of the batched-engine tests (test_batched.py, test_chees.py)."""
+    from lineup_numpyro.data.suffstats import SuffStats
+    from lineup_numpyro.models.simulate import simulate_season
+
+    return [
+        SuffStats.from_possessions(simulate_season(2_000, model="matchup", seed=seed, empty_matchups=2)[0])
+        for seed in (1, 2, 3)
+    ]

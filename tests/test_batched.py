@@ -8,26 +8,15 @@ import numpy as np
 import pytest
 
 from lineup_numpyro.config import SamplerConfig
-from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.inference.batched import BatchSampler, sample_many
 from lineup_numpyro.inference.sampling import sample_posterior
 from lineup_numpyro.models.cells import Cells
 from lineup_numpyro.models.model import DEFAULT_PRIORS, get_model, make_likelihood, plug_in_start
-from lineup_numpyro.models.simulate import simulate_season
 from lineup_numpyro.models.whitening import Whitening
 
 # Short runs: vectorised and single programs round differently in the last bit, and NUTS's
 # adaptation amplifies that over hundreds of iterations; over 10 + 5 it stays at rounding.
 SHORT = SamplerConfig(chains=4, warmup=10, draws=5, seed=0)
-
-
-@pytest.fixture(scope="module")
-def seasons():
-    out = []
-    for seed in (1, 2, 3):
-        data, _ = simulate_season(2_000, model="matchup", seed=seed, empty_matchups=2)
-        out.append(SuffStats.from_possessions(data))
-    return out
 
 
 def _close(a: dict, b: dict, tol: float = 1e-9) -> None:

@@ -10,25 +10,14 @@ import pytest
 from numpyro.infer.hmc_util import build_adaptation_schedule
 
 from lineup_numpyro.config import model_sampler
-from lineup_numpyro.data.suffstats import SuffStats
 from lineup_numpyro.errors import ConfigError
 from lineup_numpyro.inference.batched import ChEESBatchSampler, batch_sampler, sample_many
 from lineup_numpyro.inference.chees import van_der_corput, window_ends
 from lineup_numpyro.inference.diagnostics import mcse_mean, rhat
 from lineup_numpyro.inference.sampling import sample_posterior
 from lineup_numpyro.models.model import get_model, make_likelihood
-from lineup_numpyro.models.simulate import simulate_season
 
 CHEES = model_sampler("simplified", kernel="chees", chains=4, warmup=300, draws=300, seed=0)
-
-
-@pytest.fixture(scope="module")
-def seasons():
-    out = []
-    for seed in (1, 2, 3):
-        data, _ = simulate_season(2_000, model="matchup", seed=seed, empty_matchups=2)
-        out.append(SuffStats.from_possessions(data))
-    return out
 
 
 def test_jitter_is_the_base_2_halton_sequence():
