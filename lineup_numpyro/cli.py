@@ -65,6 +65,7 @@ Method = _choices("Method", literals.Method)
 Init = _choices("Init", literals.Init)
 FirstMass = _choices("FirstMass", literals.FirstMass)
 Kernel = _choices("Kernel", literals.Kernel)
+MassEstimate = _choices("MassEstimate", literals.MassEstimate)
 Guide = _choices("Guide", literals.Guide)
 PlatformKind = _choices("PlatformKind", literals.Platform)
 
@@ -265,6 +266,14 @@ def train(
             "log sigma at 1 / (2 N), its posterior variance; halves the hierarchical model's warm-up)."
         ),
     ] = FirstMass.identity,
+    mass_estimate: Annotated[
+        Optional[MassEstimate],
+        typer.Option(
+            help="What NUTS's warm-up estimates its diagonal mass matrix from: variance (of the draws, Stan's) "
+            "or gradient (sqrt of the draws' over their gradients' variance, nutpie's). Default: the model's "
+            "(docs/performance.md)."
+        ),
+    ] = None,
     guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
     log_likelihood: Annotated[
         Optional[bool],
@@ -320,7 +329,11 @@ def train(
             ),
             sampler=model_sampler(
                 model.value,
-                **_given(target_accept=target_accept, warmup_max_tree_depth=warmup_max_tree_depth),
+                **_given(
+                    target_accept=target_accept,
+                    warmup_max_tree_depth=warmup_max_tree_depth,
+                    mass_estimate=mass_estimate and mass_estimate.value,
+                ),
                 chains=chains,
                 warmup=warmup,
                 draws=draws,
@@ -632,6 +645,10 @@ def sbc(
     first_mass: Annotated[
         FirstMass, typer.Option(help="NUTS's first inverse mass matrix: identity, or noise (as train's).")
     ] = FirstMass.identity,
+    mass_estimate: Annotated[
+        Optional[MassEstimate],
+        typer.Option(help="NUTS's mass-matrix estimate: variance or gradient (as train's; default: the model's)."),
+    ] = None,
     kernel: Annotated[
         Kernel,
         typer.Option(
@@ -660,7 +677,7 @@ def sbc(
             fits=fits,
             sampler=model_sampler(
                 model.value,
-                **_given(target_accept=target_accept),
+                **_given(target_accept=target_accept, mass_estimate=mass_estimate and mass_estimate.value),
                 chains=chains,
                 warmup=warmup,
                 draws=draws,

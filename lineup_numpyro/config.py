@@ -22,6 +22,7 @@ Init = Literal["default", "map", "laplace", "plugin"]
 FirstMass = Literal["identity", "noise"]  # NUTS's first inverse mass matrix (SamplerConfig.first_mass)
 Guide = Literal["meanfield", "lowrank"]  # advi's Gaussian family
 Kernel = Literal["nuts", "chees"]  # the MCMC kernel (SamplerConfig.kernel)
+MassEstimate = Literal["variance", "gradient"]  # NUTS's diagonal mass matrix from (SamplerConfig.mass_estimate)
 
 # NUTS target acceptance per model. The hierarchical model needs a little more than the others:
 # in matchups of 1-24 possessions some exp-link cells have a wall above (their data bound beta
@@ -119,6 +120,10 @@ class SamplerConfig:
     # (sbc): fits of a batch then wait only for longer trajectories, not for every chain's
     # longest tree. target_accept is then the mean Metropolis acceptance probability's target.
     kernel: Kernel = "nuts"
+    # What NUTS's warm-up estimates its diagonal inverse mass matrix from in each slow window:
+    # the draws' variances (Stan's, NumPyro's), or sqrt(Var(draws) / Var(gradients)) per
+    # coordinate (nutpie's; inference/adaptation.py).
+    mass_estimate: MassEstimate = "variance"
 
     def __post_init__(self) -> None:
         for name in ("chains", "draws", "max_tree_depth", "warmup_max_tree_depth", "checkpoint_every"):
@@ -132,6 +137,12 @@ class SamplerConfig:
             raise ConfigError(f"target_accept must lie in (0, 1), got {self.target_accept}")
         if self.kernel == "chees" and self.dense_mass:
             raise ConfigError("the chees kernel adapts a diagonal mass matrix; drop dense_mass")
+        if self.mass_estimate not in ("variance", "gradient"):
+            raise ConfigError(f"mass_estimate must be variance or gradient, got {self.mass_estimate!r}")
+        if self.mass_estimate == "gradient" and (self.dense_mass or self.kernel != "nuts"):
+            raise ConfigError(
+                "the gradient estimate of the mass matrix is NUTS's diagonal one; drop dense_mass and chees"
+            )
 
 
 @dataclass(frozen=True)
@@ -366,6 +377,7 @@ FIXED_ON_RESUME = (
     "sampler.checkpoint_every",
     "sampler.init",
     "sampler.first_mass",
+    "sampler.mass_estimate",
     "approx.guide",
     "priors",
 )

@@ -154,6 +154,8 @@ def test_resume_refuses_changed_options(season, tmp_path):
     )
     result = runner.invoke(app, ["train", "--resume", str(run_dir), "--first-mass", "noise"])
     assert result.exit_code == 2 and "first_mass 'noise' (the run has 'identity')" in result.output
+    result = runner.invoke(app, ["train", "--resume", str(run_dir), "--mass-estimate", "gradient"])
+    assert result.exit_code == 2 and "mass_estimate 'gradient' (the run has 'variance')" in result.output
     # the same settings typed again (the data path relative from its folder) are fine
     result = runner.invoke(app, ["train", "--resume", str(run_dir), "--draws", "60", "--platform", "cpu"])
     assert result.exit_code == 0, result.output
@@ -190,6 +192,30 @@ def test_checkpoints_hold_arrays_only_and_damage_is_named(tmp_path):
     np.savez(first, **{Checkpoint.HEADER: np.array("{}")}, evil=np.array([object()], dtype=object))
     with pytest.raises(CheckpointError, match="damaged"):
         ckpt.chunks(structure)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_the_runs_value(tmp_path):
+    """A warm-up saved before a sampler setting was added (its header lacks it) continues with
+    the run's value of it; a header that has the setting at another value is refused."""
+    directory, likelihood, _ = _checkpointed(tmp_path)
+    whole = sample_posterior(get_model("simplified"), likelihood, TINY, checkpoint_dir=directory).samples
+    (directory / Checkpoint.chunk_name(2)).unlink()
+    path = directory / Checkpoint.WARMUP
+
+    def rewrite(change) -> None:  # noqa: ANN001
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        header = json.loads(str(arrays[Checkpoint.HEADER]))
+        change(header["settings"])
+        np.savez(path, **{**arrays, Checkpoint.HEADER: np.array(json.dumps(header))})
+
+    rewrite(lambda settings: settings.pop("mass_estimate"))
+    resumed = sample_posterior(get_model("simplified"), likelihood, TINY, checkpoint_dir=directory).samples
+    for name in whole:
+        np.testing.assert_array_equal(resumed[name], whole[name])
+    rewrite(lambda settings: settings.update(mass_estimate="gradient"))
+    with pytest.raises(CheckpointError, match="sampler settings"):
+        sample_posterior(get_model("simplified"), likelihood, TINY, checkpoint_dir=directory)
 
 
 def test_a_live_run_cannot_be_written_into(season, tmp_path):

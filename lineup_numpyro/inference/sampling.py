@@ -33,7 +33,6 @@ from numpyro.infer.hmc_util import (
     build_tree,
     euclidean_kinetic_energy,
     velocity_verlet,
-    warmup_adapter,
 )
 from numpyro.infer.util import ParamInfo
 from numpyro.util import is_prng_key
@@ -43,6 +42,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.errors import CheckpointError, ConfigError
 from lineup_numpyro.files import atomic_path
+from lineup_numpyro.inference.adaptation import MASS_ESTIMATES, adapter, with_gradient_accumulator
 from lineup_numpyro.inference.approx import flatten_model, laplace_inverse_mass, map_inits
 from lineup_numpyro.models.model import Likelihood, Start, data_arguments
 
@@ -136,16 +136,29 @@ class FlatNUTS(NUTS):
     a second compiled program (1.4-1.9 s of a cold matchup job's 5 s of compilation).
     tests/test_sampling.py checks it against NumPyro's transition, state for state."""
 
-    def __init__(self, model: Callable[..., None], *, capped_iterations: int = 0, capped_depth: int = 10, **kwargs):
+    def __init__(
+        self,
+        model: Callable[..., None],
+        *,
+        capped_iterations: int = 0,
+        capped_depth: int = 10,
+        mass_estimate: str = "variance",
+        **kwargs,
+    ):
         super().__init__(model, **kwargs)
         if not isinstance(self._max_tree_depth, int):
             raise ValueError("FlatNUTS takes one max_tree_depth; cap the first iterations with capped_iterations")
         if self._find_heuristic_step_size or self._forward_mode_differentiation:
             raise ValueError("FlatNUTS's transition has neither the heuristic step size nor forward-mode gradients")
         self._capped = (int(capped_iterations), min(int(capped_depth), self._max_tree_depth))
+        if mass_estimate not in MASS_ESTIMATES:
+            raise ValueError(f"mass_estimate must be one of {MASS_ESTIMATES}, got {mass_estimate!r}")
+        self._mass_estimate = mass_estimate
 
     def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):  # noqa: ANN001, ANN201
         state = super().init(rng_key, num_warmup, init_params, model_args, {} if model_kwargs is None else model_kwargs)
+        if self._mass_estimate == "gradient":
+            state = state._replace(adapt_state=with_gradient_accumulator(state.adapt_state))
         transition = self._transition(num_warmup)
         batched = not is_prng_key(rng_key)  # chain_method 'vectorized': every chain at once
         self._sample_fn = jax.vmap(transition, in_axes=(0, None, None)) if batched else transition
@@ -158,8 +171,9 @@ class FlatNUTS(NUTS):
         step size and mass matrix adapted while the iteration is part of the warm-up."""
         kinetic = self._kinetic_fn or euclidean_kinetic_energy
         dense = [(FLAT,)] if self._dense_mass is True else list(self._dense_mass or [])
-        _, adapt = warmup_adapter(
+        adapt = adapter(
             num_warmup,
+            mass_estimate=self._mass_estimate,
             adapt_step_size=self._adapt_step_size,
             adapt_mass_matrix=self._adapt_mass_matrix,
             dense_mass=dense,
@@ -242,6 +256,7 @@ def nuts_kernel(model: Callable[..., None], config: SamplerConfig) -> FlatNUTS:
         target_accept_prob=config.target_accept,
         max_tree_depth=config.max_tree_depth,
         dense_mass=config.dense_mass,
+        mass_estimate=config.mass_estimate,
         capped_iterations=capped_warmup(config),
         capped_depth=config.warmup_max_tree_depth,
     )
@@ -607,7 +622,9 @@ class Checkpoint:
 
     def warmup_header(self) -> dict:
         header, _ = self._read(self.WARMUP, arrays=False)
-        if header["settings"] != self.settings:
+        # a setting added after the checkpoint was written is this run's (its run_config.json,
+        # written with it, gave the value that the run had: RunConfig.from_dict)
+        if {**self.settings, **header["settings"]} != self.settings:
             raise CheckpointError(
                 f"{self.directory}: checkpoint written with sampler settings {header['settings']}, "
                 f"not {self.settings}; start a new run"

@@ -1,13 +1,15 @@
-"""Experiment (issue 18): NUTS's first inverse mass matrix, identity against noise-scaled.
+"""Experiment (issue 18): one NUTS setting's variants against each other, per gradient and per second.
 
-SamplerConfig.first_mass 'noise' (`inference.sampling.noise_scaled_mass`) gives log sigma its posterior variance, about 1 / (2 N),
-and every other coordinate 1; NumPyro's own first matrix is the identity everywhere. Each
-model is fitted on the built-in season and on a file (default: the real quick_sample_10k),
-both variants alternating per seed in one process, from NumPyro's random start with the
-CLI's settings for that model. Warm-up and sampling exclude compilation.
+Each model is fitted on the built-in season and on a file (default: the real quick_sample_10k),
+the variants of SamplerConfig.SETTING alternating per seed in one process, from NumPyro's
+random start with the CLI's settings for that model. Warm-up and sampling exclude compilation.
+One JSON line per fit. Used for:
 
-    python benchmarks/experiments/noise_scaled_mass/run.py --repeats 3 \
-        [--models simplified,matchup,hierarchical] [--data ../shared/data/quick_sample_10k.csv]
+    # first inverse mass matrix: identity or noise-scaled (experiments/noise_scaled_mass)
+    python benchmarks/experiments/variants.py --setting first_mass --variants identity,noise --repeats 3
+    # the warm-up's mass-matrix estimate: draws' variances or nutpie's gradient-based one
+    python benchmarks/experiments/variants.py --setting mass_estimate --variants variance,gradient --repeats 6 \
+        [--models simplified,matchup,hierarchical] [--data ../shared/data/quick_sample_10k.csv] [--seed0 0]
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/quick_sample_10k.csv")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="simplified,matchup,hierarchical")
-    parser.add_argument("--variants", default="identity,noise")
+    parser.add_argument("--setting", default="first_mass", help="a SamplerConfig field")
+    parser.add_argument("--variants", default="identity,noise", help="its values, comma-separated")
+    parser.add_argument("--seed0", type=int, default=0, help="the first seed")
+    parser.add_argument("--no-builtin", action="store_true", help="only the file, not the built-in season")
     args = parser.parse_args()
     configure_jax("cpu", 4)
 
@@ -40,7 +45,7 @@ def main() -> None:
     from lineup_numpyro.models.model import complete, get_model, make_likelihood
     from lineup_numpyro.run.train import prepare_data, whitening_for
 
-    for path in (None, args.data):
+    for path in ([] if args.no_builtin else [None]) + ([args.data] if args.data else []):
         for name in args.models.split(","):
             config = RunConfig(model=name, data=DataConfig(path=path))
             data = prepare_data(config)
@@ -51,9 +56,9 @@ def main() -> None:
             base = SamplerConfig(
                 target_accept=default_target_accept(name), warmup_max_tree_depth=default_warmup_max_tree_depth(name)
             )
-            for seed in range(args.repeats):
+            for seed in range(args.seed0, args.seed0 + args.repeats):
                 for variant in args.variants.split(","):
-                    cfg = replace(base, seed=seed, first_mass=variant)
+                    cfg = replace(base, seed=seed, **{args.setting: variant})
                     t = time.perf_counter()
                     result = sampling.sample_posterior(model, likelihood, cfg)
                     wall = time.perf_counter() - t
@@ -76,6 +81,8 @@ def main() -> None:
                         "warmup_s": round(result.timing.warmup_s, 2),
                         "sampling_s": round(result.timing.sampling_s, 2),
                         "min_ess_bulk": round(ess),
+                        "min_ess_tail": round(float(np.nanmin(table["ess_tail"]))),
+                        "step_size": round(float(np.mean(result.stats["step_size"])), 4),
                         "ess_per_s": round(ess / run_s, 1),
                         "max_rhat": round(float(np.nanmax(table["r_hat"])), 4),
                         "divergences": int(result.stats["diverging"].sum()),
