@@ -65,6 +65,10 @@ class BenchmarkConfig:
     data_dir: Path = Path("benchmarks/data")
     cache_dir: Path = Path("benchmarks/data/jax-cache")  # the warm NumPyro runs' compilation cache
     data_seed: int = 2023
+    # Repeat r samples with seed sampler.seed + r - 1 (every method the same seed), so that the
+    # medians cover the chains' randomness too: min ESS_bulk of one method varies by 2-3x from
+    # seed to seed (experiments/mass_estimate), more than the timings do.
+    seed_per_repeat: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -428,7 +432,11 @@ def run_benchmark(
                 if plan.sampler is None:
                     result.update(status="not run (budget)", note=plan.note)
                 else:
-                    outcome = _execute(method, path, config, plan.sampler)
+                    sampler = plan.sampler
+                    if config.seed_per_repeat:
+                        sampler = replace(sampler, seed=sampler.seed + repeat - 1)
+                    result["seed"] = sampler.seed
+                    outcome = _execute(method, path, config, sampler)
                     note = "; ".join(x for x in (plan.note, outcome.pop("note", "")) if x)
                     result.update(outcome, note=note)
                 results.append(result)
@@ -632,10 +640,12 @@ def markdown(config: BenchmarkConfig, results: Sequence[dict], info: dict) -> st
     """The results table (medians) and the NumPyro/Stan ratios, as Markdown."""
     rows = medians(results)
     s = config.sampler
+    last = s.seed + config.repeats - 1
+    seeds = f"seeds {s.seed}-{last}, one per repeat" if config.seed_per_repeat else f"seed {s.seed}"
     lines = [
         f"Model `{config.model}`, {s.chains} chains x ({s.warmup} warm-up + {s.draws} draws), "
         f"target acceptance {s.target_accept}, max tree depth {s.max_tree_depth} (NumPyro's warm-up: "
-        f"{default_warmup_max_tree_depth(config.model)}), seed {s.seed}; "
+        f"{default_warmup_max_tree_depth(config.model)}), {seeds}; "
         f"{info['cpu_count']} CPU cores; budget {config.budget_s:,.0f} s per run; "
         f"medians of {config.repeats} repeat(s). Per-second figures are per second of sampling (wall).",
         f"NumPyro ran on: {_devices(rows)}; Stan on the CPU.",

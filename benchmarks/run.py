@@ -49,6 +49,9 @@ def main(
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
     draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Sampler seed, for every method.")] = 1,
+    seed_per_repeat: Annotated[
+        bool, typer.Option(help="Repeat r uses seed + r - 1, so that the medians cover the chains' randomness.")
+    ] = False,
     target_accept: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target acceptance, for every method.")] = 0.9,
     platform: Annotated[PlatformKind, typer.Option(help="Where NumPyro runs (Stan always runs on the CPU).")] = (
         PlatformKind.cpu
@@ -70,6 +73,7 @@ def main(
             repeats=repeats,
             budget_s=budget,
             data_dir=data_dir,
+            seed_per_repeat=seed_per_repeat,
             sampler=SamplerConfig(
                 chains=chains,
                 warmup=warmup,

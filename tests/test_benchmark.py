@@ -305,3 +305,26 @@ def test_a_warm_cache_compiles_less_than_a_cold_one(tiny_benchmark):
     warm, cold = by["numpyro-suffstats"], by["numpyro-suffstats-cold"]
     assert warm["compile_s"] < 0.5 * cold["compile_s"]
     assert warm["ess_bulk_min"] == pytest.approx(cold["ess_bulk_min"])  # the same draws
+
+
+def test_seed_per_repeat_gives_each_repeat_its_own_seed_for_every_method(monkeypatch, tmp_path):
+    """With seed_per_repeat, repeat r runs every method with seed + r - 1 (and says which);
+    without it every repeat has the one seed."""
+    ran = []
+
+    def execute(method, path, config, sampler):  # noqa: ANN001, ANN202 -- records instead of running
+        ran.append((method, sampler.seed))
+        return {"status": "ok"}
+
+    monkeypatch.setattr(bm, "_execute", execute)
+    monkeypatch.setattr(bm, "write_results", lambda *args: None)  # no tables of runs that did not run
+    methods = ("numpyro-suffstats", "stan-fast")
+    for per_repeat, seeds in ((True, [5, 5, 6, 6, 7, 7]), (False, [5] * 6)):
+        ran.clear()
+        config = bm.BenchmarkConfig(
+            methods=methods, sizes=(500,), repeats=3, data_dir=tmp_path, sampler=SamplerConfig(seed=5),
+            seed_per_repeat=per_repeat,
+        )  # fmt: skip
+        results = bm.run_benchmark(config, tmp_path / "out")
+        assert [s for _, s in ran] == seeds and [m for m, _ in ran] == list(methods) * 3
+        assert [r["seed"] for r in results] == seeds
