@@ -25,12 +25,7 @@ export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
 
-if [ "$PLATFORM" = gpu ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-    nvidia-smi -L
-fi
-"$PY" -c "import jax, numpyro, arviz; print('jax', jax.__version__, 'numpyro', numpyro.__version__, jax.devices())" || exit 1
+source benchmarks/gpu_env.sh  # the wheels the image lacks; versions and devices
 CLI=("$PY" -m lineup_numpyro.cli)
 read -r -a EXTRA <<<"$SBC_ARGS"
 DATA=.gpu/quick_sample_10k.csv
