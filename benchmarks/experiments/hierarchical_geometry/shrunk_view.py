@@ -8,6 +8,9 @@ a cell that only bounds beta from above (b <= 0) gets an arbitrary location. Her
 taken at eta*, the mode of that likelihood times N(mu_j, tau^2) with mu_j the pooled fit's log
 value (whitening's `start`), tau the prior's scale: p* = a e^{2 eta*} (Gauss-Newton curvature),
 ehat* = eta* - 1 + b e^{-eta*} (matching the gradient there). The map is exact for any (p, ehat).
+
+It patches the model's internals as they were at commit fcb70cc; they have since been
+restructured, so run it there: `git worktree add /tmp/hg fcb70cc`, then from /tmp/hg.
 """
 import numpy as np
 from lineup_numpyro.models import whitening as W

@@ -7,6 +7,9 @@ e = u below e_w, and e_w + log1p(2 tau (u - e_w)) / (2 tau) above it, so that be
 linearly in u beyond the wall (a C1, exact change of variables; -> identity as tau -> 0).
 
 Usage: PWALL=0.1 python wall_map.py strat 1,2,3,4 --ta 0.95 --tag wall
+
+It patches the model's internals as they were at commit 641e066; they have since been
+restructured, so run it there: `git worktree add /tmp/hg 641e066`, then from /tmp/hg.
 """
 
 import os, sys, json, time, argparse

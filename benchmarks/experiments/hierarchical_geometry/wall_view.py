@@ -7,6 +7,9 @@ non-centred, and its wall in e steepens with tau. Here such cells (p < PMAX, bet
 (p, ehat) is exact; only the coordinates change. Band rule applied first (as the package).
 
 Usage: PW=1 NMAX=50 python wall_view.py strat 7,8 --ta 0.98  (NMAX: only matchups with fewer possessions)
+
+It patches the model's internals as they were at commit 0dbabfa; they have since been
+restructured, so run it there: `git worktree add /tmp/hg 0dbabfa`, then from /tmp/hg.
 """
 
 import os, sys, json, time, argparse
