@@ -641,7 +641,7 @@ def markdown(config: BenchmarkConfig, results: Sequence[dict], info: dict) -> st
     rows = medians(results)
     s = config.sampler
     last = s.seed + config.repeats - 1
-    seeds = f"seeds {s.seed}-{last}, one per repeat" if config.seed_per_repeat else f"seed {s.seed}"
+    seeds = f"seeds {s.seed}-{last}, one per repeat" if config.seed_per_repeat and last > s.seed else f"seed {s.seed}"
     lines = [
         f"Model `{config.model}`, {s.chains} chains x ({s.warmup} warm-up + {s.draws} draws), "
         f"target acceptance {s.target_accept}, max tree depth {s.max_tree_depth} (NumPyro's warm-up: "

@@ -269,9 +269,9 @@ def train(
     mass_estimate: Annotated[
         Optional[MassEstimate],
         typer.Option(
-            help="What NUTS's warm-up estimates its diagonal mass matrix from: variance (of the draws, Stan's) "
-            "or gradient (sqrt of the draws' over their gradients' variance, nutpie's). Default: the model's "
-            "(docs/performance.md)."
+            help="What NUTS's warm-up estimates its diagonal mass matrix from: variance (of the draws, Stan's; "
+            "the default) or gradient (sqrt of the draws' over their gradients' variance, nutpie's; "
+            "benchmarks/experiments/mass_estimate)."
         ),
     ] = None,
     guide: Annotated[Guide, typer.Option(help="advi's Gaussian: meanfield or lowrank.")] = Guide.meanfield,
@@ -647,7 +647,7 @@ def sbc(
     ] = FirstMass.identity,
     mass_estimate: Annotated[
         Optional[MassEstimate],
-        typer.Option(help="NUTS's mass-matrix estimate: variance or gradient (as train's; default: the model's)."),
+        typer.Option(help="NUTS's mass-matrix estimate: variance (the default) or gradient (as train's)."),
     ] = None,
     kernel: Annotated[
         Kernel,

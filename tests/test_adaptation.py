@@ -73,6 +73,57 @@ def test_the_gradient_estimate_is_the_windows_spread_of_draws_over_gradients(key
     assert int((grads[(FLAT,)] if keyed else grads)[-1]) == 0
 
 
+@pytest.mark.parametrize("warmup", [15, 100, 1000])
+def test_the_step_size_and_windows_follow_numpyros_adaptation(warmup):
+    """Only the mass matrix differs: fed the same acceptance probabilities, the gradient
+    adapter's step size, dual-averaging state and window index equal NumPyro's at every
+    iteration, through the window ends (restarts), the last iteration's averaged step size,
+    and a warm-up too short for slow windows (15)."""
+    from numpyro.infer.hmc_util import warmup_adapter
+
+    kwargs = {"adapt_step_size": True, "adapt_mass_matrix": True, "target_accept_prob": 0.8}
+    mine = jax.jit(adapter(warmup, mass_estimate="gradient", dense_mass=[], regularize_mass_matrix=True, **kwargs))
+    numpyros = jax.jit(warmup_adapter(warmup, dense_mass=False, regularize_mass_matrix=True, **kwargs)[1])
+    d, rng = 3, np.random.default_rng(1)
+    a, b = _first_state(d, keyed=False), _first_state(d, keyed=False)
+    b = b._replace(mm_state=b.mm_state[0])
+    for t in range(warmup):
+        z = {FLAT: jnp.asarray(rng.normal(size=d))}
+        g = {FLAT: jnp.asarray(rng.normal(size=d))}
+        accept = float(rng.uniform(0.3, 1.0))
+        a = mine(t, accept, IntegratorState(z, None, 0.0, g), a)
+        b = numpyros(t, accept, IntegratorState(z, None, 0.0, g), b)
+        assert float(a.step_size) == float(b.step_size), t
+        assert int(a.window_idx) == int(b.window_idx), t
+        for x, y in zip(a.ss_state, b.ss_state, strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_flat_or_near_flat_gradient_gives_a_bounded_finite_mass():
+    """A coordinate whose gradient never moves keeps its draws' variance (shrunk); one whose
+    gradient barely moves gets at most 1e10, not an infinite mass that would stall NUTS."""
+    warmup, d = 1000, 3
+    (start, end) = build_adaptation_schedule(warmup)[1]
+    update = jax.jit(
+        adapter(
+            warmup, mass_estimate="gradient", adapt_step_size=True, adapt_mass_matrix=True, dense_mass=[],
+            target_accept_prob=0.8, regularize_mass_matrix=False,
+        )
+    )  # fmt: skip
+    rng = np.random.default_rng(2)
+    xs = rng.normal(size=(end + 1, d))
+    gs = np.column_stack([np.full(end + 1, 3.0), 1e-30 * rng.normal(size=end + 1), rng.normal(size=end + 1)])
+    state = _first_state(d, keyed=True)
+    for t in range(end + 1):
+        z, g = {FLAT: jnp.asarray(xs[t])}, {FLAT: jnp.asarray(gs[t])}
+        state = update(t, 0.8, IntegratorState(z, None, 0.0, g), state)
+    got = np.asarray(state.inverse_mass_matrix[(FLAT,)])
+    window = xs[start : end + 1]
+    assert got[0] == pytest.approx(window[:, 0].var(ddof=1), rel=1e-12)
+    assert got[1] == 1e10
+    assert np.all(np.isfinite(np.asarray(state.mass_matrix_sqrt[(FLAT,)])))
+
+
 SCALES = np.array([0.01, 0.3, 1.0, 7.0])
 
 

@@ -216,6 +216,10 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_with_the_runs_value(
     rewrite(lambda settings: settings.update(mass_estimate="gradient"))
     with pytest.raises(CheckpointError, match="sampler settings"):
         sample_posterior(get_model("simplified"), likelihood, TINY, checkpoint_dir=directory)
+    # only settings added later may be missing: a header without its seed is refused
+    rewrite(lambda settings: (settings.update(mass_estimate="variance"), settings.pop("seed")))
+    with pytest.raises(CheckpointError, match="sampler settings"):
+        sample_posterior(get_model("simplified"), likelihood, TINY, checkpoint_dir=directory)
 
 
 def test_a_live_run_cannot_be_written_into(season, tmp_path):

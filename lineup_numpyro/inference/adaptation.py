@@ -35,6 +35,7 @@ from numpyro.infer.hmc_util import (
 from numpyro.util import cond, identity
 
 MASS_ESTIMATES = ("variance", "gradient")
+RATIO_BOUNDS = (1e-12, 1e10)  # of sqrt(Var(x) / Var(g)), nutpie's: a near-flat gradient gives no infinite mass
 
 
 def adapter(
@@ -90,8 +91,10 @@ def _gradient_adapter(
         n = draws[-1] if not isinstance(draws, dict) else next(iter(draws.values()))[-1]
 
         def one(vx, vg):  # noqa: ANN001, ANN202
-            # a coordinate whose gradient never moved (a flat direction) keeps its draws' variance
-            inverse_mass = jnp.where(vg > 0, jnp.sqrt(vx / jnp.where(vg > 0, vg, 1.0)), vx)
+            # bounded as nutpie bounds it; a coordinate whose gradient never moved (a flat
+            # direction) or whose ratio is not finite keeps its draws' variance
+            ratio = jnp.sqrt(vx / jnp.where(vg > 0, vg, 1.0))
+            inverse_mass = jnp.where((vg > 0) & jnp.isfinite(ratio), jnp.clip(ratio, *RATIO_BOUNDS), vx)
             if regularize_mass_matrix:  # Stan's shrinkage towards 1e-3, as NumPyro applies it to variances
                 inverse_mass = (n / (n + 5)) * inverse_mass + 1e-3 * (5 / (n + 5))
             return inverse_mass, jnp.reciprocal(jnp.sqrt(inverse_mass)), jnp.sqrt(inverse_mass)

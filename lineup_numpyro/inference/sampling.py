@@ -576,6 +576,11 @@ class Chunk:
     sampling_s: float
 
 
+# Sampler settings added after checkpoints were first written, with the value a checkpoint
+# that lacks them was written under.
+SETTINGS_ADDED = {"kernel": "nuts", "mass_estimate": "variance"}
+
+
 class Checkpoint:
     """The files of an unfinished run: warmup.npz, then chunk_0000.npz, chunk_0001.npz, ...
 
@@ -622,9 +627,8 @@ class Checkpoint:
 
     def warmup_header(self) -> dict:
         header, _ = self._read(self.WARMUP, arrays=False)
-        # a setting added after the checkpoint was written is this run's (its run_config.json,
-        # written with it, gave the value that the run had: RunConfig.from_dict)
-        if {**self.settings, **header["settings"]} != self.settings:
+        # a warm-up saved before a setting existed ran with the value it then had
+        if {**SETTINGS_ADDED, **header["settings"]} != self.settings:
             raise CheckpointError(
                 f"{self.directory}: checkpoint written with sampler settings {header['settings']}, "
                 f"not {self.settings}; start a new run"
