@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Literal
+from typing import Literal, get_args
 
 from lineup_numpyro import names
 from lineup_numpyro.data.split import Split
@@ -137,8 +137,8 @@ class SamplerConfig:
             raise ConfigError(f"target_accept must lie in (0, 1), got {self.target_accept}")
         if self.kernel == "chees" and self.dense_mass:
             raise ConfigError("the chees kernel adapts a diagonal mass matrix; drop dense_mass")
-        if self.mass_estimate not in ("variance", "gradient"):
-            raise ConfigError(f"mass_estimate must be variance or gradient, got {self.mass_estimate!r}")
+        if self.mass_estimate not in get_args(MassEstimate):
+            raise ConfigError(f"mass_estimate must be one of {get_args(MassEstimate)}, got {self.mass_estimate!r}")
         if self.mass_estimate == "gradient" and (self.dense_mass or self.kernel != "nuts"):
             raise ConfigError(
                 "the gradient estimate of the mass matrix is NUTS's diagonal one; drop dense_mass and chees"

@@ -12,9 +12,10 @@ gradient g_i at them, and take
 For a Gaussian the two agree (Var(g_i) = 1 / Var(x_i)); for the skewed posteriors of positive
 coefficients near zero, sampled on the log scale, the gradient's spread sees the stiff side of a
 coordinate that the draws' variance averages away. On the matchup model it lets the adapted step
-size grow by a quarter at the same tree depth (benchmarks/experiments/adaptation).
+size grow by a quarter at the same tree depth (benchmarks/experiments/mass_estimate).
 
-Everything else is NumPyro's `warmup_adapter`: the same schedule, the same dual averaging, the
+Everything else is NumPyro's `warmup_adapter`, whose own update runs the step size and the
+windows: the same schedule, the same dual averaging, the
 same regularisation towards 1e-3 (Stan's, applied to the estimate), and the same state type;
 its mass-matrix accumulator becomes a pair (draws, gradients) of NumPyro's Welford states.
 """
@@ -22,19 +23,14 @@ its mass-matrix accumulator becomes a pair (draws, gradients) of NumPyro's Welfo
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import get_args
 
 import jax.numpy as jnp
-import numpy as np
-from numpyro.infer.hmc_util import (
-    HMCAdaptState,
-    build_adaptation_schedule,
-    dual_averaging,
-    warmup_adapter,
-    welford_covariance,
-)
+from numpyro.infer.hmc_util import HMCAdaptState, build_adaptation_schedule, warmup_adapter, welford_covariance
 from numpyro.util import cond, identity
 
-MASS_ESTIMATES = ("variance", "gradient")
+from lineup_numpyro.config import MassEstimate
+
 RATIO_BOUNDS = (1e-12, 1e10)  # of sqrt(Var(x) / Var(g)), nutpie's: a near-flat gradient gives no infinite mass
 
 
@@ -60,7 +56,7 @@ def adapter(
     if mass_estimate == "variance":
         return warmup_adapter(num_warmup, dense_mass=dense_mass, **settings)[1]
     if mass_estimate != "gradient":
-        raise ValueError(f"mass_estimate must be one of {MASS_ESTIMATES}, got {mass_estimate!r}")
+        raise ValueError(f"mass_estimate must be one of {get_args(MassEstimate)}, got {mass_estimate!r}")
     if dense_mass:
         raise ValueError("the gradient estimate of the mass matrix is diagonal; drop dense_mass")
     return _gradient_adapter(num_warmup, **settings)
@@ -79,10 +75,18 @@ def _gradient_adapter(
     target_accept_prob: float,
     regularize_mass_matrix: bool,
 ) -> Callable:
-    ss_init, ss_update = dual_averaging()
+    """NumPyro's update for the step size and the windows (told not to adapt the mass matrix, it
+    leaves mm_state alone), with the (draws, gradients) accumulators and the estimate at each
+    slow window's end around it."""
+    numpyros = warmup_adapter(
+        num_warmup,
+        adapt_step_size=adapt_step_size,
+        adapt_mass_matrix=False,
+        target_accept_prob=target_accept_prob,
+        regularize_mass_matrix=regularize_mass_matrix,
+    )[1]
     mm_init, mm_update, mm_final = welford_covariance(diagonal=True)
-    schedule = np.asarray(build_adaptation_schedule(num_warmup))  # made into a jax array where traced
-    last_window = len(schedule) - 1
+    last_window = len(build_adaptation_schedule(num_warmup)) - 1
 
     def estimate(accumulators):  # noqa: ANN001, ANN202 (NumPyro's Welford states, a dict of blocks or one)
         draws, grads = accumulators
@@ -109,43 +113,31 @@ def _gradient_adapter(
             return {k: mm_init(v[0].shape[-1]) for k, v in draws.items()}
         return mm_init(draws[0].shape[-1])
 
+    def window_end(state: HMCAdaptState) -> HMCAdaptState:
+        inverse_mass, mass_sqrt, mass_sqrt_inv = estimate(state.mm_state)
+        fresh = empty(state.mm_state[0])
+        return state._replace(
+            inverse_mass_matrix=inverse_mass,
+            mass_matrix_sqrt=mass_sqrt,
+            mass_matrix_sqrt_inv=mass_sqrt_inv,
+            mm_state=(fresh, fresh),
+        )
+
     def update(t, accept_prob, z_info, state: HMCAdaptState) -> HMCAdaptState:  # noqa: ANN001
-        step_size, window = state.step_size, state.window_idx
-        ss_state, accumulators = state.ss_state, state.mm_state
-        if adapt_step_size:
-            ss_state = ss_update(target_accept_prob - accept_prob, ss_state)
-            log_step_size, log_step_size_avg, *_ = ss_state
-            step_size = jnp.where(t == num_warmup - 1, jnp.exp(log_step_size_avg), jnp.exp(log_step_size))
-            finfo = jnp.finfo(jnp.result_type(step_size))
-            step_size = jnp.clip(step_size, finfo.tiny, finfo.max)
-        middle = (0 < window) & (window < last_window)
+        window = state.window_idx
+        middle = (0 < window) & (window < last_window)  # a slow window, as NumPyro decides it
         if adapt_mass_matrix:
-            z, grad = z_info[0], z_info[3]
             accumulators = cond(
                 middle,
-                (z, grad, accumulators),
+                (z_info[0], z_info[3], state.mm_state),
                 lambda a: (mm_update(a[0], a[2][0]), mm_update(a[1], a[2][1])),
-                accumulators,
+                state.mm_state,
                 identity,
             )
-        at_end = t == jnp.asarray(schedule)[window, 1]
-        window = jnp.where(at_end, window + 1, window)
-        state = state._replace(step_size=step_size, ss_state=ss_state, mm_state=accumulators, window_idx=window)
-
-        def window_end(state: HMCAdaptState) -> HMCAdaptState:
-            if adapt_mass_matrix:
-                inverse_mass, mass_sqrt, mass_sqrt_inv = estimate(state.mm_state)
-                fresh = empty(state.mm_state[0])
-                state = state._replace(
-                    inverse_mass_matrix=inverse_mass,
-                    mass_matrix_sqrt=mass_sqrt,
-                    mass_matrix_sqrt_inv=mass_sqrt_inv,
-                    mm_state=(fresh, fresh),
-                )
-            if adapt_step_size:  # NumPyro's restart of dual averaging at 10 x the step size
-                state = state._replace(ss_state=ss_init(jnp.log(10) + jnp.log(state.step_size)))
+            state = state._replace(mm_state=accumulators)
+        state = numpyros(t, accept_prob, z_info, state)
+        if not adapt_mass_matrix:
             return state
-
-        return cond(at_end & middle, state, window_end, state, identity)
+        return cond(middle & (state.window_idx != window), state, window_end, state, identity)
 
     return update

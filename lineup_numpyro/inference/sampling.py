@@ -42,7 +42,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lineup_numpyro.config import SamplerConfig
 from lineup_numpyro.errors import CheckpointError, ConfigError
 from lineup_numpyro.files import atomic_path
-from lineup_numpyro.inference.adaptation import MASS_ESTIMATES, adapter, with_gradient_accumulator
+from lineup_numpyro.inference.adaptation import adapter, with_gradient_accumulator
 from lineup_numpyro.inference.approx import flatten_model, laplace_inverse_mass, map_inits
 from lineup_numpyro.models.model import Likelihood, Start, data_arguments
 
@@ -151,9 +151,7 @@ class FlatNUTS(NUTS):
         if self._find_heuristic_step_size or self._forward_mode_differentiation:
             raise ValueError("FlatNUTS's transition has neither the heuristic step size nor forward-mode gradients")
         self._capped = (int(capped_iterations), min(int(capped_depth), self._max_tree_depth))
-        if mass_estimate not in MASS_ESTIMATES:
-            raise ValueError(f"mass_estimate must be one of {MASS_ESTIMATES}, got {mass_estimate!r}")
-        self._mass_estimate = mass_estimate
+        self._mass_estimate = mass_estimate  # checked where the adaptation is built (adaptation.adapter)
 
     def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):  # noqa: ANN001, ANN201
         state = super().init(rng_key, num_warmup, init_params, model_args, {} if model_kwargs is None else model_kwargs)
