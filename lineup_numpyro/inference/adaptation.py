@@ -15,9 +15,9 @@ coordinate that the draws' variance averages away. On the matchup model it lets 
 size grow by a quarter at the same tree depth (benchmarks/experiments/mass_estimate).
 
 Everything else is NumPyro's `warmup_adapter`, whose own update runs the step size and the
-windows: the same schedule, the same dual averaging, the
-same regularisation towards 1e-3 (Stan's, applied to the estimate), and the same state type;
-its mass-matrix accumulator becomes a pair (draws, gradients) of NumPyro's Welford states.
+windows: the same schedule, the same dual averaging, the same regularisation towards 1e-3
+(Stan's, applied to the estimate), and the same state type; its mass-matrix accumulator
+becomes a pair (draws, gradients) of NumPyro's Welford states.
 """
 
 from __future__ import annotations
