@@ -37,8 +37,7 @@ def main() -> None:
     import numpy as np
     import xarray as xr
 
-    from lineup_numpyro.config import DataConfig, RunConfig, SamplerConfig, default_target_accept
-    from lineup_numpyro.config import default_warmup_max_tree_depth
+    from lineup_numpyro.config import DataConfig, RunConfig, model_sampler
     from lineup_numpyro.inference import sampling
     from lineup_numpyro.inference.diagnostics import parameter_summary
     from lineup_numpyro.models.cells import Cells
@@ -53,9 +52,7 @@ def main() -> None:
             cells = Cells.from_stats(stats)
             model = get_model(name, None if name == "simplified" else cells, whitening_for(config, stats), config.priors)
             likelihood = make_likelihood("suffstats", stats=stats)
-            base = SamplerConfig(
-                target_accept=default_target_accept(name), warmup_max_tree_depth=default_warmup_max_tree_depth(name)
-            )
+            base = model_sampler(name)  # the command line's settings for this model
             for seed in range(args.seed0, args.seed0 + args.repeats):
                 for variant in args.variants.split(","):
                     cfg = replace(base, seed=seed, **{args.setting: variant})
